@@ -1,0 +1,158 @@
+"""Taskdeck settings: the one place that reads the environment (django-environ, `.env`)."""
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+ENV_FILE = BASE_DIR / ".env"
+
+env = environ.Env()
+if ENV_FILE.exists():
+    env.read_env(ENV_FILE)
+
+
+def _ensure_secret_key() -> str:
+    """First run: generate a key into `.env` so sessions survive restarts and nothing is committed."""
+    key = env.str("SECRET_KEY", default="")
+    if key:
+        return key
+    key = secrets.token_urlsafe(50)
+    with ENV_FILE.open("a", encoding="utf-8") as handle:
+        handle.write(f"SECRET_KEY={key}\n")
+    return key
+
+
+SECRET_KEY = _ensure_secret_key()
+DEBUG = env.bool("DEBUG", default=False)
+HOST = env.str("HOST", default="127.0.0.1")
+PORT = env.int("PORT", default=8000)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", HOST])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[f"http://{HOST}:{PORT}"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "django_q",
+    "tasks_app",
+    *env.list("TASKDECK_EXTRA_APPS", default=["examples"]),
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+# Database: SQLite in the project folder by default, tuned for several processes writing at once
+# (WAL, a busy timeout, IMMEDIATE transactions: Django ticket 29280, django-q2 #144).
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'taskdeck.sqlite3'}"),
+}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": env.int("SQLITE_BUSY_TIMEOUT", default=30),
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
+
+REDIS_URL = env.str("REDIS_URL", default="")
+
+# django-q2: Taskdeck owns retries and timeouts (DESIGN.md "Traps"), so django-q2 never retries a
+# failed task (max_attempts 1), re-delivers an unacknowledged one only long after any run could
+# end (retry), keeps no result rows of its own (save_limit -1: the Run row is the record), and
+# polls its ORM broker often enough for low trigger-to-start latency.
+TASKDECK_WORKERS = env.int("TASKDECK_WORKERS", default=2)
+TASKDECK_QUEUE_RETRY = env.int("TASKDECK_QUEUE_RETRY", default=6 * 3600)
+Q_CLUSTER = {
+    "name": "taskdeck",
+    "workers": TASKDECK_WORKERS,
+    "recycle": 1000,
+    # A backstop only: a run's own watchdog enforces its timeout (runner.py). Runs with no timeout
+    # are still capped here, just under the re-delivery window.
+    "timeout": TASKDECK_QUEUE_RETRY - 60,
+    "retry": TASKDECK_QUEUE_RETRY,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "save_limit": -1,
+    "poll": env.float("TASKDECK_POLL", default=0.02),
+    "bulk": env.int("TASKDECK_BULK", default=4),
+    "scheduler": False,
+    "catch_up": False,
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# Taskdeck's own settings: read through tasks_app.conf.taskdeck_settings, defaults live there.
+TASKDECK = {
+    "DEFINITIONS": env.str("TASKDECK_DEFINITIONS", default=str(BASE_DIR / "taskdeck.toml")),
+    "DATA_DIR": env.str("TASKDECK_DATA_DIR", default=str(BASE_DIR / "var")),
+    "HEARTBEAT_INTERVAL": env.float("TASKDECK_HEARTBEAT_INTERVAL", default=2.0),
+    "HEARTBEAT_STALE_AFTER": env.float("TASKDECK_HEARTBEAT_STALE_AFTER", default=30.0),
+    "CANCEL_GRACE": env.float("TASKDECK_CANCEL_GRACE", default=10.0),
+    "SCHEDULER_INTERVAL": env.float("TASKDECK_SCHEDULER_INTERVAL", default=1.0),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django-q": {"level": env.str("DJANGO_Q_LOG_LEVEL", default="WARNING")}},
+}

@@ -1,0 +1,206 @@
+"""Admin for tasks, runs and activity: operators find, run and stop things here.
+
+Actions parse the selection, call a service, and report through the messages framework.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from tasks_app import selectors, services
+from tasks_app.exceptions import TaskdeckError
+from tasks_app.models import Activity, Run, RunTrigger, Task
+
+
+def caller_label(request: HttpRequest) -> str:
+    return f"user:{request.user.get_username()}"
+
+
+class RunInline(admin.TabularInline):
+    model = Run
+    fields = ("short_id", "status", "end_reason", "trigger", "triggered_by", "created_at", "duration_text")
+    readonly_fields = fields
+    ordering = ("-created_at",)
+    extra = 0
+    max_num = 0
+    show_change_link = True
+    can_delete = False
+    verbose_name_plural = "Recent runs"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Run]:
+        return super().get_queryset(request).order_by("-created_at")
+
+    @admin.display(description="Run")
+    def short_id(self, run: Run) -> str:
+        return str(run.id)[:8]
+
+    @admin.display(description="Duration")
+    def duration_text(self, run: Run) -> str:
+        return _duration(run)
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    list_display = ("id", "title", "kind", "trigger_text", "enabled", "status_text", "last_run_at", "next_run_at")
+    list_filter = ("kind", "enabled", "type", "source", "on_overlap")
+    search_fields = ("id", "title", "description")
+    actions = ("run_now", "enable", "disable", "cancel_active")
+    readonly_fields = ("id", "kind", "callable", "source", "last_run_at", "next_run_at", "removed_at", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("id", "title", "description", "type", "kind", "callable", "source", "enabled", "manual_run")}),
+        ("Schedule", {"fields": ("cron_string", "timezone", "interval", "interval_unit", "last_run_at", "next_run_at")}),
+        ("Policy", {"fields": ("on_overlap", "max_concurrent", "queue_max", "timeout", "retry_attempts", "retry_backoff",
+                               "retry_delay", "catch_up", "max_catch_up_runs", "jitter", "keep_runs", "keep_for", "run_on_start")}),
+        ("Capabilities", {"fields": ("supports_cancel", "supports_dry_run", "supports_history", "parameters")}),
+        ("Bookkeeping", {"classes": ("collapse",), "fields": ("removed_at", "created_at", "updated_at")}),
+    )
+    inlines = (RunInline,)
+
+    @admin.display(description="Trigger")
+    def trigger_text(self, task: Task) -> str:
+        if task.cron_string:
+            return f"cron {task.cron_string} ({task.timezone})"
+        if task.interval:
+            return f"every {task.interval} {task.interval_unit}"
+        return task.trigger
+
+    @admin.display(description="Status")
+    def status_text(self, task: Task) -> str:
+        if task.is_removed:
+            return "removed"
+        return selectors.task_status(task)
+
+    @admin.action(description="Run selected tasks now")
+    def run_now(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        for task in queryset:
+            try:
+                run = services.trigger(task, source=RunTrigger.MANUAL, requested_by=caller_label(request))
+            except TaskdeckError as error:
+                self.message_user(request, error.detail, messages.ERROR)
+            else:
+                self.message_user(request, f"{task.id}: run {str(run.id)[:8]} {run.status}.", messages.SUCCESS)
+
+    @admin.action(description="Enable selected tasks")
+    def enable(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        for task in queryset:
+            services.set_operator_fields(task.pk, enabled=True)
+        self.message_user(request, f"Enabled {queryset.count()} task(s).", messages.SUCCESS)
+
+    @admin.action(description="Disable selected tasks")
+    def disable(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        for task in queryset:
+            services.set_operator_fields(task.pk, enabled=False)
+        self.message_user(request, f"Disabled {queryset.count()} task(s).", messages.SUCCESS)
+
+    @admin.action(description="Cancel active runs of selected tasks")
+    def cancel_active(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        for task in queryset:
+            try:
+                runs = services.cancel_task(task.pk)
+            except TaskdeckError as error:
+                self.message_user(request, error.detail, messages.WARNING)
+            else:
+                self.message_user(request, f"{task.id}: cancelling {len(runs)} run(s).", messages.SUCCESS)
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    list_display = ("short_id", "task", "status", "end_reason", "trigger", "triggered_by", "created_at", "duration_text", "progress_text")
+    list_filter = ("status", "end_reason", "trigger", "dry_run", "task")
+    search_fields = ("id", "task__id", "task__title", "triggered_by", "error")
+    date_hierarchy = "created_at"
+    list_select_related = ("task",)
+    actions = ("cancel_runs",)
+    fieldsets = (
+        (None, {"fields": ("id", "task", "status", "end_reason", "trigger", "triggered_by", "parameters", "dry_run", "attempt", "retry_of")}),
+        ("Timing", {"fields": ("created_at", "enqueued_at", "not_before", "started_at", "ended_at", "heartbeat_at", "duration_text")}),
+        ("Progress", {"fields": ("progress_text", "items_processed", "items_affected", "summary")}),
+        ("Outcome", {"fields": ("result", "error", "exit_code", "stop_requested", "worker_host", "worker_pid", "output_text")}),
+    )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Run | None = None) -> Any:
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if request.user.is_superuser:
+            fieldsets.append(("Traceback (superusers only)", {"classes": ("collapse",), "fields": ("traceback_text",)}))
+        return fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Run | None = None) -> list[str]:
+        return [field for _, options in self.get_fieldsets(request, obj) for field in options["fields"]]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Run | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Run | None = None) -> bool:
+        return super().has_delete_permission(request, obj) and (obj is None or not obj.is_active)
+
+    def delete_model(self, request: HttpRequest, obj: Run) -> None:
+        services.delete_run(obj.pk)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        for run in queryset:
+            try:
+                services.delete_run(run.pk)
+            except TaskdeckError as error:
+                self.message_user(request, error.detail, messages.WARNING)
+
+    @admin.display(description="Run")
+    def short_id(self, run: Run) -> str:
+        return str(run.id)[:8]
+
+    @admin.display(description="Duration")
+    def duration_text(self, run: Run) -> str:
+        return _duration(run)
+
+    @admin.display(description="Progress")
+    def progress_text(self, run: Run) -> str:
+        if run.percent is None:
+            return run.progress_message or "-"
+        return f"{run.percent:.0f}% {run.progress_message}".strip()
+
+    @admin.display(description="Captured output")
+    def output_text(self, run: Run) -> str:
+        return format_html("<pre style='max-height:30em;overflow:auto'>{}</pre>", run.output or "(none)")
+
+    @admin.display(description="Traceback")
+    def traceback_text(self, run: Run) -> str:
+        return format_html("<pre>{}</pre>", run.traceback or "(none)")
+
+    @admin.action(description="Cancel selected runs")
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        for run in queryset:
+            try:
+                run = services.cancel_run(run.pk)
+            except TaskdeckError as error:
+                self.message_user(request, error.detail, messages.WARNING)
+            else:
+                self.message_user(request, f"Run {str(run.id)[:8]}: {'cancel requested' if run.is_active else run.status}.")
+
+
+@admin.register(Activity)
+class ActivityAdmin(admin.ModelAdmin):
+    list_display = ("timestamp", "run_short", "item_id", "item_title", "item_type", "action", "status", "message")
+    list_filter = ("status", "action", "item_type")
+    search_fields = ("item_id", "item_title", "message", "run__id")
+    list_select_related = ("run",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Activity | None = None) -> bool:
+        return False
+
+    @admin.display(description="Run")
+    def run_short(self, activity: Activity) -> str:
+        return str(activity.run_id)[:8]
+
+
+def _duration(run: Run) -> str:
+    duration = run.duration
+    return "-" if duration is None else f"{duration:.1f} s"

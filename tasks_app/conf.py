@@ -1,0 +1,62 @@
+"""Taskdeck settings accessor: one defaults dict, read lazily, reset when a test changes settings.
+
+Code reads ``taskdeck_settings.HEARTBEAT_INTERVAL``; only ``config/settings.py`` reads the
+environment and builds the ``TASKDECK`` dict that overrides these defaults.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+
+DEFAULTS: dict[str, Any] = {
+    # Where the definitions file (TOML) lives; missing file means "no file-defined tasks".
+    "DEFINITIONS": "",
+    # Scratch space for example data and captured files.
+    "DATA_DIR": "var",
+    # A running run writes its heartbeat this often (seconds) and picks up cancel requests.
+    "HEARTBEAT_INTERVAL": 2.0,
+    # The scheduler ends a run as crashed when its heartbeat is older than this (seconds).
+    "HEARTBEAT_STALE_AFTER": 30.0,
+    # A running run asked to stop (cancel, terminate, shutdown) is killed after this (seconds).
+    "CANCEL_GRACE": 10.0,
+    # Progress and activity are flushed to the database at most this often (seconds).
+    "PROGRESS_INTERVAL": 0.25,
+    # The scheduler loop wakes this often (seconds).
+    "SCHEDULER_INTERVAL": 1.0,
+    # Captured output kept per python run (bytes); older text is dropped past it.
+    "LOG_MAX_SIZE": 1024 * 1024,
+    # Task defaults applied when a definition leaves a policy field out.
+    "DEFAULT_TIMEOUT": 3600,
+    "DEFAULT_TIMEZONE": "UTC",
+}
+
+
+class TaskdeckSettings:
+    """Attribute access over DEFAULTS overridden by settings.TASKDECK, cached until reset."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Unknown Taskdeck setting: {name!r}")
+        if name not in self._cache:
+            user = getattr(settings, "TASKDECK", {}) or {}
+            self._cache[name] = user.get(name, DEFAULTS[name])
+        return self._cache[name]
+
+    def reset(self) -> None:
+        self._cache.clear()
+
+
+taskdeck_settings = TaskdeckSettings()
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == "TASKDECK":
+        taskdeck_settings.reset()
+
+
+setting_changed.connect(_reload)

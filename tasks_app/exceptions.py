@@ -1,0 +1,133 @@
+"""Taskdeck's exceptions. Services raise them; each interface renders them its own way.
+
+    TaskdeckError
+    ├── DefinitionError            a task definition is invalid (start-up fails, naming task + field)
+    ├── NotFound (404)
+    │   ├── TaskNotFound           task-not-found
+    │   └── RunNotFound            run-not-found
+    ├── BadRequest (400)
+    │   ├── InvalidParameters      invalid-parameters (with errors[])
+    │   ├── DryRunUnsupported      dry-run-unsupported
+    │   ├── NotRunning             not-running
+    │   ├── CancelUnsupported      cancel-unsupported
+    │   └── RunAlreadyEnded        run-ended
+    └── Conflict (409)
+        ├── AlreadyRunning         already-running
+        ├── QueueFull              queue-full
+        ├── TaskDisabled           task-disabled
+        ├── NotManuallyRunnable    not-manually-runnable
+        ├── TaskRemoved            task-removed
+        └── RunActive              run-active
+
+Each class carries a problem ``slug``, an HTTP ``status`` and a ``title``: the API renders them
+as RFC 9457 problem documents, the admin as messages, commands as one-line CommandErrors.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class TaskdeckError(Exception):
+    slug = "taskdeck-error"
+    status = 500
+    title = "Taskdeck error"
+
+    def __init__(self, detail: str = "", *, errors: list[dict[str, Any]] | None = None) -> None:
+        self.detail = detail or self.title
+        self.errors = errors or []
+        super().__init__(self.detail)
+
+
+class DefinitionError(TaskdeckError):
+    """A task definition (decorator or definitions file) has a bad field."""
+
+    slug = "invalid-definition"
+    title = "Invalid task definition"
+
+    def __init__(self, task_id: str, field: str, message: str) -> None:
+        self.task_id = task_id
+        self.field = field
+        super().__init__(f"Task {task_id!r}: field {field!r}: {message}")
+
+
+class NotFound(TaskdeckError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class TaskNotFound(NotFound):
+    slug = "task-not-found"
+    title = "Task not found"
+
+
+class RunNotFound(NotFound):
+    slug = "run-not-found"
+    title = "Run not found"
+
+
+class BadRequest(TaskdeckError):
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+
+class InvalidParameters(BadRequest):
+    slug = "invalid-parameters"
+    title = "Invalid parameters"
+
+
+class DryRunUnsupported(BadRequest):
+    slug = "dry-run-unsupported"
+    title = "Dry run not supported"
+
+
+class NotRunning(BadRequest):
+    slug = "not-running"
+    title = "Task not running"
+
+
+class CancelUnsupported(BadRequest):
+    slug = "cancel-unsupported"
+    title = "Cancel not supported"
+
+
+class RunAlreadyEnded(BadRequest):
+    slug = "run-ended"
+    title = "Run already ended"
+
+
+class Conflict(TaskdeckError):
+    status = 409
+    slug = "conflict"
+    title = "Conflict"
+
+
+class AlreadyRunning(Conflict):
+    slug = "already-running"
+    title = "Task already running"
+
+
+class QueueFull(Conflict):
+    slug = "queue-full"
+    title = "Task queue full"
+
+
+class TaskDisabled(Conflict):
+    slug = "task-disabled"
+    title = "Task disabled"
+
+
+class NotManuallyRunnable(Conflict):
+    slug = "not-manually-runnable"
+    title = "Task cannot be run manually"
+
+
+class TaskRemoved(Conflict):
+    slug = "task-removed"
+    title = "Task removed"
+
+
+class RunActive(Conflict):
+    slug = "run-active"
+    title = "Run still active"

@@ -1,0 +1,399 @@
+"""Taskdeck's data: Task (definition + operational state), Run, Activity, Event.
+
+States are TextChoices with a docstring per member; transitions are conditional updates that
+report whether they won (see services.py and runner.py), never read-modify-write.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class TaskKind(models.TextChoices):
+    PYTHON = "python", _("Python callable")
+    """A function decorated with @task or named by dotted path in the definitions file."""
+    COMMAND = "command", _("Shell command")
+    """A command line run to completion; defined in the definitions file or by a superuser."""
+    SERVICE = "service", _("Service")
+    """Long-running processes kept alive; a run is one instance lifetime."""
+    WATCHER = "watcher", _("File watcher")
+    """Watches paths and triggers another task after a quiet delay."""
+
+
+class TaskTrigger(models.TextChoices):
+    SCHEDULED = "scheduled", _("Scheduled")
+    """Has a cron string or an interval."""
+    MANUAL = "manual", _("Manual")
+    """Runs only when someone asks."""
+    WATCHER = "watcher", _("Watcher")
+    """Fired by file changes."""
+
+
+class IntervalUnit(models.TextChoices):
+    MINUTES = "minutes", _("minutes")
+    HOURS = "hours", _("hours")
+    DAYS = "days", _("days")
+
+    @property
+    def seconds(self) -> int:
+        return {"minutes": 60, "hours": 3600, "days": 86400}[self.value]
+
+
+class OverlapPolicy(models.TextChoices):
+    SKIP = "skip", _("Skip")
+    """A trigger that finds max_concurrent runs active is refused (a schedule tick records a skipped run)."""
+    QUEUE = "queue", _("Queue")
+    """It waits, first in first out, up to queue_max waiting runs; past that it ends queue_full."""
+    TERMINATE = "terminate", _("Terminate")
+    """The oldest active run is stopped (ends terminated) and the new one starts."""
+
+
+class RetryBackoff(models.TextChoices):
+    CONSTANT = "constant", _("Constant")
+    LINEAR = "linear", _("Linear")
+    EXPONENTIAL = "exponential", _("Exponential")
+
+
+class CatchUp(models.TextChoices):
+    LATEST = "latest", _("Run once")
+    ALL = "all", _("Run each missed tick (capped)")
+    SKIP = "skip", _("Run none")
+
+
+class DefinitionSource(models.TextChoices):
+    CODE = "code", _("Code (@task)")
+    FILE = "file", _("Definitions file")
+    ADMIN = "admin", _("Admin")
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    """Committed and waiting: handed to the queue (enqueued_at set) or held for a free slot."""
+    RUNNING = "running", _("Running")
+    """Claimed by exactly one worker, which heartbeats while it runs."""
+    COMPLETED = "completed", _("Completed")
+    """Ended well (end reason success)."""
+    FAILED = "failed", _("Failed")
+    """Ended badly: failed, timeout, crashed, log_overflow or shutdown."""
+    CANCELLED = "cancelled", _("Cancelled")
+    """Stopped on request: cancelled, or terminated by a newer run's overlap policy."""
+    SKIPPED = "skipped", _("Skipped")
+    """Never executed by policy: skipped, queue_full or missed. Not a failure."""
+
+
+class EndReason(models.TextChoices):
+    SUCCESS = "success", _("Success")
+    FAILED = "failed", _("Failed")
+    """The task raised, or its process exited with a code not in exit_codes."""
+    TIMEOUT = "timeout", _("Timed out")
+    CRASHED = "crashed", _("Crashed")
+    """Its worker was lost (killed, or the system stopped hard)."""
+    CANCELLED = "cancelled", _("Cancelled")
+    TERMINATED = "terminated", _("Terminated")
+    """Stopped by the overlap policy terminate."""
+    SKIPPED = "skipped", _("Skipped")
+    QUEUE_FULL = "queue_full", _("Queue full")
+    MISSED = "missed", _("Missed")
+    """Records a catch-up gap."""
+    LOG_OVERFLOW = "log_overflow", _("Log overflow")
+    SHUTDOWN = "shutdown", _("Shut down")
+    """Taskdeck stopped while the run was running."""
+
+
+#: Which status each end reason gives a run.
+STATUS_FOR_REASON: dict[str, str] = {
+    EndReason.SUCCESS: RunStatus.COMPLETED,
+    EndReason.FAILED: RunStatus.FAILED,
+    EndReason.TIMEOUT: RunStatus.FAILED,
+    EndReason.CRASHED: RunStatus.FAILED,
+    EndReason.LOG_OVERFLOW: RunStatus.FAILED,
+    EndReason.SHUTDOWN: RunStatus.FAILED,
+    EndReason.CANCELLED: RunStatus.CANCELLED,
+    EndReason.TERMINATED: RunStatus.CANCELLED,
+    EndReason.SKIPPED: RunStatus.SKIPPED,
+    EndReason.QUEUE_FULL: RunStatus.SKIPPED,
+    EndReason.MISSED: RunStatus.SKIPPED,
+}
+
+#: The end reasons that start or continue a retry chain (issue: scheduling and policies).
+RETRYABLE_REASONS = frozenset({EndReason.FAILED, EndReason.TIMEOUT, EndReason.CRASHED})
+
+
+class RunTrigger(models.TextChoices):
+    SCHEDULE = "schedule", _("Schedule")
+    MANUAL = "manual", _("Manual (admin or command line)")
+    API = "api", _("API")
+    STARTUP = "startup", _("Start-up")
+    CATCH_UP = "catch_up", _("Catch-up")
+    RETRY = "retry", _("Retry")
+    WATCHER = "watcher", _("Watcher")
+
+
+#: Triggers that count as "someone asked": they need the task's manual_run.
+ON_DEMAND_TRIGGERS = frozenset({RunTrigger.MANUAL, RunTrigger.API})
+
+
+class StopRequest(models.TextChoices):
+    """Why a running run was asked to stop; it decides the end reason once it stops."""
+
+    CANCEL = "cancel", _("Cancel")
+    TERMINATE = "terminate", _("Terminate (overlap)")
+    SHUTDOWN = "shutdown", _("Shutdown")
+
+
+REASON_FOR_STOP: dict[str, str] = {
+    StopRequest.CANCEL: EndReason.CANCELLED,
+    StopRequest.TERMINATE: EndReason.TERMINATED,
+    StopRequest.SHUTDOWN: EndReason.SHUTDOWN,
+}
+
+
+class TaskQuerySet(models.QuerySet):
+    def present(self) -> TaskQuerySet:
+        """Tasks still defined somewhere; removed ones keep their history but are hidden here."""
+        return self.filter(removed_at__isnull=True)
+
+
+class Task(models.Model):
+    id = models.CharField(primary_key=True, max_length=200)
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    type = models.CharField(max_length=50, default="generic", help_text=_("Category, free text"))
+    kind = models.CharField(max_length=20, choices=TaskKind.choices, default=TaskKind.PYTHON)
+    callable = models.CharField(max_length=300, blank=True, help_text=_("Dotted path, python tasks"))
+    source = models.CharField(max_length=10, choices=DefinitionSource.choices, default=DefinitionSource.CODE)
+
+    enabled = models.BooleanField(default=True)
+    manual_run = models.BooleanField(default=True)
+    cron_string = models.CharField(max_length=120, blank=True)
+    timezone = models.CharField(max_length=64, default="UTC")
+    interval = models.PositiveIntegerField(null=True, blank=True)
+    interval_unit = models.CharField(max_length=10, choices=IntervalUnit.choices, blank=True)
+    default_interval = models.PositiveIntegerField(null=True, blank=True)
+
+    supports_cancel = models.BooleanField(default=True)
+    supports_dry_run = models.BooleanField(default=False)
+    supports_history = models.BooleanField(default=True)
+    parameters = models.JSONField(default=list, blank=True)
+
+    on_overlap = models.CharField(max_length=10, choices=OverlapPolicy.choices, default=OverlapPolicy.SKIP)
+    max_concurrent = models.PositiveIntegerField(default=1)
+    queue_max = models.PositiveIntegerField(default=0)
+    timeout = models.FloatField(null=True, blank=True, help_text=_("Seconds; empty for none"))
+    retry_attempts = models.PositiveIntegerField(default=0)
+    retry_backoff = models.CharField(max_length=12, choices=RetryBackoff.choices, default=RetryBackoff.EXPONENTIAL)
+    retry_delay = models.FloatField(default=30)
+    catch_up = models.CharField(max_length=10, choices=CatchUp.choices, default=CatchUp.LATEST)
+    max_catch_up_runs = models.PositiveIntegerField(default=3)
+    jitter = models.FloatField(default=0)
+    keep_runs = models.PositiveIntegerField(default=100)
+    keep_for = models.FloatField(default=30 * 86400, help_text=_("Seconds"))
+    run_on_start = models.BooleanField(default=False)
+
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+
+    definition = models.JSONField(default=dict, blank=True, help_text=_("Values as last declared"))
+    overrides = models.JSONField(default=list, blank=True, help_text=_("Fields an operator changed"))
+    removed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TaskQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.title or self.id
+
+    @property
+    def trigger(self) -> str:
+        if self.kind == TaskKind.WATCHER:
+            return TaskTrigger.WATCHER
+        if self.cron_string or self.interval:
+            return TaskTrigger.SCHEDULED
+        return TaskTrigger.MANUAL
+
+    @property
+    def is_removed(self) -> bool:
+        return self.removed_at is not None
+
+
+class RunQuerySet(models.QuerySet):
+    def active(self) -> RunQuerySet:
+        """Not ended: waiting in the queue, held for a slot, or running."""
+        return self.filter(status__in=(RunStatus.QUEUED, RunStatus.RUNNING))
+
+    def occupying(self) -> RunQuerySet:
+        """Runs that hold one of the task's max_concurrent slots: running or handed to the queue."""
+        return self.filter(
+            models.Q(status=RunStatus.RUNNING)
+            | models.Q(status=RunStatus.QUEUED, enqueued_at__isnull=False)
+        )
+
+    def held(self) -> RunQuerySet:
+        """Queued runs not yet handed to the queue (waiting for a slot or a not-before time)."""
+        return self.filter(status=RunStatus.QUEUED, enqueued_at__isnull=True)
+
+    def running(self) -> RunQuerySet:
+        return self.filter(status=RunStatus.RUNNING)
+
+    def ended(self) -> RunQuerySet:
+        return self.exclude(status__in=(RunStatus.QUEUED, RunStatus.RUNNING))
+
+
+class Run(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="runs")
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    end_reason = models.CharField(max_length=15, choices=EndReason.choices, blank=True)
+    trigger = models.CharField(max_length=10, choices=RunTrigger.choices)
+    triggered_by = models.CharField(max_length=200, blank=True)
+    parameters = models.JSONField(default=dict, blank=True)
+    dry_run = models.BooleanField(default=False)
+    attempt = models.PositiveIntegerField(default=1)
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
+
+    created_at = models.DateTimeField()
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    not_before = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    progress_current = models.FloatField(null=True, blank=True)
+    progress_total = models.FloatField(null=True, blank=True)
+    progress_message = models.CharField(max_length=500, blank=True)
+    items_processed = models.PositiveIntegerField(default=0)
+    items_affected = models.PositiveIntegerField(default=0)
+    summary = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, help_text=_("A message, never a traceback"))
+    traceback = models.TextField(blank=True, help_text=_("Shown to superusers only"))
+    exit_code = models.IntegerField(null=True, blank=True)
+    instance_index = models.PositiveIntegerField(null=True, blank=True)
+
+    stop_requested = models.CharField(max_length=10, choices=StopRequest.choices, blank=True)
+    stop_requested_at = models.DateTimeField(null=True, blank=True)
+    worker_host = models.CharField(max_length=255, blank=True)
+    worker_pid = models.PositiveIntegerField(null=True, blank=True)
+
+    output = models.TextField(blank=True, help_text=_("Captured output, capped; the tail is kept"))
+    output_dropped = models.PositiveBigIntegerField(default=0, help_text=_("Bytes dropped from the head"))
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["task", "-created_at"], name="run_task_history"),
+            models.Index(fields=["task", "status"], name="run_task_status"),
+            models.Index(fields=["status", "-created_at"], name="run_status_recent"),
+            models.Index(fields=["-created_at"], name="run_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} {self.id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+    @property
+    def cancel_requested(self) -> bool:
+        return bool(self.stop_requested)
+
+    @property
+    def duration(self) -> float | None:
+        if not self.started_at:
+            return None
+        end = self.ended_at
+        if end is None:
+            from tasks_app import clock
+
+            end = clock.now()
+        return max(0.0, (end - self.started_at).total_seconds())
+
+    @property
+    def percent(self) -> float | None:
+        if self.progress_total and self.progress_current is not None:
+            return round(min(100.0, 100.0 * self.progress_current / self.progress_total), 1)
+        return None
+
+    @property
+    def progress(self) -> dict[str, Any]:
+        return {
+            "current": self.progress_current,
+            "total": self.progress_total,
+            "percent": self.percent,
+            "message": self.progress_message,
+        }
+
+    @property
+    def output_size(self) -> int:
+        """Bytes written so far, including any dropped from the head (the log offset space)."""
+        return self.output_dropped + len(self.output.encode("utf-8"))
+
+
+class Activity(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="activity")
+    item_id = models.CharField(max_length=300)
+    item_title = models.CharField(max_length=500, blank=True)
+    item_type = models.CharField(max_length=50, blank=True)
+    action = models.CharField(max_length=50)
+    status = models.CharField(max_length=20)
+    message = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    timestamp = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "activity"
+        indexes = [
+            models.Index(fields=["run", "id"], name="activity_run_order"),
+            models.Index(fields=["run", "status"], name="activity_run_status"),
+            models.Index(fields=["run", "action"], name="activity_run_action"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.item_id}: {self.status}"
+
+
+class EventName(models.TextChoices):
+    QUEUED = "task:queued", _("Queued")
+    STARTED = "task:started", _("Started")
+    PROGRESS = "task:progress", _("Progress")
+    COMPLETED = "task:completed", _("Completed")
+    ERROR = "task:error", _("Error")
+    CANCELLED = "task:cancelled", _("Cancelled")
+    SKIPPED = "task:skipped", _("Skipped")
+    UPDATED = "task:updated", _("Definition updated")
+
+
+class Event(models.Model):
+    """Outbox of live events: the SSE id is the primary key; pruned after a retention window.
+
+    task_id and run_id are plain values, not foreign keys, so an event outlives nothing it names
+    and deleting a run removes its events explicitly.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    name = models.CharField(max_length=30, choices=EventName.choices)
+    task_id = models.CharField(max_length=200)
+    run_id = models.UUIDField(null=True, blank=True)
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["run_id"], name="event_run"),
+            models.Index(fields=["created_at"], name="event_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.name} {self.task_id}"

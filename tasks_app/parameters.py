@@ -1,0 +1,138 @@
+"""Task parameters: the declared spec (checked when a definition loads) and the values of a run.
+
+A spec item: ``{"key", "type": string|number|boolean, "kind": option|env|arg|flag, "required",
+"default", "choices", "allow_custom", "description"}``. ``kind`` only matters to process tasks,
+which render a value into argv or the environment by it.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from tasks_app.exceptions import DefinitionError, InvalidParameters
+
+TYPES = ("string", "number", "boolean")
+KINDS = ("option", "env", "arg", "flag")
+KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+
+
+def normalize_spec(task_id: str, raw: Any) -> list[dict[str, Any]]:
+    """Check a declared parameter list and fill in every default, so reads never guess."""
+    if raw in (None, ""):
+        return []
+    if not isinstance(raw, list):
+        raise DefinitionError(task_id, "parameters", "must be a list of tables")
+    spec: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        where = f"parameters[{index}]"
+        if not isinstance(item, Mapping):
+            raise DefinitionError(task_id, where, "must be a table with at least a key")
+        unknown = set(item) - {"key", "type", "kind", "required", "default", "choices", "allow_custom", "description"}
+        if unknown:
+            raise DefinitionError(task_id, f"{where}.{sorted(unknown)[0]}", "unknown field")
+        key = item.get("key")
+        if not isinstance(key, str) or not KEY_PATTERN.match(key):
+            raise DefinitionError(task_id, f"{where}.key", "must be a name of letters, digits, _ or -")
+        if key in seen:
+            raise DefinitionError(task_id, f"{where}.key", f"duplicate parameter {key!r}")
+        seen.add(key)
+        type_ = item.get("type", "string")
+        if type_ not in TYPES:
+            raise DefinitionError(task_id, f"{where}.type", f"must be one of {', '.join(TYPES)}")
+        kind = item.get("kind", "flag" if type_ == "boolean" else "option")
+        if kind not in KINDS:
+            raise DefinitionError(task_id, f"{where}.kind", f"must be one of {', '.join(KINDS)}")
+        choices = item.get("choices", [])
+        if not isinstance(choices, list):
+            raise DefinitionError(task_id, f"{where}.choices", "must be a list")
+        entry = {
+            "key": key,
+            "type": type_,
+            "kind": kind,
+            "required": bool(item.get("required", False)),
+            "default": None,
+            "choices": [],
+            "allow_custom": bool(item.get("allow_custom", False)),
+            "description": str(item.get("description", "")),
+        }
+        try:
+            entry["choices"] = [_coerce(entry, choice) for choice in choices]
+            default = item.get("default", _empty(type_))
+            entry["default"] = _coerce(entry, default) if default is not None else None
+        except ValueError as error:
+            raise DefinitionError(task_id, f"{where}.default", str(error)) from None
+        spec.append(entry)
+    return spec
+
+
+def resolve(spec: list[dict[str, Any]], given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The values a run gets: given ones checked and typed, the rest defaulted; all errors at once."""
+    given = dict(given or {})
+    errors: list[dict[str, Any]] = []
+    values: dict[str, Any] = {}
+    known = {item["key"] for item in spec}
+    for key in sorted(set(given) - known):
+        errors.append(_error(key, "Unknown parameter.", given[key]))
+    for item in spec:
+        key = item["key"]
+        if key not in given or given[key] is None or given[key] == "":
+            if item["required"]:
+                errors.append(_error(key, "This parameter is required.", given.get(key)))
+            values[key] = item["default"]
+            continue
+        try:
+            value = _coerce(item, given[key])
+        except ValueError as error:
+            errors.append(_error(key, str(error), given[key]))
+            continue
+        if item["choices"] and not item["allow_custom"] and value not in item["choices"]:
+            allowed = ", ".join(str(choice) for choice in item["choices"])
+            errors.append(_error(key, f"Must be one of: {allowed}.", given[key]))
+            continue
+        values[key] = value
+    if errors:
+        keys = ", ".join(error["location"].rsplit(".", 1)[-1] for error in errors)
+        raise InvalidParameters(f"Invalid parameters: {keys}.", errors=errors)
+    return values
+
+
+def _coerce(item: Mapping[str, Any], value: Any) -> Any:
+    type_ = item["type"]
+    if type_ == "string":
+        if isinstance(value, (dict, list, bool)):
+            raise ValueError("Must be a string.")
+        return str(value)
+    if type_ == "number":
+        if isinstance(value, bool):
+            raise ValueError("Must be a number.")
+        if isinstance(value, (int, float)):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                try:
+                    number = float(value)
+                except ValueError:
+                    raise ValueError("Must be a number.") from None
+                if number != number or number in (float("inf"), float("-inf")):
+                    raise ValueError("Must be a finite number.")
+                return number
+        raise ValueError("Must be a number.")
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError("Must be true or false.")
+
+
+def _empty(type_: str) -> Any:
+    return {"string": "", "number": None, "boolean": False}[type_]
+
+
+def _error(key: str, message: str, value: Any) -> dict[str, Any]:
+    return {"location": f"body.parameters.{key}", "message": message, "value": value}

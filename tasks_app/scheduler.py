@@ -1,0 +1,44 @@
+"""The scheduler process's loop: nothing stays running, held runs get their slots.
+
+Each pass reaps runs whose worker is gone (crashed, or timeout if past it) and admits held runs
+that have a free slot. Cron and interval ticks, catch-up and retries (issue: scheduling and
+policies) join this loop as further steps of ``tick``.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.db import close_old_connections
+
+from tasks_app import services
+from tasks_app.conf import taskdeck_settings
+from tasks_app.models import Run
+
+logger = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(self, *, interval: float | None = None) -> None:
+        self.interval = float(interval if interval is not None else taskdeck_settings.SCHEDULER_INTERVAL)
+        self.stopping = threading.Event()
+
+    def tick(self) -> None:
+        """One pass; safe to run from several schedulers at once (every step is conditional)."""
+        services.reap_lost_runs()
+        for task_id in Run.objects.held().values_list("task_id", flat=True).distinct():
+            services.release_held_runs(task_id)
+
+    def run_forever(self) -> None:
+        logger.info("Scheduler running (every %.1f s).", self.interval)
+        while not self.stopping.is_set():
+            close_old_connections()
+            try:
+                self.tick()
+            except Exception:  # one bad pass must not stop the loop that keeps runs honest
+                logger.exception("Scheduler pass failed; retrying in %.1f s.", self.interval)
+            self.stopping.wait(self.interval)
+        logger.info("Scheduler stopped.")
+
+    def stop(self) -> None:
+        self.stopping.set()
