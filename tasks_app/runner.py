@@ -65,7 +65,10 @@ def execute_run(run_id: str | UUID) -> str:
         if watchdog is not None:
             watchdog.finish()
         if ctx is not None:
-            ctx.flush(force=True)
+            try:
+                ctx.flush(force=True)
+            except Exception:  # the run must still end, even if its last progress cannot be written
+                logger.exception("Could not write the final progress of run %s.", run.pk)
         reason = outcome.pop("reason", EndReason.FAILED)
         if reason == "stop":
             stop_requested = Run.objects.filter(pk=run.pk).values_list("stop_requested", flat=True).first()

@@ -1,0 +1,40 @@
+# Taskdeck: `make run` to start it, `make test` to test it. Both set up .venv/ first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test test-sqlite test-postgres setup bench clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+## setup: virtual environment, requirements, migrations, an admin login
+setup: $(VENV)/.installed
+	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py ensure_admin
+
+## run: web + worker + scheduler at http://127.0.0.1:8000 with the example tasks
+run: setup
+	$(PY) manage.py serve
+
+## test: the whole suite, on SQLite, then the database-invariant tests again on PostgreSQL
+test: setup
+	scripts/install-test-deps
+	$(PY) -m pytest
+	scripts/with-postgres $(PY) -m pytest -m postgres
+
+test-sqlite: setup
+	$(PY) -m pytest
+
+test-postgres: setup
+	scripts/install-test-deps
+	scripts/with-postgres $(PY) -m pytest -m postgres
+
+## bench: throughput and latency against raw django-q2
+bench: setup
+	$(PY) bench/throughput.py
+
+clean:
+	rm -rf $(VENV) var taskdeck.sqlite3*

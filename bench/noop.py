@@ -1,0 +1,27 @@
+"""The callables the bench runs: as cheap as a task can be, so the bench measures the machinery.
+
+``noop``/``stamp`` take Taskdeck's run context; ``noop_plain``/``stamp_plain`` are what a plain
+django-q2 user would enqueue. ``stamp*`` return the wall-clock time at which the task code began,
+the one "started" moment both sides can record the same way (django-q2's own ``Task.started``
+is stamped by ``async_task`` at enqueue time, not when a worker picks the task up).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+def noop(ctx: Any) -> None:
+    return None
+
+
+def stamp(ctx: Any) -> float:
+    return time.time()
+
+
+def noop_plain() -> None:
+    return None
+
+
+def stamp_plain() -> float:
+    return time.time()

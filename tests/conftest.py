@@ -1,0 +1,121 @@
+"""Shared fixtures: a movable clock, a real qcluster on the test database, polling helpers."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from django.db import connection
+
+from tasks_app import clock as clock_module
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], *, timeout: float = 10, interval: float = 0.05, what: str = "") -> T:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Timed out after {timeout} s waiting for {what or predicate.__name__}")
+        time.sleep(interval)
+
+
+class FakeClock:
+    def __init__(self, start: datetime) -> None:
+        self.current = start
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> datetime:
+        self.current += timedelta(**delta)
+        return self.current
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """Taskdeck's clock, frozen at the real now and moved by the test (``clock.advance(seconds=…)``)."""
+    fake = FakeClock(datetime.now(UTC).replace(microsecond=0))
+    monkeypatch.setattr(clock_module, "now", fake.now)
+    return fake
+
+
+def subprocess_database_url() -> str:
+    """The test database, as a DATABASE_URL for processes the tests start."""
+    settings = connection.settings_dict
+    if settings["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{settings['NAME']}"
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(parts._replace(path=f"/{settings['NAME']}"))
+
+
+@pytest.fixture(scope="session")
+def process_env(django_db_setup: Any, django_db_blocker: Any) -> dict[str, str]:
+    """Environment for child processes: the test database and fast heartbeats."""
+    with django_db_blocker.unblock():
+        url = subprocess_database_url()
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "TASKDECK_HEARTBEAT_INTERVAL": "0.5",
+        "TASKDECK_CANCEL_GRACE": "2",
+        "TASKDECK_SCHEDULER_INTERVAL": "0.2",
+        "TASKDECK_HEARTBEAT_STALE_AFTER": "5",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+class Cluster:
+    """A real `manage.py qcluster` process group on the test database."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=self.env,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def qcluster(process_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One worker cluster for the session; tests using it need django_db(transaction=True)."""
+    cluster = Cluster(process_env, tmp_path_factory.mktemp("qcluster") / "qcluster.log")
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+def run_until_ended(run: Any, *, timeout: float = 20) -> Any:
+    """Wait for a run to end; returns it refreshed."""
+    def ended() -> bool:
+        run.refresh_from_db()
+        return not run.is_active
+    wait_until(ended, timeout=timeout, what=f"run {run.id} to end")
+    return run

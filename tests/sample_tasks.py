@@ -1,0 +1,54 @@
+"""Task callables the tests point Task rows at; importable by the qcluster worker processes."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def noop(ctx):
+    return None
+
+
+def record(ctx):
+    """Appends one line per execution to the file named by the ``path`` parameter."""
+    with Path(ctx.params["path"]).open("a", encoding="utf-8") as handle:
+        handle.write(f"{ctx.run_id} {os.getpid()}\n")
+    time.sleep(float(ctx.params.get("hold") or 0))
+    return {"pid": os.getpid()}
+
+
+def items(ctx):
+    count = int(ctx.params.get("count") or 10)
+    for index in range(1, count + 1):
+        ctx.activity(item_id=f"item:{index}", item_title=f"Item <{index}>", item_type="thing",
+                     action="delete" if index % 3 == 0 else "keep", status="failed" if index == count else "success")
+        ctx.progress(index, count, f"item {index}")
+    ctx.log.info("processed %d items", count)
+    print("printed line")
+    return {"count": count, "dry_run": ctx.dry_run}
+
+
+def fail(ctx):
+    raise ValueError("disk on fire")
+
+
+def bad_result(ctx):
+    return object()
+
+
+def cooperative(ctx):
+    """Runs until cancelled (checking often), or for ``seconds``."""
+    deadline = time.monotonic() + float(ctx.params.get("seconds") or 30)
+    while time.monotonic() < deadline:
+        ctx.check_cancelled()
+        ctx.progress(1, 2, "waiting")
+        time.sleep(0.05)
+    return "finished"
+
+
+def stubborn(ctx):
+    """Never looks at ctx: only a kill stops it before ``seconds``."""
+    Path(ctx.params["path"]).write_text(str(os.getpid()), encoding="utf-8") if ctx.params.get("path") else None
+    time.sleep(float(ctx.params.get("seconds") or 30))
+    return "woke up"

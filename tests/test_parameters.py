@@ -1,0 +1,50 @@
+import pytest
+
+from tasks_app.exceptions import DefinitionError, InvalidParameters
+from tasks_app.parameters import normalize_spec, resolve
+
+SPEC = normalize_spec("t", [
+    {"key": "platforms", "type": "string", "choices": ["gba", "n64"], "default": "gba"},
+    {"key": "limit", "type": "number", "required": True},
+    {"key": "verbose", "type": "boolean"},
+    {"key": "label", "type": "string", "choices": ["a"], "allow_custom": True},
+])
+
+
+def test_defaults_fill_what_is_not_given():
+    assert resolve(SPEC, {"limit": 3}) == {"platforms": "gba", "limit": 3, "verbose": False, "label": ""}
+
+
+def test_values_are_typed_from_strings_as_the_command_line_sends_them():
+    values = resolve(SPEC, {"limit": "2.5", "verbose": "yes", "platforms": "n64"})
+    assert values["limit"] == 2.5 and values["verbose"] is True and values["platforms"] == "n64"
+
+
+def test_every_bad_field_is_reported_with_its_location():
+    with pytest.raises(InvalidParameters) as caught:
+        resolve(SPEC, {"platforms": "psx", "verbose": "maybe", "extra": 1})
+    locations = {error["location"]: error for error in caught.value.errors}
+    assert set(locations) == {
+        "body.parameters.platforms", "body.parameters.limit", "body.parameters.verbose", "body.parameters.extra",
+    }
+    assert locations["body.parameters.platforms"]["value"] == "psx"
+    assert "gba, n64" in locations["body.parameters.platforms"]["message"]
+
+
+def test_allow_custom_accepts_values_outside_the_choices():
+    assert resolve(SPEC, {"limit": 1, "label": "custom"})["label"] == "custom"
+
+
+@pytest.mark.parametrize("raw, field", [
+    ("not a list", "parameters"),
+    ([{"type": "string"}], "parameters[0].key"),
+    ([{"key": "a", "type": "date"}], "parameters[0].type"),
+    ([{"key": "a"}, {"key": "a"}], "parameters[1].key"),
+    ([{"key": "a", "type": "number", "default": "many"}], "parameters[0].default"),
+    ([{"key": "a", "colour": "red"}], "parameters[0].colour"),
+])
+def test_bad_specs_name_the_field(raw, field):
+    with pytest.raises(DefinitionError) as caught:
+        normalize_spec("scan", raw)
+    assert caught.value.field == field
+    assert "'scan'" in str(caught.value)

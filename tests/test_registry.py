@@ -1,0 +1,84 @@
+import subprocess
+import sys
+
+import pytest
+
+from tasks_app.exceptions import DefinitionError
+from tasks_app.registry import build_definition, code_registry, load_definitions_file
+
+from .conftest import ROOT
+
+GOOD_FILE = """
+[tasks.nightly_report]
+kind = "python"
+callable = "tests.sample_tasks.noop"
+title = "Nightly report"
+cron_string = "30 2 * * *"
+timezone = "Europe/Paris"
+on_overlap = "skip"
+timeout = 600
+retry_attempts = 2
+parameters = [{ key = "region", type = "string", choices = ["eu", "us"], default = "eu" }]
+"""
+
+
+def test_the_definitions_file_example_from_the_design_loads(tmp_path):
+    path = tmp_path / "taskdeck.toml"
+    path.write_text(GOOD_FILE)
+    [definition] = load_definitions_file(path)
+    assert definition["id"] == "nightly_report"
+    assert definition["source"] == "file"
+    assert definition["timezone"] == "Europe/Paris"
+    assert definition["parameters"][0]["choices"] == ["eu", "us"]
+    assert definition["timeout"] == 600
+
+
+def test_a_missing_definitions_file_declares_nothing(tmp_path):
+    assert load_definitions_file(tmp_path / "absent.toml") == []
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"callable": "tests.sample_tasks.nope"}, "callable"),
+    ({"callable": "tests.sample_tasks.noop", "cron_string": "61 * * * *"}, "cron_string"),
+    ({"callable": "tests.sample_tasks.noop", "timezone": "Mars/Olympus"}, "timezone"),
+    ({"callable": "tests.sample_tasks.noop", "interval": 0}, "interval"),
+    ({"callable": "tests.sample_tasks.noop", "interval": 1.5}, "interval"),
+    ({"callable": "tests.sample_tasks.noop", "interval": 5, "interval_unit": "weeks"}, "interval_unit"),
+    ({"callable": "tests.sample_tasks.noop", "interval": 5, "cron_string": "* * * * *"}, "cron_string"),
+    ({"callable": "tests.sample_tasks.noop", "on_overlap": "panic"}, "on_overlap"),
+    ({"callable": "tests.sample_tasks.noop", "max_concurrent": 0}, "max_concurrent"),
+    ({"callable": "tests.sample_tasks.noop", "enabled": "yes"}, "enabled"),
+    ({"callable": "tests.sample_tasks.noop", "colour": "red"}, "colour"),
+    ({"callable": "tests.sample_tasks.noop", "kind": "command"}, "kind"),
+])
+def test_a_bad_field_names_the_task_and_the_field(fields, field):
+    with pytest.raises(DefinitionError) as caught:
+        build_definition("broken_task", fields, source="file")
+    assert caught.value.field == field
+    assert str(caught.value).startswith(f"Task 'broken_task': field '{field}'")
+
+
+def test_task_ids_are_machine_names():
+    with pytest.raises(DefinitionError) as caught:
+        build_definition("Has Spaces", {"callable": "tests.sample_tasks.noop"}, source="file")
+    assert caught.value.field == "id"
+
+
+def test_the_decorator_registers_the_examples_with_their_options():
+    definitions = {definition["id"]: definition for definition in code_registry.definitions()}
+    assert {"scan_library", "cleanup_orphaned_resources", "evaluate_rules"} <= set(definitions)
+    assert definitions["scan_library"]["cron_string"] == "0 3 * * *"
+    assert definitions["evaluate_rules"]["supports_dry_run"] is True
+    assert definitions["scan_library"]["callable"] == "examples.tasks.scan_library"
+
+
+def test_start_up_with_a_bad_definition_fails_naming_task_and_field(tmp_path):
+    path = tmp_path / "taskdeck.toml"
+    path.write_text('[tasks.report]\ncallable = "tests.sample_tasks.noop"\ntimeout = "long"\n')
+    result = subprocess.run(
+        [sys.executable, "manage.py", "tasks", "sync"], cwd=ROOT, capture_output=True, text=True,
+        env={**__import__("os").environ, "TASKDECK_DEFINITIONS": str(path), "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3"},
+    )
+    assert result.returncode != 0
+    assert "Task 'report': field 'timeout'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
