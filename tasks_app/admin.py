@@ -82,7 +82,7 @@ class TaskAdmin(admin.ModelAdmin):
             except TaskdeckError as error:
                 self.message_user(request, error.detail, messages.ERROR)
             else:
-                self.message_user(request, f"{task.id}: run {str(run.id)[:8]} {run.status}.", messages.SUCCESS)
+                self.message_user(request, f"Run {str(run.id)[:8]} of {task.id}: {run.status}.", messages.SUCCESS)
 
     @admin.action(description="Enable selected tasks")
     def enable(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:

@@ -1,0 +1,100 @@
+"""Helpers for tests that drive Taskdeck's own commands as separate processes."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import ROOT, wait_until
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (children of children included), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        for child in parents.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class Project:
+    """Taskdeck commands against one private SQLite database (migrated once, copied per test)."""
+
+    def __init__(self, database: Path, env: dict[str, str]) -> None:
+        self.database = database
+        self.env = {**env, "DATABASE_URL": f"sqlite:///{database}"}
+
+    def manage(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
+            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def show(self, run_id: str) -> dict[str, str]:
+        lines = self.manage("tasks", "show", run_id).stdout.splitlines()
+        return {line[:12].rstrip(": "): line[12:] for line in lines}
+
+    def start_serve(self, port: int, log: Path) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--port", str(port)], cwd=ROOT, env=self.env,
+            stdout=log.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        import requests
+
+        def up() -> bool:
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/admin/login/", timeout=1).status_code == 200
+            except requests.ConnectionError:
+                assert process.poll() is None, log.read_text()
+                return False
+
+        wait_until(up, timeout=30, interval=0.2, what="serve to answer")
+        return process
+
+
+def copy_database(template: Path, target: Path) -> Path:
+    shutil.copyfile(template, target)
+    return target
+
+
+def hard_kill(pid: int) -> None:
+    """Kill a process and everything below it at once, like a power cut of the machine."""
+    for child in descendants(pid) | {pid}:
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,104 @@
+"""The admin in a real browser (Playwright driving Debian's chromium) against a live server."""
+import os
+import re
+
+import pytest
+from django.contrib.auth.models import Permission, User
+
+from tasks_app import services
+from tasks_app.models import Activity, Run, RunStatus, RunTrigger
+from tasks_app.registry import all_definitions
+
+from .conftest import run_until_ended
+from .factories import make_task
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in this thread
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                  "--disable-background-networking", "--disable-component-update"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(base_url=live_server.url)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()
+
+
+def log_in(page, username: str, password: str) -> None:
+    page.goto("/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#user-tools")
+
+
+@pytest.fixture
+def superuser():
+    return User.objects.create_superuser("root", password="correct horse battery")
+
+
+@pytest.mark.usefixtures("qcluster")
+def test_an_operator_runs_a_task_from_the_task_list_and_reads_its_run(page, superuser):
+    services.sync_definitions(all_definitions())
+    log_in(page, "root", "correct horse battery")
+    page.goto("/admin/tasks_app/task/")
+    row = page.locator("tr", has_text="scan_library")
+    assert "cron 0 3 * * * (UTC)" in row.inner_text()
+    row.locator("input.action-select").check()
+    page.select_option("select[name=action]", "run_now")
+    page.click("button[name=index]")
+    assert re.search(r"Run [0-9a-f]{8} of scan_library: queued\.", page.locator("ul.messagelist").text_content())
+
+    run = run_until_ended(Run.objects.get(task_id="scan_library"), timeout=30)
+    assert run.status == RunStatus.COMPLETED and run.triggered_by == "user:root"
+    page.goto(f"/admin/tasks_app/run/{run.pk}/change/")
+    content = page.locator("#content").inner_text()
+    assert "Completed" in content and "100% Scanning psx" in content and "Scanning 160 files" in content
+
+
+def test_run_output_and_activity_are_shown_as_text(page, superuser):
+    task = make_task(title="<img src=x onerror=alert(1)>")
+    run = services.trigger(task, source=RunTrigger.API, requested_by="test")
+    payload = "<script>window.pwned = 1</script><b>bold</b>"
+    Run.objects.filter(pk=run.pk).update(output=payload, error=payload, status=RunStatus.FAILED, end_reason="failed")
+    Activity.objects.create(run=run, item_id="x", item_title=payload, action="delete", status="success",
+                            timestamp=run.created_at)
+    log_in(page, "root", "correct horse battery")
+    for path in (f"/admin/tasks_app/run/{run.pk}/change/", "/admin/tasks_app/activity/", "/admin/tasks_app/task/"):
+        page.goto(path)
+        assert page.evaluate("window.pwned") is None
+        assert page.locator("#content b").count() == 0 and page.locator("#content img[src=x]").count() == 0
+    page.goto(f"/admin/tasks_app/run/{run.pk}/change/")
+    assert payload in page.locator("#content").inner_text()
+
+
+def test_the_traceback_of_a_failed_run_is_for_superusers_only(page, superuser):
+    run = services.trigger(make_task(), source=RunTrigger.API, requested_by="test")
+    Run.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, end_reason="failed", error="ValueError: boom",
+                                         traceback="Traceback (most recent call last): secret frame")
+    staff = User.objects.create_user("viewer", password="correct horse battery", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_run"))
+    log_in(page, "viewer", "correct horse battery")
+    page.goto(f"/admin/tasks_app/run/{run.pk}/change/")
+    content = page.locator("#content").inner_text()
+    assert "ValueError: boom" in content and "secret frame" not in content
+    page.context.clear_cookies()
+    log_in(page, "root", "correct horse battery")
+    page.goto(f"/admin/tasks_app/run/{run.pk}/change/")
+    assert "secret frame" in page.content()  # in a collapsed fieldset, so present but folded

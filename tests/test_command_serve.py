@@ -1,0 +1,72 @@
+"""`manage.py serve`: web + worker + scheduler start together and stop together, nothing lost."""
+import signal
+from pathlib import Path
+
+import pytest
+import requests
+
+from .conftest import wait_until
+from .processes import Project, alive, copy_database, descendants, free_port, hard_kill
+
+
+@pytest.fixture(scope="module")
+def template_database(tmp_path_factory, process_env) -> Path:
+    path = tmp_path_factory.mktemp("serve") / "template.sqlite3"
+    Project(path, process_env).manage("migrate", "--noinput", "-v0")
+    return path
+
+
+@pytest.fixture
+def project(template_database, tmp_path, process_env) -> Project:
+    return Project(copy_database(template_database, tmp_path / "db.sqlite3"), process_env)
+
+
+def wait_status(project: Project, run_id: str, status: str, timeout: float = 20) -> dict[str, str]:
+    def reached():
+        shown = project.show(run_id)
+        return shown if shown["Status"].startswith(status) else None
+    return wait_until(reached, timeout=timeout, interval=0.2, what=f"run {run_id} to be {status}")
+
+
+def test_serve_serves_the_admin_and_runs_tasks_then_stops_everything_on_sigterm(project, tmp_path):
+    port = free_port()
+    serve = project.start_serve(port, tmp_path / "serve.log")
+    children = descendants(serve.pid)
+    assert len(children) >= 5  # web, scheduler, qcluster with its guard, pusher, monitor and 2 workers
+    assert requests.get(f"http://127.0.0.1:{port}/static/admin/css/base.css", timeout=5).status_code == 200
+    result = project.manage("tasks", "run", "scan_library", "--param", "platforms=gba", "--param", "pace=0", "--wait")
+    assert "completed (success)" in result.stdout
+    serve.send_signal(signal.SIGTERM)
+    assert serve.wait(15) == 0
+    wait_until(lambda: not any(alive(pid) for pid in children), timeout=5, what="no orphan processes")
+
+
+def test_a_graceful_stop_ends_running_runs_as_shutdown(project, tmp_path):
+    serve = project.start_serve(free_port(), tmp_path / "serve.log")
+    run_id = project.manage("tasks", "run", "scan_library", "--param", "pace=0.5").stdout.strip()
+    wait_status(project, run_id, "running")
+    serve.send_signal(signal.SIGINT)  # Ctrl-C
+    assert serve.wait(15) == 0
+    shown = project.show(run_id)
+    assert shown["Status"] == "failed (shutdown)"
+
+
+def test_after_a_hard_stop_running_runs_end_crashed_and_queued_runs_still_execute(project, tmp_path):
+    log = tmp_path / "serve.log"
+    serve = project.start_serve(free_port(), log)
+    running = project.manage("tasks", "run", "scan_library", "--param", "pace=0.5").stdout.strip()
+    wait_status(project, running, "running")
+    hard_kill(serve.pid)
+    serve.wait(5)
+    queued = project.manage("tasks", "run", "evaluate_rules").stdout.strip()
+    assert project.show(queued)["Status"] == "queued"
+    assert project.show(running)["Status"] == "running"
+
+    serve = project.start_serve(free_port(), log)
+    try:
+        assert project.show(running)["Status"] == "failed (crashed)"
+        wait_status(project, queued, "completed")
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(15)
+    assert "Ended 1 run(s) left running by a previous stop (crashed)." in log.read_text()
