@@ -63,13 +63,25 @@ def subprocess_database_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def process_env(django_db_setup: Any, django_db_blocker: Any) -> dict[str, str]:
-    """Environment for child processes: the test database and fast heartbeats."""
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """TASKDECK_DATA_DIR for the whole session, so tests never touch the developer's var/."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(autouse=True)
+def _use_test_data_dir(settings: Any, data_dir: Path) -> None:
+    settings.TASKDECK = {**settings.TASKDECK, "DATA_DIR": str(data_dir)}
+
+
+@pytest.fixture(scope="session")
+def process_env(django_db_setup: Any, django_db_blocker: Any, data_dir: Path) -> dict[str, str]:
+    """Environment for child processes: the test database, the test data folder, fast heartbeats."""
     with django_db_blocker.unblock():
         url = subprocess_database_url()
     return {
         **os.environ,
         "DATABASE_URL": url,
+        "TASKDECK_DATA_DIR": str(data_dir),
         "TASKDECK_HEARTBEAT_INTERVAL": "0.5",
         "TASKDECK_CANCEL_GRACE": "2",
         "TASKDECK_SCHEDULER_INTERVAL": "0.2",

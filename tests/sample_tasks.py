@@ -52,3 +52,11 @@ def stubborn(ctx):
     Path(ctx.params["path"]).write_text(str(os.getpid()), encoding="utf-8") if ctx.params.get("path") else None
     time.sleep(float(ctx.params.get("seconds") or 30))
     return "woke up"
+
+
+def fast_progress(ctx):
+    """Reports progress far faster than it is written; only the throttled writes reach the database."""
+    total = int(ctx.params.get("count") or 20000)
+    for index in range(1, total + 1):
+        ctx.progress(index, total, f"step {index}")
+    return total

@@ -118,3 +118,33 @@ def test_a_worker_killed_mid_run_leaves_a_run_that_ends_crashed():
     run.refresh_from_db()
     assert (run.status, run.end_reason, run.exit_code) == (RunStatus.FAILED, EndReason.CRASHED, -2)
     assert Event.objects.filter(run_id=run.id, name="task:error").exists()
+
+
+def test_progress_writes_are_throttled_and_the_last_one_lands():
+    task = make_task(callable="tests.sample_tasks.fast_progress", parameters=[number("count", 20000)])
+    run = run_until_ended(trigger(task))
+    assert run.status == RunStatus.COMPLETED
+    assert run.progress == {"current": 20000, "total": 20000, "percent": 100.0, "message": "step 20000"}
+    progress_events = Event.objects.filter(run_id=run.id, name="task:progress")
+    assert 1 <= progress_events.count() <= 1 + run.duration / 0.25 + 1
+    assert progress_events.last().data["progress"]["current"] == 20000
+
+
+def test_the_scheduler_process_ends_a_run_whose_worker_was_killed(process_env):
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    scheduler = subprocess.Popen([sys.executable, "manage.py", "scheduler"], cwd=ROOT, env=process_env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        task = make_task(callable="tests.sample_tasks.stubborn", parameters=[number("seconds", 60)])
+        run = trigger(task)
+        run = wait_until(lambda: Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).first(), what="start")
+        os.kill(run.worker_pid, signal.SIGKILL)
+        run = run_until_ended(run, timeout=10)
+        assert (run.status, run.end_reason) == (RunStatus.FAILED, EndReason.CRASHED)
+    finally:
+        scheduler.terminate()
+        assert scheduler.wait(10) == 0
