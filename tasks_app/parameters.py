@@ -6,6 +6,7 @@ which render a value into argv or the environment by it.
 """
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -107,27 +108,29 @@ def _coerce(item: Mapping[str, Any], value: Any) -> Any:
             raise ValueError("Must be a string.")
         return str(value)
     if type_ == "number":
-        if isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ValueError("Must be a number.")
-        if isinstance(value, (int, float)):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                try:
-                    number = float(value)
-                except ValueError:
-                    raise ValueError("Must be a number.") from None
-                if number != number or number in (float("inf"), float("-inf")):
-                    raise ValueError("Must be a finite number.")
-                return number
-        raise ValueError("Must be a number.")
+        number = _parse_number(value) if isinstance(value, str) else value
+        if not math.isfinite(number):
+            raise ValueError("Must be a finite number.")
+        return number
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
     raise ValueError("Must be true or false.")
+
+
+def _parse_number(text: str) -> int | float:
+    """Command-line and form values arrive as text: "3" is 3, "2.5" is 2.5."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("Must be a number.") from None
 
 
 def _empty(type_: str) -> Any:

@@ -48,3 +48,10 @@ def test_bad_specs_name_the_field(raw, field):
         normalize_spec("scan", raw)
     assert caught.value.field == field
     assert "'scan'" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "ten", [], True])
+def test_numbers_must_be_finite_numbers(value):
+    with pytest.raises(InvalidParameters) as caught:
+        resolve(SPEC, {"limit": value})
+    assert caught.value.errors[0]["location"] == "body.parameters.limit"

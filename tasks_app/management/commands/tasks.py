@@ -53,7 +53,7 @@ class Command(BaseCommand):
             rows.append((task.id, task.kind, task.trigger, "yes" if task.enabled else "no", statuses[task.id], last))
         widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
         for row in rows:
-            self.stdout.write("  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip())
+            self.stdout.write("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
 
     def do_run(self, *, task_id: str, param: list[str], dry_run: bool, force: bool, wait: bool, **options: Any) -> None:
         values = {}
