@@ -239,6 +239,10 @@ class RunQuerySet(models.QuerySet):
         """Queued runs not yet handed to the queue (waiting for a slot or a not-before time)."""
         return self.filter(status=RunStatus.QUEUED, enqueued_at__isnull=True)
 
+    def due(self, now: Any) -> RunQuerySet:
+        """Without a not-before time, or past it (retries wait for theirs)."""
+        return self.filter(models.Q(not_before__isnull=True) | models.Q(not_before__lte=now))
+
     def running(self) -> RunQuerySet:
         return self.filter(status=RunStatus.RUNNING)
 

@@ -16,7 +16,6 @@ from uuid import UUID
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
 
 from tasks_app import clock, dispatch, events, parameters
 from tasks_app.conf import taskdeck_settings
@@ -89,13 +88,13 @@ def trigger(
             dry_run=dry_run,
             created_at=now,
         )
-        occupying = list(task.runs.occupying().order_by("created_at"))
-        waiting = task.runs.held().filter(Q(not_before__isnull=True) | Q(not_before__lte=now)).count()
-        has_slot = len(occupying) < task.max_concurrent and not waiting
-        if force or has_slot:
+        occupying = task.runs.occupying()
+        occupied = occupying.count()
+        waiting = task.runs.held().due(now).count()
+        if force or (occupied < task.max_concurrent and not waiting):
             _admit(run, now=now)
         elif task.on_overlap == OverlapPolicy.TERMINATE:
-            for old in occupying[: len(occupying) - task.max_concurrent + 1]:
+            for old in occupying.order_by("created_at")[: occupied - task.max_concurrent + 1]:
                 _stop(old, StopRequest.TERMINATE, now=now)
             _admit(run, now=now)
         elif task.on_overlap == OverlapPolicy.QUEUE and waiting < task.queue_max:
@@ -106,7 +105,7 @@ def trigger(
             if source in ON_DEMAND_TRIGGERS:
                 if full_queue:
                     raise QueueFull(f"Task {task.id!r} already has {waiting} run(s) waiting (queue_max {task.queue_max}).")
-                active = ", ".join(str(old.id) for old in occupying) or "queued runs"
+                active = ", ".join(str(pk) for pk in occupying.values_list("pk", flat=True)[:3]) or "queued runs"
                 raise AlreadyRunning(f"Task {task.id!r} has a run in progress ({active}).")
             reason = EndReason.QUEUE_FULL if full_queue else EndReason.SKIPPED
             _record_unexecuted(run, reason, now=now, message="Task already running")
@@ -156,8 +155,7 @@ def release_held_runs(task_id: str) -> list[Run]:
         free = task.max_concurrent - task.runs.occupying().count()
         if free <= 0:
             return admitted
-        due = task.runs.held().filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
-        for run in due.order_by("created_at")[:free]:
+        for run in task.runs.held().due(now).order_by("created_at")[:free]:
             run.task = task
             if Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED, enqueued_at__isnull=True).update(enqueued_at=now):
                 run.enqueued_at = now
@@ -219,7 +217,10 @@ def after_run_ended(run: Run) -> None:
     Retries (issue: scheduling and policies) hook in here too: a run ending in a retryable reason
     gets its successor scheduled, in this one place, whoever ended it.
     """
-    release_held_runs(run.task_id)
+    # A plain read first, so the common case (nothing held) takes no write lock. A run held by a
+    # trigger racing with this end is admitted by the scheduler's next pass.
+    if Run.objects.held().filter(task_id=run.task_id).exists():
+        release_held_runs(run.task_id)
 
 
 # --- Stopping -----------------------------------------------------------------------------------
