@@ -4,6 +4,7 @@ Actions parse the selection, call a service, and report through the messages fra
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.contrib import admin, messages
@@ -18,6 +19,23 @@ from tasks_app.models import Activity, Run, RunTrigger, Task
 
 def caller_label(request: HttpRequest) -> str:
     return f"user:{request.user.get_username()}"
+
+
+def apply_each(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    objects: Iterable[Any],
+    operation: Callable[[Any], Any],
+    describe: Callable[[Any, Any], str],
+) -> None:
+    """One service call per selected object, each outcome reported as its own admin message."""
+    for obj in objects:
+        try:
+            result = operation(obj)
+        except TaskdeckError as error:
+            model_admin.message_user(request, error.detail, messages.WARNING)
+        else:
+            model_admin.message_user(request, describe(obj, result), messages.SUCCESS)
 
 
 class RunInline(admin.TabularInline):
@@ -76,13 +94,11 @@ class TaskAdmin(admin.ModelAdmin):
 
     @admin.action(description="Run selected tasks now")
     def run_now(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
-        for task in queryset:
-            try:
-                run = services.trigger(task, source=RunTrigger.MANUAL, requested_by=caller_label(request))
-            except TaskdeckError as error:
-                self.message_user(request, error.detail, messages.ERROR)
-            else:
-                self.message_user(request, f"Run {str(run.id)[:8]} of {task.id}: {run.status}.", messages.SUCCESS)
+        apply_each(
+            self, request, queryset,
+            lambda task: services.trigger(task, source=RunTrigger.MANUAL, requested_by=caller_label(request)),
+            lambda task, run: f"Run {str(run.id)[:8]} of {task.id}: {run.status}.",
+        )
 
     @admin.action(description="Enable selected tasks")
     def enable(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
@@ -98,13 +114,11 @@ class TaskAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel active runs of selected tasks")
     def cancel_active(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
-        for task in queryset:
-            try:
-                runs = services.cancel_task(task.pk)
-            except TaskdeckError as error:
-                self.message_user(request, error.detail, messages.WARNING)
-            else:
-                self.message_user(request, f"{task.id}: cancelling {len(runs)} run(s).", messages.SUCCESS)
+        apply_each(
+            self, request, queryset,
+            lambda task: services.cancel_task(task.pk),
+            lambda task, runs: f"{task.id}: cancelling {len(runs)} run(s).",
+        )
 
 
 @admin.register(Run)
@@ -144,11 +158,11 @@ class RunAdmin(admin.ModelAdmin):
         services.delete_run(obj.pk)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        for run in queryset:
-            try:
-                services.delete_run(run.pk)
-            except TaskdeckError as error:
-                self.message_user(request, error.detail, messages.WARNING)
+        apply_each(
+            self, request, queryset,
+            lambda run: services.delete_run(run.pk),
+            lambda run, _: f"Run {str(run.id)[:8]} deleted.",
+        )
 
     @admin.display(description="Run")
     def short_id(self, run: Run) -> str:
@@ -174,13 +188,11 @@ class RunAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel selected runs")
     def cancel_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        for run in queryset:
-            try:
-                run = services.cancel_run(run.pk)
-            except TaskdeckError as error:
-                self.message_user(request, error.detail, messages.WARNING)
-            else:
-                self.message_user(request, f"Run {str(run.id)[:8]}: {'cancel requested' if run.is_active else run.status}.")
+        apply_each(
+            self, request, queryset,
+            lambda run: services.cancel_run(run.pk),
+            lambda _, run: f"Run {str(run.id)[:8]}: {'cancel requested' if run.is_active else run.status}.",
+        )
 
 
 @admin.register(Activity)
