@@ -59,10 +59,14 @@ class Child:
         except subprocess.TimeoutExpired:
             return False
 
-    def stop(self, *, grace: float) -> None:
-        """SIGTERM the child (it stops its own helpers), then SIGKILL the group after ``grace`` s."""
+    def terminate(self) -> None:
+        """Ask the child to stop (SIGTERM to the child alone: it stops its own helpers)."""
         if self.alive():
             self.process.send_signal(signal.SIGTERM)
+
+    def stop(self, *, grace: float) -> None:
+        """Ask the child to stop, then SIGKILL its whole group after ``grace`` seconds."""
+        self.terminate()
         if not self.wait(grace):
             self.signal(signal.SIGKILL)
             self.wait(5)

@@ -1,5 +1,6 @@
 """`manage.py serve`: web + worker + scheduler start together and stop together, nothing lost."""
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,21 @@ def template_database(tmp_path_factory, process_env) -> Path:
     return path
 
 
+DEFINITIONS = """
+[tasks.stubborn]
+kind = "python"
+callable = "tests.sample_tasks.stubborn"
+title = "Never checks for cancellation"
+parameters = [{ key = "seconds", type = "number", default = 60 }]
+"""
+
+
 @pytest.fixture
 def project(template_database, tmp_path, process_env) -> Project:
-    return Project(copy_database(template_database, tmp_path / "db.sqlite3"), process_env)
+    definitions = tmp_path / "taskdeck.toml"
+    definitions.write_text(DEFINITIONS)
+    env = {**process_env, "TASKDECK_DEFINITIONS": str(definitions)}
+    return Project(copy_database(template_database, tmp_path / "db.sqlite3"), env)
 
 
 def wait_status(project: Project, run_id: str, status: str, timeout: float = 20) -> dict[str, str]:
@@ -49,6 +62,19 @@ def test_a_graceful_stop_ends_running_runs_as_shutdown(project, tmp_path):
     assert serve.wait(15) == 0
     shown = project.show(run_id)
     assert shown["Status"] == "failed (shutdown)"
+
+
+def test_a_graceful_stop_does_not_wait_for_a_run_that_ignores_it(project, tmp_path):
+    serve = project.start_serve(free_port(), tmp_path / "serve.log")
+    children = descendants(serve.pid)
+    run_id = project.manage("tasks", "run", "stubborn").stdout.strip()  # from the definitions file
+    wait_status(project, run_id, "running")
+    started = time.monotonic()
+    serve.send_signal(signal.SIGTERM)
+    assert serve.wait(20) == 0
+    assert time.monotonic() - started < 10
+    assert project.show(run_id)["Status"] == "failed (shutdown)"
+    wait_until(lambda: not any(alive(pid) for pid in children), timeout=5, what="no orphan processes")
 
 
 def test_after_a_hard_stop_running_runs_end_crashed_and_queued_runs_still_execute(project, tmp_path):

@@ -79,12 +79,14 @@ class Command(BaseCommand):
         self.stdout.write("Stopping Taskdeck...")
         asked = services.request_shutdown()
         by_name = {child.name: child for child in children}
-        for name in ("web", "scheduler"):
-            if name in by_name:
-                by_name[name].stop(grace=3)
+        others = [by_name[name] for name in ("web", "scheduler") if name in by_name]
+        for child in others:
+            child.terminate()  # they wind down while the runs get their grace period
         deadline = time.monotonic() + grace
         while asked and time.monotonic() < deadline and Run.objects.running().exists():
             time.sleep(0.2)
+        for child in others:
+            child.stop(grace=max(0.5, deadline - time.monotonic()))
         by_name["worker"].stop(grace=3)
         ended = services.end_shutdown_runs()
         if ended:
