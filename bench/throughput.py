@@ -91,8 +91,8 @@ class Side(Protocol):
     def stamp_result(self, handle: str) -> Sample | None:
         """The stamp run's start times once it ended, else None; raises if it failed."""
 
-    def report(self) -> dict[str, Any]:
-        """Effective configuration and after-the-fact checks (counts), for the printout."""
+    def report(self, runs: int) -> dict[str, Any]:
+        """Effective configuration and after-the-fact counts; ``problems`` lists what is off."""
 
 
 @dataclass(frozen=True)
@@ -141,22 +141,25 @@ class TaskdeckSide:
             raise BenchError(f"stamp run {handle} ended {row['status']}: {row['error']}")
         return Sample(began=float(row["result"]), recorded=row["started_at"].timestamp())
 
-    def report(self) -> dict[str, Any]:
+    def report(self, runs: int) -> dict[str, Any]:
         from django.db.models import Count
         from django_q.models import OrmQ
 
         from tasks_app.models import Event, Run
 
         statuses = dict(Run.objects.filter(task_id=NOOP_TASK).values_list("status").annotate(n=Count("pk")))
+        recorded = Run.objects.filter(task_id=NOOP_TASK, started_at__isnull=False, ended_at__isnull=False).count()
+        problems = []
+        if statuses != {"completed": runs}:
+            problems.append(f"no-op runs by status {statuses}, expected {runs} completed")
+        if recorded != runs:
+            problems.append(f"{recorded} of {runs} no-op runs have both a start and an end time")
         return {
             **_cluster_config(),
             "noop_runs_by_status": statuses,
-            "noop_runs_with_start_and_end": Run.objects.filter(
-                task_id=NOOP_TASK, started_at__isnull=False, ended_at__isnull=False
-            ).count(),
             "events": Event.objects.count(),
             "queue_rows_left": OrmQ.objects.count(),
-            "completed": statuses.get("completed", 0),
+            "problems": problems,
         }
 
     @staticmethod
@@ -202,15 +205,16 @@ class PeerSide:
             raise BenchError(f"stamp task {handle} failed: {task.result}")
         return Sample(began=float(task.result))
 
-    def report(self) -> dict[str, Any]:
+    def report(self, runs: int) -> dict[str, Any]:
         from django_q.models import Failure, OrmQ, Success
 
+        failures = Failure.objects.count()
         return {
             **_cluster_config(),
             "success_rows_kept": Success.objects.count(),
-            "failures": Failure.objects.count(),
+            "failures": failures,
             "queue_rows_left": OrmQ.objects.count(),
-            "completed": None if Failure.objects.exists() else "all",
+            "problems": [f"{failures} failed task(s)"] if failures else [],
         }
 
 
@@ -357,7 +361,7 @@ def side_main(args: argparse.Namespace) -> None:
             stamp_once(side, cluster)
         throughput = measure_throughput(side, args.runs, cluster)
         latency = measure_latency(side, args.latency_samples, cluster, random.Random(args.seed))
-    result = {"side": args.side, "throughput": throughput, "latency": latency, "report": side.report()}
+    result = {"side": args.side, "throughput": throughput, "latency": latency, "report": side.report(args.runs)}
     print(json.dumps(result), flush=True)
 
 
@@ -449,11 +453,14 @@ def print_repetition(rep: int, side: str, result: dict[str, Any], figures: dict[
     if result["latency"]["recorded_ms"]:
         line += f"   (to Run.started_at: p50 {figures['recorded_p50']:.1f} ms, p95 {figures['recorded_p95']:.1f} ms)"
     print(line, flush=True)
+    for problem in result["report"]["problems"]:
+        print(f"      WARNING: {problem}", flush=True)
 
 
 def print_config(results: dict[str, dict[str, Any]]) -> None:
     for side, result in results.items():
         report = dict(result["report"])
+        report.pop("problems")
         config = {key: report.pop(key) for key in ("settings", "workers", "poll", "bulk", "save_limit",
                                                    "recycle", "conn_max_age", "journal_mode")}
         print(f"  {LABELS[side]:<9} " + ", ".join(f"{key} {value}" for key, value in config.items()))
@@ -533,7 +540,13 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     if args.side:
-        side_main(args)
+        try:
+            side_main(args)
+        except BenchError as error:
+            print(f"{args.side} side: {error}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130  # the parent reports it
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # finally blocks run: children stop
     return parent_main(args)
