@@ -295,7 +295,8 @@ class Run(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["task", "-created_at"], name="run_task_history"),
-            models.Index(fields=["task", "status"], name="run_task_status"),
+            # Covers the trigger's slot count (services._slots) without reading the table.
+            models.Index(fields=["task", "status", "enqueued_at", "not_before"], name="run_task_slots"),
             models.Index(fields=["status", "-created_at"], name="run_status_recent"),
             models.Index(fields=["-created_at"], name="run_recent"),
         ]

@@ -44,9 +44,9 @@ class RunCancelled(Exception):
     """Raised by ``ctx.check_cancelled()``; ends the run cancelled (or terminated, shutdown)."""
 
 
-def execute_run(run_id: str | UUID) -> str:
+def execute_run(run_id: str | UUID, task_id: str | None = None) -> str:
     """django-q2's entry point. Returns a short note for django-q2's own logs."""
-    run = services.claim_run(run_id)
+    run = services.claim_run(run_id, task_id)
     if run is None:
         return "not claimed (already taken, ended or removed)"
     outcome: dict[str, Any] = {}
@@ -73,7 +73,7 @@ def execute_run(run_id: str | UUID) -> str:
         if reason == "stop":
             stop_requested = Run.objects.filter(pk=run.pk).values_list("stop_requested", flat=True).first()
             reason = REASON_FOR_STOP.get(stop_requested or StopRequest.CANCEL, EndReason.CANCELLED)
-        services.finish_run(run.pk, reason, **outcome)
+        services.finish_run(ctx.current_run if ctx is not None else run, reason, **outcome)
     return reason
 
 
@@ -224,6 +224,11 @@ class RunContext:
             with self._lock:
                 self._output_pending.append(text)
 
+    @property
+    def current_run(self) -> Run:
+        """The run as this context last wrote it (progress and counters included)."""
+        return self._run
+
     def summary(self) -> dict[str, Any]:
         """Derived from the activity rows: distinct items, and counts by action and by status."""
         return {"items": len(self._items), "actions": dict(self._actions), "statuses": dict(self._statuses)}
@@ -246,7 +251,11 @@ class RunContext:
                     progress_message=self._run.progress_message,
                 )
             if counts_dirty:
-                fields.update(items_processed=len(self._items), items_affected=self._affected, summary=self.summary())
+                self._run.items_processed = len(self._items)
+                self._run.items_affected = self._affected
+                self._run.summary = self.summary()
+                fields.update(items_processed=self._run.items_processed, items_affected=self._affected,
+                              summary=self._run.summary)
             if pending:
                 fields.update(self._output_fields(pending))
         if not (rows or fields):

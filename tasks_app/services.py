@@ -10,12 +10,12 @@ import logging
 import os
 import socket
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 
 from tasks_app import clock, dispatch, events, parameters
 from tasks_app.conf import taskdeck_settings
@@ -70,46 +70,80 @@ def trigger(
     Returns the new run: queued (handed to a worker, or held for a free slot), or already ended
     ``skipped``/``queue_full`` when a non-interactive source (schedule, watcher, retry, ...) met a
     full task. Interactive sources (api, manual) get an exception instead and no run is created.
+
+    Everything that needs no lock (checking parameters, building the queue package) happens
+    before the write transaction, which SQLite serialises across every process: it holds only
+    the policy decision and the writes.
     """
-    task_id = task.pk if isinstance(task, Task) else task
+    task = get_task(task.pk if isinstance(task, Task) else task)
+    _check_triggerable(task, source=source, dry_run=dry_run)
+    now = clock.now()
+    run = Run(
+        task=task,
+        trigger=source,
+        triggered_by=requested_by,
+        parameters=parameters_for(task, parameters),
+        dry_run=dry_run,
+        created_at=now,
+    )
+    package = dispatch.prepare(run)
     with transaction.atomic():
-        try:
-            task = Task.objects.select_for_update().get(pk=task_id)
-        except Task.DoesNotExist:
-            raise TaskNotFound(f"Task {task_id!r} does not exist.") from None
-        _check_triggerable(task, source=source, dry_run=dry_run)
-        values = parameters_for(task, parameters)
-        now = clock.now()
-        run = Run(
-            task=task,
-            trigger=source,
-            triggered_by=requested_by,
-            parameters=values,
-            dry_run=dry_run,
-            created_at=now,
-        )
-        occupying = task.runs.occupying()
-        occupied = occupying.count()
-        waiting = task.runs.held().due(now).count()
-        if force or (occupied < task.max_concurrent and not waiting):
-            _admit(run, now=now)
-        elif task.on_overlap == OverlapPolicy.TERMINATE:
-            for old in occupying.order_by("created_at")[: occupied - task.max_concurrent + 1]:
+        # Read again under the lock: an operator may just have changed the task.
+        policy, occupied, waiting = _lock_and_count(task.pk, now=now)
+        _check_triggerable(policy, source=source, dry_run=dry_run)
+        if force or (occupied < policy.max_concurrent and not waiting):
+            _admit(run, package, now=now)
+        elif policy.on_overlap == OverlapPolicy.TERMINATE:
+            oldest = Run.objects.filter(task_id=task.pk).occupying().order_by("created_at")
+            for old in oldest[: occupied - policy.max_concurrent + 1]:
                 _stop(old, StopRequest.TERMINATE, now=now)
-            _admit(run, now=now)
-        elif task.on_overlap == OverlapPolicy.QUEUE and waiting < task.queue_max:
-            run.save()
+            _admit(run, package, now=now)
+        elif policy.on_overlap == OverlapPolicy.QUEUE and waiting < policy.queue_max:
+            run.save(force_insert=True)
             events.emit_run_event(EventName.QUEUED, run, message="Waiting for a free slot")
         else:
-            full_queue = task.on_overlap == OverlapPolicy.QUEUE
+            full_queue = policy.on_overlap == OverlapPolicy.QUEUE
             if source in ON_DEMAND_TRIGGERS:
                 if full_queue:
-                    raise QueueFull(f"Task {task.id!r} already has {waiting} run(s) waiting (queue_max {task.queue_max}).")
-                active = ", ".join(str(pk) for pk in occupying.values_list("pk", flat=True)[:3]) or "queued runs"
-                raise AlreadyRunning(f"Task {task.id!r} has a run in progress ({active}).")
+                    raise QueueFull(f"Task {task.id!r} already has {waiting} run(s) waiting (queue_max {policy.queue_max}).")
+                active = Run.objects.filter(task_id=task.pk).occupying().values_list("pk", flat=True)[:3]
+                raise AlreadyRunning(f"Task {task.id!r} has a run in progress ({', '.join(map(str, active))}).")
             reason = EndReason.QUEUE_FULL if full_queue else EndReason.SKIPPED
             _record_unexecuted(run, reason, now=now, message="Task already running")
     return run
+
+
+def _lock_and_count(task_id: str, *, now: Any) -> tuple[Task, int, int]:
+    """The task's policy (its row locked), then its runs holding a slot and its held runs due.
+
+    Two statements on purpose: on PostgreSQL a statement that waited for the row lock still
+    reads with the snapshot it started with, so counts taken in the locking statement would miss
+    the run the previous lock holder just committed. (On SQLite the IMMEDIATE transaction already
+    serialises writers.) Hand-written SQL because this runs inside the write lock of every
+    trigger, where building the equivalent ORM queries cost several times the queries.
+    """
+    task_table, run_table = Task._meta.db_table, Run._meta.db_table
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    fields = ("enabled", "removed_at", "manual_run", "supports_dry_run", "on_overlap", "max_concurrent", "queue_max")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(fields)} FROM {task_table} WHERE id = %s{lock}", [task_id])
+        row = cursor.fetchone()
+        if row is None:
+            raise TaskNotFound(f"Task {task_id!r} does not exist.")
+        cursor.execute(
+            f"""SELECT
+                  SUM(CASE WHEN status = %s OR enqueued_at IS NOT NULL THEN 1 ELSE 0 END),
+                  SUM(CASE WHEN status = %s AND enqueued_at IS NULL
+                           AND (not_before IS NULL OR not_before <= %s) THEN 1 ELSE 0 END)
+                FROM {run_table} WHERE task_id = %s AND status IN (%s, %s)""",
+            [RunStatus.RUNNING.value, RunStatus.QUEUED.value, connection.ops.adapt_datetimefield_value(now),
+             task_id, RunStatus.QUEUED.value, RunStatus.RUNNING.value],
+        )
+        occupied, waiting = cursor.fetchone()
+    values = dict(zip(fields, row, strict=True))
+    if isinstance(values["removed_at"], str):  # SQLite returns text from a raw query
+        values["removed_at"] = datetime.fromisoformat(values["removed_at"])
+    return Task(id=task_id, **values), occupied or 0, waiting or 0
 
 
 def parameters_for(task: Task, given: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -128,12 +162,12 @@ def _check_triggerable(task: Task, *, source: str, dry_run: bool) -> None:
         raise DryRunUnsupported(f"Task {task.id!r} does not support dry runs.")
 
 
-def _admit(run: Run, *, now: Any) -> None:
-    """Take a slot: mark the run handed to the queue and queue it, in the caller's transaction."""
+def _admit(run: Run, package: dispatch.Package, *, now: Any) -> None:
+    """Take a slot: record the run as handed to the queue and queue it, in the caller's transaction."""
     run.enqueued_at = now
-    run.save()
+    run.save(force_insert=True)
     events.emit_run_event(EventName.QUEUED, run)
-    dispatch.enqueue(run)
+    dispatch.enqueue(package)
 
 
 def _record_unexecuted(run: Run, reason: str, *, now: Any, message: str) -> None:
@@ -142,7 +176,7 @@ def _record_unexecuted(run: Run, reason: str, *, now: Any, message: str) -> None
     run.end_reason = reason
     run.ended_at = now
     run.error = message
-    run.save()
+    run.save(force_insert=True)
     events.emit_run_end(run)
 
 
@@ -150,16 +184,15 @@ def release_held_runs(task_id: str) -> list[Run]:
     """Admit held runs, oldest first, while the task has free slots. Returns those admitted."""
     admitted: list[Run] = []
     with transaction.atomic():
-        task = Task.objects.select_for_update().get(pk=task_id)
         now = clock.now()
-        free = task.max_concurrent - task.runs.occupying().count()
+        policy, occupied, _ = _lock_and_count(task_id, now=now)
+        free = policy.max_concurrent - occupied
         if free <= 0:
             return admitted
-        for run in task.runs.held().due(now).order_by("created_at")[:free]:
-            run.task = task
+        for run in Run.objects.filter(task_id=task_id).held().due(now).select_related("task").order_by("created_at")[:free]:
             if Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED, enqueued_at__isnull=True).update(enqueued_at=now):
                 run.enqueued_at = now
-                dispatch.enqueue(run)
+                dispatch.enqueue(dispatch.prepare(run))
                 admitted.append(run)
     return admitted
 
@@ -167,8 +200,12 @@ def release_held_runs(task_id: str) -> list[Run]:
 # --- Worker transitions -------------------------------------------------------------------------
 
 
-def claim_run(run_id: UUID | str, *, pid: int | None = None) -> Run | None:
-    """queued -> running for exactly one worker; a duplicate delivery gets None and does nothing."""
+def claim_run(run_id: UUID | str, task_id: str | None = None, *, pid: int | None = None) -> Run | None:
+    """queued -> running for exactly one worker; a duplicate delivery gets None and does nothing.
+
+    The transaction only writes (the claim, the task's last_run_at, the event); the run is read
+    for execution after it commits.
+    """
     with transaction.atomic():
         now = clock.now()
         won = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
@@ -180,14 +217,24 @@ def claim_run(run_id: UUID | str, *, pid: int | None = None) -> Run | None:
         )
         if not won:
             return None
-        run = Run.objects.select_related("task").get(pk=run_id)
-        Task.objects.filter(pk=run.task_id).update(last_run_at=now)
-        events.emit_run_event(EventName.STARTED, run)
-    return run
+        if task_id is None:
+            task_id = Run.objects.filter(pk=run_id).values_list("task_id", flat=True).get()
+        Task.objects.filter(pk=task_id).update(last_run_at=now)
+        events.emit_run_event(EventName.STARTED, Run(id=UUID(str(run_id)), task_id=task_id, status=RunStatus.RUNNING))
+    return Run.objects.select_related("task").only(*_FOR_EXECUTION).get(pk=run_id)
+
+
+#: The columns the runner, its context and the end of a run use. Reading only these halves the
+#: cost of a claim; a field left out still loads (with one more query) if something touches it.
+_FOR_EXECUTION = (
+    "id", "task_id", "status", "end_reason", "error", "parameters", "dry_run", "progress_current",
+    "progress_total", "progress_message", "items_processed", "items_affected", "summary", "output",
+    "output_dropped", "task__id", "task__callable", "task__timeout", "task__on_overlap",
+)
 
 
 def finish_run(
-    run_id: UUID | str,
+    run: Run | UUID | str,
     reason: str,
     *,
     from_statuses: Iterable[str] = (RunStatus.RUNNING,),
@@ -196,16 +243,23 @@ def finish_run(
     """End a run with ``reason`` if it is still in one of ``from_statuses``; write its end event.
 
     Conditional, so the runner, its watchdog, the reaper and a shutdown can race to end a run
-    and exactly one wins. Returns the ended run, or None if someone else ended it first.
+    and exactly one wins. Returns the ended run, or None if someone else ended it first. Pass the
+    Run itself when you have it: the transaction then only writes.
     """
+    if not isinstance(run, Run):
+        run = Run.objects.filter(pk=run).first()
+        if run is None:
+            return None
     with transaction.atomic():
         now = clock.now()
-        won = Run.objects.filter(pk=run_id, status__in=list(from_statuses)).update(
-            status=STATUS_FOR_REASON[reason], end_reason=reason, ended_at=now, **fields
+        status = STATUS_FOR_REASON[reason]
+        won = Run.objects.filter(pk=run.pk, status__in=list(from_statuses)).update(
+            status=status, end_reason=reason, ended_at=now, **fields
         )
         if not won:
             return None
-        run = Run.objects.select_related("task").get(pk=run_id)
+        for name, value in {"status": status, "end_reason": reason, "ended_at": now, **fields}.items():
+            setattr(run, name, value)
         events.emit_run_end(run)
     after_run_ended(run)
     return run
@@ -217,9 +271,10 @@ def after_run_ended(run: Run) -> None:
     Retries (issue: scheduling and policies) hook in here too: a run ending in a retryable reason
     gets its successor scheduled, in this one place, whoever ended it.
     """
-    # A plain read first, so the common case (nothing held) takes no write lock. A run held by a
-    # trigger racing with this end is admitted by the scheduler's next pass.
-    if Run.objects.held().filter(task_id=run.task_id).exists():
+    # Only the queue policy holds runs for a slot. A plain read first, so the common case
+    # (nothing held) takes no write lock; a run held by a trigger racing with this end is
+    # admitted by the scheduler's next pass.
+    if run.task.on_overlap == OverlapPolicy.QUEUE and Run.objects.held().filter(task_id=run.task_id).exists():
         release_held_runs(run.task_id)
 
 

@@ -105,19 +105,21 @@ def test_the_traceback_of_a_failed_run_is_for_superusers_only(page, superuser):
 
 
 def test_runs_are_cancelled_from_the_run_list_and_only_ended_runs_are_deleted(page, superuser):
-    task = make_task(on_overlap="queue", queue_max=5)
-    first = services.trigger(task, source=RunTrigger.API, requested_by="test")
-    second = services.trigger(task, source=RunTrigger.API, requested_by="test")
+    # `active` holds the only slot (running or not, depending on the workers); `held` waits behind it.
+    task = make_task(on_overlap="queue", queue_max=5, callable="tests.sample_tasks.cooperative")
+    active = services.trigger(task, source=RunTrigger.API, requested_by="test")
+    held = services.trigger(task, source=RunTrigger.API, requested_by="test")
     log_in(page, "root", "correct horse battery")
     page.goto("/admin/tasks_app/run/")
-    page.locator("tr", has_text=str(first.pk)[:8]).locator("input.action-select").check()
+    page.locator("tr", has_text=str(held.pk)[:8]).locator("input.action-select").check()
     page.select_option("select[name=action]", "cancel_runs")
     page.click("button[name=index]")
-    assert f"Run {str(first.pk)[:8]}: cancelled." in page.locator("ul.messagelist").text_content()
-    first.refresh_from_db()
-    assert first.status == RunStatus.CANCELLED
+    assert f"Run {str(held.pk)[:8]}: cancelled." in page.locator("ul.messagelist").text_content()
+    held.refresh_from_db()
+    assert held.status == RunStatus.CANCELLED
 
-    assert page.goto(f"/admin/tasks_app/run/{second.pk}/delete/").status == 403  # still active
-    page.goto(f"/admin/tasks_app/run/{first.pk}/delete/")
+    assert page.goto(f"/admin/tasks_app/run/{active.pk}/delete/").status == 403  # still active
+    page.goto(f"/admin/tasks_app/run/{held.pk}/delete/")
     page.click("input[type=submit]")
-    assert not Run.objects.filter(pk=first.pk).exists() and Run.objects.filter(pk=second.pk).exists()
+    assert not Run.objects.filter(pk=held.pk).exists() and Run.objects.filter(pk=active.pk).exists()
+    services.cancel_task(task.pk)

@@ -100,7 +100,7 @@ def test_a_duplicated_delivery_does_not_execute_twice(tmp_path):
     task = make_task(callable="tests.sample_tasks.record", parameters=[string("path"), number("hold", 0.3)])
     run = trigger(task, parameters={"path": str(path)})
     with transaction.atomic():
-        dispatch.enqueue(run)  # the same run handed to the queue a second time
+        dispatch.enqueue(dispatch.prepare(run))  # the same run handed to the queue a second time
     run = run_until_ended(run)
     wait_until(lambda: not OrmQ.objects.exists(), what="both deliveries to be acknowledged")
     assert run.status == RunStatus.COMPLETED

@@ -1,0 +1,69 @@
+"""SQLite with a fair write lock shared by every process using the database file.
+
+SQLite lets one writer in at a time, and a writer that finds the lock taken waits in SQLite's
+busy handler, which polls with growing sleeps (up to 100 ms). Under steady contention, such as
+web, scheduler and workers all recording runs, a waiting process sleeps through many releases
+while a busy one takes the lock again: waits of seconds for a sub-millisecond write. Here each
+transaction Django opens (``atomic``) first takes an exclusive ``flock`` on a file beside the
+database. Waiters block in the kernel and wake as soon as it is released. Writes outside
+``atomic`` (autocommit) still rely on the busy timeout.
+
+Select it with ENGINE ``tasks_app.db.sqlite3`` (config/settings.py does for SQLite URLs).
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+from typing import Any
+
+from django.db.backends.sqlite3 import base
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._write_lock: int | None = None
+        self._write_lock_held = False
+
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        connection = super().get_new_connection(conn_params)
+        if not self.is_in_memory_db():
+            path = f"{self.settings_dict['NAME']}-writelock"
+            self._write_lock = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return connection
+
+    def _start_transaction_under_autocommit(self) -> None:
+        if self._write_lock is not None:
+            fcntl.flock(self._write_lock, fcntl.LOCK_EX)
+            self._write_lock_held = True
+        try:
+            super()._start_transaction_under_autocommit()
+        except BaseException:
+            self._release_write_lock()
+            raise
+
+    def _commit(self) -> None:
+        try:
+            super()._commit()
+        finally:
+            self._release_write_lock()
+
+    def _rollback(self) -> None:
+        try:
+            super()._rollback()
+        finally:
+            self._release_write_lock()
+
+    def _close(self) -> None:
+        try:
+            super()._close()
+        finally:
+            self._release_write_lock()
+            if self._write_lock is not None:
+                os.close(self._write_lock)
+                self._write_lock = None
+
+    def _release_write_lock(self) -> None:
+        if self._write_lock_held and self._write_lock is not None:
+            fcntl.flock(self._write_lock, fcntl.LOCK_UN)
+        self._write_lock_held = False
