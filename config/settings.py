@@ -138,6 +138,7 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+    Q_CLUSTER["broker_class"] = "tasks_app.dispatch.RunQueueBroker"  # takes by deleting, see there
 
 # Taskdeck's own settings: read through tasks_app.conf.taskdeck_settings, defaults live there.
 TASKDECK = {

@@ -23,6 +23,8 @@ DEFAULTS: dict[str, Any] = {
     "CANCEL_GRACE": 10.0,
     # Progress and activity are flushed to the database at most this often (seconds).
     "PROGRESS_INTERVAL": 0.25,
+    # A queued run whose queue message is gone this long (seconds) is sent again.
+    "REDELIVER_AFTER": 300.0,
     # The scheduler loop wakes this often (seconds).
     "SCHEDULER_INTERVAL": 1.0,
     # Captured output kept per python run (bytes); older text is dropped past it.

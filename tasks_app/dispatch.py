@@ -13,12 +13,19 @@ execution through.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import cache
 
 from django.conf import settings
-from django.db import transaction
+from django.core.signing import BadSignature
+from django.db import connections, transaction
+from django.utils import timezone
 from django_q.brokers import Broker, get_broker
+from django_q.brokers.orm import ORM
+from django_q.conf import Conf
+from django_q.models import OrmQ
+from django_q.signing import SignedPackage
 from django_q.tasks import async_task
 
 from tasks_app.conf import taskdeck_settings
@@ -76,17 +83,66 @@ def enqueue(package: Package) -> None:
         transaction.on_commit(lambda: broker.enqueue(package.signed))
 
 
-def recover_after_restart() -> int:
-    """Single-machine start-up: make queue messages taken by a cluster that died deliverable now.
+def purge() -> None:
+    """Drop every message of Taskdeck's queue (rebuild_queue re-sends them from the runs)."""
+    _broker().purge_queue()
 
-    The ORM broker locks a message when its pusher takes it; a cluster killed before running it
-    would leave the message hidden for the whole ``retry`` window. Only call this when no other
-    cluster shares the database (``serve`` does, before starting its worker).
+
+def pending_run_ids() -> set[str]:
+    """Ids of the runs whose message waits in the queue (not yet taken by a cluster)."""
+    broker = _broker()
+    if settings.Q_CLUSTER.get("orm"):
+        payloads = OrmQ.objects.using(Conf.ORM).filter(key=broker.list_key).values_list("payload", flat=True)
+    else:
+        payloads = broker.connection.lrange(broker.list_key, 0, -1)
+    pending = set()
+    for payload in payloads:
+        try:
+            task = SignedPackage.loads(payload)
+        except BadSignature:
+            continue  # not ours to read (another secret key): leave it alone
+        if task.get("func") == EXECUTE and task.get("args"):
+            pending.add(str(task["args"][0]))
+    return pending
+
+
+class RunQueueBroker(ORM):
+    """django-q2's ORM broker, taking messages by deleting them. Settings select it.
+
+    The Run row records what must execute; a queue message only wakes a worker. So the pusher
+    deletes the messages it takes, a whole batch in one statement, and acknowledging writes
+    nothing, where django-q2's ORM broker writes twice per task (a lock on take, a delete on
+    acknowledgement), each write waiting for SQLite's one write lock. A message lost with a
+    cluster that died hard is sent again from its run (``services.rebuild_queue`` at start-up,
+    ``services.redeliver_lost_runs`` from the scheduler); the claim makes any duplicate a no-op.
     """
-    if not settings.Q_CLUSTER.get("orm"):
-        return 0
-    from django.utils import timezone
-    from django_q.models import OrmQ
 
-    now = timezone.now()  # django-q2 compares its locks with its own clock, not Taskdeck's
-    return OrmQ.objects.filter(lock__gt=now).update(lock=now)
+    def dequeue(self) -> list[tuple[int, str]] | None:
+        now = timezone.now()  # django-q2 stamps its rows with its own clock
+        rows = list(
+            self.get_connection().filter(key=self.list_key, lock__lte=now).order_by("id")
+            .values_list("id", "payload")[: Conf.BULK]
+        )
+        if not rows:
+            time.sleep(Conf.POLL)
+            return None
+        taken = _delete_messages([message_id for message_id, _ in rows])
+        return [(message_id, payload) for message_id, payload in rows if message_id in taken]
+
+    def acknowledge(self, task_id: int) -> None:
+        return None  # deleted when taken
+
+    def fail(self, task_id: int) -> None:
+        return None
+
+
+def _delete_messages(ids: list[int]) -> set[int]:
+    """Delete queue rows; return the ids this call deleted (another cluster may race for them)."""
+    connection = connections[Conf.ORM]
+    table = connection.ops.quote_name(OrmQ._meta.db_table)
+    if connection.features.can_return_columns_from_insert:  # SQLite >= 3.35 and PostgreSQL: RETURNING
+        marks = ", ".join(["%s"] * len(ids))
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {table} WHERE id IN ({marks}) RETURNING id", ids)
+            return {row[0] for row in cursor.fetchall()}
+    return {message_id for message_id in ids if OrmQ.objects.using(Conf.ORM).filter(pk=message_id).delete()[0]}

@@ -380,6 +380,49 @@ def reap_lost_runs(*, stale_after: float | None = None) -> list[Run]:
     return reaped
 
 
+def rebuild_queue() -> int:
+    """Single-machine start-up, before any worker runs: the queue is rebuilt from the runs.
+
+    Messages a cluster took but never ran died with it; queued runs that were handed to the
+    queue are sent again, oldest first. Returns how many.
+    """
+    dispatch.purge()
+    runs = Run.objects.filter(status=RunStatus.QUEUED, enqueued_at__isnull=False).select_related("task")
+    count = 0
+    for run in runs.order_by("created_at").iterator():
+        dispatch.enqueue(dispatch.prepare(run))
+        count += 1
+    return count
+
+
+def redeliver_lost_runs(*, older_than: float) -> list[Run]:
+    """Send again queued runs handed to the queue over ``older_than`` s ago whose message is gone.
+
+    A message is gone when a cluster took it and died before a worker claimed the run. The run's
+    enqueued_at moves to now, so each is sent again at most once per ``older_than``.
+    """
+    now = clock.now()
+    stale = list(
+        Run.objects.filter(status=RunStatus.QUEUED, enqueued_at__lt=now - timedelta(seconds=older_than))
+        .select_related("task")
+    )
+    if not stale:
+        return []
+    pending = dispatch.pending_run_ids()
+    sent = []
+    for run in stale:
+        if str(run.id) in pending:
+            continue
+        package = dispatch.prepare(run)
+        with transaction.atomic():
+            if Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED, enqueued_at=run.enqueued_at).update(enqueued_at=now):
+                dispatch.enqueue(package)
+                sent.append(run)
+    if sent:
+        logger.warning("Sent %d queued run(s) again: their queue messages were lost.", len(sent))
+    return sent
+
+
 def _pid_alive(pid: int) -> bool:
     """Whether a process of this host still runs; a killed one not yet reaped (zombie) does not."""
     try:

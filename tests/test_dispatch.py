@@ -1,6 +1,6 @@
-"""Handing runs to django-q2 through the Redis broker (REDIS_URL), end to end.
+"""Handing runs to django-q2: Taskdeck's ORM broker, lost-message recovery, the Redis broker.
 
-django-q2 freezes its configuration at import, so the broker switch is exercised in child
+django-q2 freezes its configuration at import, so the Redis broker is exercised in child
 processes: a qcluster and the `tasks run` command, both with REDIS_URL set.
 """
 import sqlite3
@@ -8,8 +8,13 @@ import subprocess
 import sys
 
 import pytest
+from django_q.models import OrmQ
+
+from tasks_app import dispatch, services
+from tasks_app.models import Run, RunStatus, RunTrigger
 
 from .conftest import ROOT, wait_until
+from .factories import make_task
 from .processes import Project
 
 
@@ -53,3 +58,55 @@ def test_runs_go_through_the_redis_broker_when_redis_url_is_set(tmp_path, proces
     finally:
         cluster.terminate()
         cluster.wait(15)
+
+
+# --- The ORM broker Taskdeck uses, and recovering lost messages ---------------------------------
+
+
+def queue_some(count: int) -> list[Run]:
+    task = make_task(on_overlap="queue", max_concurrent=count)
+    return [services.trigger(task, source=RunTrigger.API, requested_by="test") for _ in range(count)]
+
+
+@pytest.mark.django_db
+def test_the_broker_takes_messages_by_deleting_them_in_one_batch(settings):
+    runs = queue_some(3)
+    broker = dispatch._broker()
+    assert isinstance(broker, dispatch.RunQueueBroker)
+    assert dispatch.pending_run_ids() == {str(run.pk) for run in runs}
+    taken = broker.dequeue()
+    assert len(taken) == 3 and not OrmQ.objects.exists()
+    assert broker.acknowledge(taken[0][0]) is None
+
+
+@pytest.mark.django_db
+def test_two_clusters_never_take_the_same_message():
+    queue_some(2)
+    ids = list(OrmQ.objects.values_list("pk", flat=True))
+    assert dispatch._delete_messages(ids) == set(ids)
+    assert dispatch._delete_messages(ids) == set()
+
+
+@pytest.mark.django_db
+def test_a_lost_message_is_sent_again_once_it_is_stale(clock):
+    lost, waiting = queue_some(2)
+    OrmQ.objects.filter(pk=OrmQ.objects.order_by("pk").first().pk).delete()  # taken by a cluster that died
+    assert dispatch.pending_run_ids() == {str(waiting.pk)}
+    assert services.redeliver_lost_runs(older_than=300) == []  # not stale yet
+    clock.advance(seconds=301)
+    [sent] = services.redeliver_lost_runs(older_than=300)
+    assert sent.pk == lost.pk
+    assert dispatch.pending_run_ids() == {str(lost.pk), str(waiting.pk)}
+    lost.refresh_from_db()
+    assert lost.enqueued_at == clock.now() and lost.status == RunStatus.QUEUED
+    assert services.redeliver_lost_runs(older_than=300) == []
+
+
+@pytest.mark.django_db
+def test_rebuilding_the_queue_sends_every_admitted_run_once():
+    runs = queue_some(3)
+    dispatch.purge()
+    OrmQ.objects.all().delete()
+    assert services.rebuild_queue() == 3
+    assert dispatch.pending_run_ids() == {str(run.pk) for run in runs}
+    assert OrmQ.objects.count() == 3

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from tasks_app import dispatch, services
+from tasks_app import services
 from tasks_app.exceptions import DefinitionError
 from tasks_app.models import Run
 from tasks_app.processes import Child
@@ -41,7 +41,9 @@ class Command(BaseCommand):
         lost = services.reap_lost_runs()
         if lost:
             self.stdout.write(f"Ended {len(lost)} run(s) left running by a previous stop (crashed).")
-        dispatch.recover_after_restart()
+        requeued = services.rebuild_queue()
+        if requeued:
+            self.stdout.write(f"{requeued} queued run(s) waiting for a worker.")
 
         python = sys.executable
         children = [
