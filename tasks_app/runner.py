@@ -24,7 +24,7 @@ from typing import Any
 from uuid import UUID
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connections, transaction
+from django.db import OperationalError, connections, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
 
@@ -73,8 +73,22 @@ def execute_run(run_id: str | UUID, task_id: str | None = None) -> str:
         if reason == "stop":
             stop_requested = Run.objects.filter(pk=run.pk).values_list("stop_requested", flat=True).first()
             reason = REASON_FOR_STOP.get(stop_requested or StopRequest.CANCEL, EndReason.CANCELLED)
-        services.finish_run(ctx.current_run if ctx is not None else run, reason, **outcome)
+        _finish(ctx.current_run if ctx is not None else run, reason, outcome)
     return reason
+
+
+def _finish(run: Run, reason: str, outcome: dict[str, Any], *, attempts: int = 3) -> None:
+    """Record the end; a database that stays locked past its busy timeout gets a few more tries,
+    since giving up would leave the run for the reaper to end as crashed though it finished."""
+    for attempt in range(1, attempts + 1):
+        try:
+            services.finish_run(run, reason, **outcome)
+            return
+        except OperationalError:
+            if attempt == attempts:
+                raise
+            logger.warning("Could not record the end of run %s (attempt %d); retrying.", run.pk, attempt)
+            time.sleep(attempt)
 
 
 def _call_task(run: Run, ctx: RunContext) -> dict[str, Any]:

@@ -60,3 +60,28 @@ def fast_progress(ctx):
     for index in range(1, total + 1):
         ctx.progress(index, total, f"step {index}")
     return total
+
+
+HOLD_LOCK = """
+import fcntl, pathlib, sys, time
+with open(sys.argv[1], "a") as handle:
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    pathlib.Path(sys.argv[3]).touch()
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def return_while_database_locked(ctx):
+    """Returns while another process holds the database's write lock for ``seconds``."""
+    import subprocess
+    import sys
+
+    from django.db import connection
+
+    lock = f"{connection.settings_dict['NAME']}-writelock"
+    ready = Path(f"{lock}.held-{ctx.run_id}")
+    subprocess.Popen([sys.executable, "-c", HOLD_LOCK, lock, str(ctx.params.get("seconds") or 2.5), str(ready)])
+    deadline = time.monotonic() + 10
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "done"

@@ -1,12 +1,12 @@
-"""SQLite with a fair write lock shared by every process using the database file.
+"""SQLite with a write lock that waiters get promptly, shared by every process using the file.
 
 SQLite lets one writer in at a time, and a writer that finds the lock taken waits in SQLite's
 busy handler, which polls with growing sleeps (up to 100 ms). Under steady contention, such as
 web, scheduler and workers all recording runs, a waiting process sleeps through many releases
 while a busy one takes the lock again: waits of seconds for a sub-millisecond write. Here each
 transaction Django opens (``atomic``) first takes an exclusive ``flock`` on a file beside the
-database. Waiters block in the kernel and wake as soon as it is released. Writes outside
-``atomic`` (autocommit) still rely on the busy timeout.
+database. Waiters poll it every few milliseconds, for at most the busy timeout. Writes outside
+``atomic`` (autocommit) still rely on SQLite's busy handler.
 
 Select it with ENGINE ``tasks_app.db.sqlite3`` (config/settings.py does for SQLite URLs).
 """
@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from typing import Any
 
+from django.db import OperationalError
 from django.db.backends.sqlite3 import base
 
 
@@ -34,8 +36,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _start_transaction_under_autocommit(self) -> None:
         if self._write_lock is not None:
-            fcntl.flock(self._write_lock, fcntl.LOCK_EX)
-            self._write_lock_held = True
+            self._acquire_write_lock()
         try:
             super()._start_transaction_under_autocommit()
         except BaseException:
@@ -62,6 +63,24 @@ class DatabaseWrapper(base.DatabaseWrapper):
             if self._write_lock is not None:
                 os.close(self._write_lock)
                 self._write_lock = None
+
+    def _acquire_write_lock(self) -> None:
+        """Wait for the lock in short sleeps (SQLite's back-off grows to 100 ms), for at most the
+        busy timeout: a writer stuck in a long transaction must make others fail, not hang."""
+        timeout = float(self.settings_dict.get("OPTIONS", {}).get("timeout", 5))
+        deadline = time.monotonic() + timeout
+        delay = 0.0002
+        while True:
+            try:
+                fcntl.flock(self._write_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise OperationalError(f"database is locked (waited {timeout:g} s for the write lock)") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.005)
+            else:
+                self._write_lock_held = True
+                return
 
     def _release_write_lock(self) -> None:
         if self._write_lock_held and self._write_lock is not None:

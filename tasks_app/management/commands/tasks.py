@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import OperationalError
 
 from tasks_app import selectors, services
 from tasks_app.exceptions import DefinitionError, TaskdeckError
@@ -38,6 +39,8 @@ class Command(BaseCommand):
             getattr(self, f"do_{action}")(**options)
         except (TaskdeckError, DefinitionError) as error:
             raise CommandError(error.detail) from None
+        except OperationalError as error:
+            raise CommandError(f"Database error: {error}") from None
 
     # -- subcommands --
 
