@@ -19,11 +19,11 @@ setup: $(VENV)/.installed
 run: setup
 	$(PY) manage.py serve
 
-## test: the whole suite, on SQLite, then the database-invariant tests again on PostgreSQL
+## test: the database-invariant tests on PostgreSQL, then the whole suite on SQLite
 test: setup
 	scripts/install-test-deps
-	$(PY) -m pytest
 	scripts/with-postgres $(PY) -m pytest -m postgres
+	$(PY) -m pytest
 
 test-sqlite: setup
 	$(PY) -m pytest
