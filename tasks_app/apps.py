@@ -10,3 +10,6 @@ class TasksAppConfig(AppConfig):
     def ready(self) -> None:
         # Import every installed app's tasks.py so its @task declarations register.
         autodiscover_modules("tasks")
+        from tasks_app import dispatch
+
+        dispatch.connect_worker_heartbeat()

@@ -5,6 +5,7 @@ environment and builds the ``TASKDECK`` dict that overrides these defaults.
 """
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -25,6 +26,8 @@ DEFAULTS: dict[str, Any] = {
     "PROGRESS_INTERVAL": 0.25,
     # A queued run whose queue message is gone this long (seconds) is sent again.
     "REDELIVER_AFTER": 300.0,
+    # A worker or scheduler heartbeat older than this makes /api/health degraded.
+    "HEALTH_FRESH_FOR": 60.0,
     # The scheduler loop wakes this often (seconds).
     "SCHEDULER_INTERVAL": 1.0,
     # Captured output kept per python run (bytes); older text is dropped past it.
@@ -33,6 +36,10 @@ DEFAULTS: dict[str, Any] = {
     "DEFAULT_TIMEOUT": 3600,
     "DEFAULT_TIMEZONE": "UTC",
 }
+
+
+#: Settings read as durations (timedelta) rather than seconds.
+_DURATIONS = frozenset({"HEALTH_FRESH_FOR"})
 
 
 class TaskdeckSettings:
@@ -46,7 +53,8 @@ class TaskdeckSettings:
             raise AttributeError(f"Unknown Taskdeck setting: {name!r}")
         if name not in self._cache:
             user = getattr(settings, "TASKDECK", {}) or {}
-            self._cache[name] = user.get(name, DEFAULTS[name])
+            value = user.get(name, DEFAULTS[name])
+            self._cache[name] = timedelta(seconds=value) if name in _DURATIONS else value
         return self._cache[name]
 
     def reset(self) -> None:

@@ -13,6 +13,7 @@ execution through.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -25,6 +26,7 @@ from django_q.brokers import Broker, get_broker
 from django_q.brokers.orm import ORM
 from django_q.conf import Conf
 from django_q.models import OrmQ
+from django_q.signals import post_spawn
 from django_q.signing import SignedPackage
 from django_q.tasks import async_task
 
@@ -32,6 +34,10 @@ from tasks_app.conf import taskdeck_settings
 from tasks_app.models import Run
 
 EXECUTE = "tasks_app.runner.execute_run"
+#: Seconds between a worker's heartbeats.
+WORKER_HEARTBEAT_EVERY = 10.0
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -146,3 +152,27 @@ def _delete_messages(ids: list[int]) -> set[int]:
             cursor.execute(f"DELETE FROM {table} WHERE id IN ({marks}) RETURNING id", ids)
             return {row[0] for row in cursor.fetchall()}
     return {message_id for message_id in ids if OrmQ.objects.using(Conf.ORM).filter(pk=message_id).delete()[0]}
+
+
+def beat_while_worker_lives(**kwargs: object) -> None:
+    """django-q2's post_spawn: each worker process reports it is alive, busy or idle."""
+    import threading
+
+    from django.db import connection
+
+    from tasks_app import services
+
+    def loop() -> None:
+        while True:
+            try:
+                services.beat("worker")
+            except Exception:  # a missed beat only makes the health check say "none" for a while
+                logger.exception("Worker heartbeat failed")
+            connection.close()
+            time.sleep(WORKER_HEARTBEAT_EVERY)
+
+    threading.Thread(target=loop, name="taskdeck-worker-heartbeat", daemon=True).start()
+
+
+def connect_worker_heartbeat() -> None:
+    post_spawn.connect(beat_while_worker_lives, dispatch_uid="taskdeck-worker-heartbeat")

@@ -10,7 +10,10 @@
     │   ├── DryRunUnsupported      dry-run-unsupported
     │   ├── NotRunning             not-running
     │   ├── CancelUnsupported      cancel-unsupported
-    │   └── RunAlreadyEnded        run-ended
+    │   ├── RunAlreadyEnded        run-ended
+    │   ├── NotIntervalScheduled   not-interval-scheduled
+    │   ├── NotCronScheduled       not-cron-scheduled
+    │   └── InvalidQuery           invalid-query (with errors[])
     └── Conflict (409)
         ├── AlreadyRunning         already-running
         ├── QueueFull              queue-full
@@ -95,6 +98,21 @@ class CancelUnsupported(BadRequest):
 class RunAlreadyEnded(BadRequest):
     slug = "run-ended"
     title = "Run already ended"
+
+
+class NotIntervalScheduled(BadRequest):
+    slug = "not-interval-scheduled"
+    title = "Task not interval-scheduled"
+
+
+class NotCronScheduled(BadRequest):
+    slug = "not-cron-scheduled"
+    title = "Task not cron-scheduled"
+
+
+class InvalidQuery(BadRequest):
+    slug = "invalid-query"
+    title = "Invalid query parameters"
 
 
 class Conflict(TaskdeckError):

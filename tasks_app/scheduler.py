@@ -18,6 +18,8 @@ from tasks_app.models import Run
 
 logger = logging.getLogger(__name__)
 
+#: Seconds between the scheduler's heartbeats (the health check calls it stale after a minute).
+HEARTBEAT_EVERY = 5.0
 #: Seconds between looks for queued runs whose queue message was lost.
 REDELIVERY_CHECK_INTERVAL = 60.0
 
@@ -27,9 +29,13 @@ class Scheduler:
         self.interval = float(interval if interval is not None else taskdeck_settings.SCHEDULER_INTERVAL)
         self.stopping = threading.Event()
         self._next_redelivery = time.monotonic()
+        self._next_beat = time.monotonic()
 
     def tick(self) -> None:
         """One pass; safe to run from several schedulers at once (every step is conditional)."""
+        if time.monotonic() >= self._next_beat:
+            self._next_beat = time.monotonic() + HEARTBEAT_EVERY
+            services.beat("scheduler")
         services.reap_lost_runs()
         for task_id in Run.objects.held().values_list("task_id", flat=True).distinct():
             services.release_held_runs(task_id)

@@ -17,12 +17,14 @@ from uuid import UUID
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
-from tasks_app import clock, dispatch, events, parameters
+from tasks_app import clock, dispatch, events, parameters, schedules
 from tasks_app.conf import taskdeck_settings
 from tasks_app.exceptions import (
     AlreadyRunning,
     CancelUnsupported,
     DryRunUnsupported,
+    NotCronScheduled,
+    NotIntervalScheduled,
     NotManuallyRunnable,
     NotRunning,
     QueueFull,
@@ -40,6 +42,7 @@ from tasks_app.models import (
     EndReason,
     Event,
     EventName,
+    Heartbeat,
     OverlapPolicy,
     Run,
     RunStatus,
@@ -487,7 +490,10 @@ def sync_definitions(definitions: Iterable[Mapping[str, Any]]) -> dict[str, list
 
 
 def set_operator_fields(task_id: str, **values: Any) -> Task:
-    """Change operator-editable fields and remember them, so a definitions reload keeps them."""
+    """Change operator-editable fields and remember them, so a definitions reload keeps them.
+
+    next_run_at is recomputed at once and the change is announced (task:updated).
+    """
     unknown = set(values) - set(OPERATOR_FIELDS)
     if unknown:
         raise ValueError(f"not operator fields: {sorted(unknown)}")
@@ -496,9 +502,39 @@ def set_operator_fields(task_id: str, **values: Any) -> Task:
         for key, value in values.items():
             setattr(task, key, value)
         task.overrides = sorted(set(task.overrides) | set(values))
+        task.next_run_at = schedules.next_run_at(task, now=clock.now())
         task.save()
         events.emit_task_updated(task, message="Changed: " + ", ".join(sorted(values)))
     return task
+
+
+def set_enabled(task_id: str, enabled: bool) -> Task:
+    return set_operator_fields(task_id, enabled=enabled)
+
+
+def set_interval(task_id: str, interval: int, unit: str) -> Task:
+    """A new interval for an interval-scheduled task (a cron task keeps its cron)."""
+    if not get_task(task_id).interval:
+        raise NotIntervalScheduled(f"Task {task_id!r} is not interval-scheduled.")
+    return set_operator_fields(task_id, interval=interval, interval_unit=unit)
+
+
+def set_schedule(task_id: str, cron_string: str, timezone: str | None = None) -> Task:
+    """A new cron string (and optionally time zone) for a cron-scheduled task."""
+    if not get_task(task_id).cron_string:
+        raise NotCronScheduled(f"Task {task_id!r} is not cron-scheduled.")
+    values = {"cron_string": cron_string}
+    if timezone:
+        values["timezone"] = timezone
+    return set_operator_fields(task_id, **values)
+
+
+def beat(role: str) -> None:
+    """Record that this process (scheduler, worker) is alive."""
+    now = clock.now()
+    updated = Heartbeat.objects.filter(role=role, host=HOSTNAME, pid=os.getpid()).update(seen_at=now)
+    if not updated:
+        Heartbeat.objects.get_or_create(role=role, host=HOSTNAME, pid=os.getpid(), defaults={"seen_at": now})
 
 
 # --- Lookups used by writers (reads for display live in selectors.py) ---------------------------

@@ -1,0 +1,17 @@
+"""OpenAPI: the API key's two ways in, as security schemes (drf-spectacular extension)."""
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "tasks_app.api.authentication.ApiKeyAuthentication"
+    name = ["ApiKeyHeader", "BearerKey"]
+
+    def get_security_definition(self, auto_schema: Any) -> list[dict[str, Any]]:
+        return [
+            {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "An API key (manage.py create_api_key)."},
+            {"type": "http", "scheme": "bearer", "description": "The same API key, as Authorization: Bearer <key>."},
+        ]

@@ -1,0 +1,264 @@
+"""Input and output serializers: one output serializer per contract object (API.md)."""
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from tasks_app import schedules
+from tasks_app.models import Activity, IntervalUnit, Run, RunStatus, Task
+
+POLICY_FIELDS = (
+    "on_overlap", "max_concurrent", "queue_max", "timeout", "retry_attempts", "retry_backoff", "retry_delay",
+    "catch_up", "max_catch_up_runs", "jitter", "keep_runs", "keep_for", "run_on_start",
+)
+
+
+class ParameterSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    type = serializers.ChoiceField(choices=["string", "number", "boolean"])
+    kind = serializers.ChoiceField(choices=["option", "env", "arg", "flag"])
+    required = serializers.BooleanField()
+    default = serializers.JSONField(allow_null=True)
+    choices = serializers.ListField(child=serializers.JSONField())
+    allow_custom = serializers.BooleanField()
+    description = serializers.CharField(allow_blank=True)
+
+
+class PolicySerializer(serializers.Serializer):
+    on_overlap = serializers.CharField()
+    max_concurrent = serializers.IntegerField()
+    queue_max = serializers.IntegerField()
+    timeout = serializers.FloatField(allow_null=True)
+    retry_attempts = serializers.IntegerField()
+    retry_backoff = serializers.CharField()
+    retry_delay = serializers.FloatField()
+    catch_up = serializers.CharField()
+    max_catch_up_runs = serializers.IntegerField()
+    jitter = serializers.FloatField()
+    keep_runs = serializers.IntegerField()
+    keep_for = serializers.FloatField()
+    run_on_start = serializers.BooleanField()
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    """The Task object. Pass ``context={"statuses": {task_id: status}}`` to avoid a query per task."""
+
+    trigger = serializers.CharField(read_only=True)
+    interval = serializers.SerializerMethodField()
+    interval_unit = serializers.SerializerMethodField()
+    default_interval = serializers.SerializerMethodField()
+    status = serializers.SerializerMethodField()
+    parameters = ParameterSerializer(many=True, read_only=True)
+    policy = serializers.SerializerMethodField()
+    process = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Task
+        fields = (
+            "id", "title", "description", "type", "kind", "trigger", "enabled", "manual_run", "cron_string",
+            "timezone", "interval", "interval_unit", "default_interval", "last_run_at", "next_run_at", "status",
+            "supports_cancel", "supports_history", "supports_dry_run", "parameters", "policy", "process",
+        )
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_interval(self, task: Task) -> int | None:
+        return task.interval if task.interval else None
+
+    @extend_schema_field(serializers.ChoiceField(choices=IntervalUnit.choices, allow_null=True))
+    def get_interval_unit(self, task: Task) -> str | None:
+        return (task.interval_unit or IntervalUnit.MINUTES) if task.interval else None
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_default_interval(self, task: Task) -> int | None:
+        return task.default_interval if task.interval else None
+
+    @extend_schema_field(serializers.ChoiceField(choices=["idle", "queued", "running", "error"]))
+    def get_status(self, task: Task) -> str:
+        from tasks_app import selectors
+
+        statuses = self.context.get("statuses")
+        return statuses[task.pk] if statuses and task.pk in statuses else selectors.task_status(task)
+
+    @extend_schema_field(PolicySerializer)
+    def get_policy(self, task: Task) -> dict[str, Any]:
+        return {name: getattr(task, name) for name in POLICY_FIELDS}
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_process(self, task: Task) -> None:
+        return None  # command and service tasks (process settings) come with the process-tasks issue
+
+
+class ProgressSerializer(serializers.Serializer):
+    current = serializers.FloatField(allow_null=True)
+    total = serializers.FloatField(allow_null=True)
+    percent = serializers.FloatField(allow_null=True)
+    message = serializers.CharField(allow_blank=True)
+
+
+class RunSerializer(serializers.ModelSerializer):
+    """The Run object."""
+
+    task_title = serializers.CharField(source="task.title", read_only=True)
+    end_reason = serializers.SerializerMethodField()
+    duration = serializers.FloatField(read_only=True, allow_null=True)
+    progress = ProgressSerializer(read_only=True)
+    cancel_requested = serializers.BooleanField(read_only=True)
+    retry_of = serializers.UUIDField(source="retry_of_id", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Run
+        fields = (
+            "id", "task_id", "task_title", "status", "end_reason", "trigger", "triggered_by", "parameters", "dry_run",
+            "attempt", "retry_of", "created_at", "enqueued_at", "started_at", "ended_at", "duration", "progress",
+            "items_processed", "items_affected", "summary", "result", "error", "exit_code", "instance_index",
+            "cancel_requested",
+        )
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_end_reason(self, run: Run) -> str | None:
+        return run.end_reason or None
+
+
+class RunQueuedSerializer(serializers.Serializer):
+    run_id = serializers.UUIDField(source="id")
+    task_id = serializers.CharField()
+    status = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    enqueued_at = serializers.DateTimeField(allow_null=True)
+
+
+class ActivitySerializer(serializers.ModelSerializer):
+    run_id = serializers.UUIDField(read_only=True)
+
+    class Meta:
+        model = Activity
+        fields = ("id", "run_id", "item_id", "item_title", "item_type", "action", "status", "message", "data", "timestamp")
+
+
+class PaginationSerializer(serializers.Serializer):
+    page = serializers.IntegerField()
+    limit = serializers.IntegerField()
+    total = serializers.IntegerField()
+    total_pages = serializers.IntegerField()
+
+
+class TaskListSerializer(serializers.Serializer):
+    tasks = TaskSerializer(many=True)
+
+
+class HistorySerializer(serializers.Serializer):
+    history = RunSerializer(many=True)
+    pagination = PaginationSerializer()
+
+
+class RunListSerializer(serializers.Serializer):
+    runs = RunSerializer(many=True)
+    pagination = PaginationSerializer()
+
+
+class ActivityListSerializer(serializers.Serializer):
+    activity = ActivitySerializer(many=True)
+    pagination = PaginationSerializer()
+
+
+class CancelTaskResultSerializer(serializers.Serializer):
+    task_id = serializers.CharField()
+    run_ids = serializers.ListField(child=serializers.UUIDField())
+    status = serializers.CharField()
+
+
+class IntervalResultSerializer(serializers.Serializer):
+    task_id = serializers.CharField()
+    interval = serializers.IntegerField()
+    interval_unit = serializers.CharField()
+    next_run_at = serializers.DateTimeField(allow_null=True)
+
+
+# --- Request bodies ------------------------------------------------------------------------------
+
+
+class RunRequestSerializer(serializers.Serializer):
+    parameters = serializers.DictField(child=serializers.JSONField(), required=False, default=dict)
+    dry_run = serializers.BooleanField(required=False, default=False)
+    force = serializers.BooleanField(required=False, default=False)
+
+
+class EnabledRequestSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField()
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer given as a JSON integer: 1.5, "6" and true are refused."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class IntervalRequestSerializer(serializers.Serializer):
+    interval = StrictIntegerField(min_value=1)
+    unit = serializers.ChoiceField(choices=IntervalUnit.choices)
+
+
+class ScheduleRequestSerializer(serializers.Serializer):
+    cron_string = serializers.CharField()
+    timezone = serializers.CharField(required=False)
+
+    def validate_cron_string(self, value: str) -> str:
+        value = " ".join(value.split())
+        if not schedules.is_valid_cron(value):
+            raise serializers.ValidationError(f"Not a valid cron expression: {value!r}.")
+        return value
+
+    def validate_timezone(self, value: str) -> str:
+        if not schedules.is_valid_timezone(value):
+            raise serializers.ValidationError(f"Unknown time zone {value!r}.")
+        return value
+
+
+# --- Query parameters ------------------------------------------------------------------------------
+
+
+class PageQuerySerializer(serializers.Serializer):
+    page = serializers.IntegerField(min_value=1, required=False, default=1)
+    limit = serializers.IntegerField(min_value=1, max_value=500, required=False)
+
+
+class StatusListField(serializers.CharField):
+    """A comma-separated list of run statuses."""
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        values = [value.strip() for value in str(super().to_internal_value(data)).split(",") if value.strip()]
+        unknown = [value for value in values if value not in RunStatus.values]
+        if unknown:
+            raise serializers.ValidationError(f"Unknown status {unknown[0]!r}; use {', '.join(RunStatus.values)}.")
+        return values
+
+
+class HistoryQuerySerializer(PageQuerySerializer):
+    status = StatusListField(required=False)
+
+
+class RunsQuerySerializer(HistoryQuerySerializer):
+    task = serializers.CharField(required=False)
+    trigger = serializers.CharField(required=False)
+
+
+class ActivityQuerySerializer(PageQuerySerializer):
+    status = serializers.CharField(required=False)
+    action = serializers.CharField(required=False)
+
+
+class TaskListQuerySerializer(serializers.Serializer):
+    type = serializers.CharField(required=False)
+    kind = serializers.CharField(required=False)
+    trigger = serializers.ChoiceField(choices=["scheduled", "manual", "watcher"], required=False)
+    enabled = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+
+class LogQuerySerializer(serializers.Serializer):
+    offset = serializers.IntegerField(min_value=0, required=False, default=0)

@@ -1,0 +1,29 @@
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from tasks_app.api import problems, schema, views  # noqa: F401 (schema registers the key schemes)
+
+
+class Router(SimpleRouter):
+    """The contract's paths have no trailing slash; one is tolerated. No format suffixes (".json"):
+    task ids may contain dots."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trailing_slash = "/?"
+
+
+router = Router()
+router.register("tasks", views.TaskViewSet, basename="task")
+router.register("runs", views.RunViewSet, basename="run")
+
+urlpatterns = [
+    path("health", views.HealthView.as_view(), name="health"),
+    path("problems/", problems.problem_index, name="problem-index"),
+    path("problems/<slug:slug>", problems.problem_page, name="problem"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("", include(router.urls)),
+]

@@ -1,0 +1,215 @@
+"""The HTTP contract (API.md) over services and selectors: parse, call, render.
+
+Every route names the scope it needs (``required_scopes``); every error is a problem document
+(``problems.exception_handler``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection
+from django.db.models import Q, QuerySet
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from tasks_app import __version__, clock, selectors, services
+from tasks_app.api import serializers as s
+from tasks_app.api.pagination import paginate, parse_query
+from tasks_app.api.permissions import caller_label
+from tasks_app.conf import taskdeck_settings
+from tasks_app.models import Heartbeat, Run, RunTrigger, Scope, Task, TaskKind
+
+PROBLEM = OpenApiResponse(OpenApiTypes.OBJECT, description="Problem document (application/problem+json)")
+
+
+def problems(*statuses: int) -> dict[int, OpenApiResponse]:
+    return {code: PROBLEM for code in (401, 403, *statuses)}
+
+
+class TaskViewSet(viewsets.ViewSet):
+    lookup_field = "id"
+    lookup_value_regex = r"[A-Za-z0-9_.\-]+"
+    required_scopes = {
+        "list": Scope.READ, "retrieve": Scope.READ, "history": Scope.READ,
+        "run": Scope.RUN, "cancel": Scope.RUN,
+        "enabled": Scope.MANAGE, "interval": Scope.MANAGE, "schedule": Scope.MANAGE,
+    }
+
+    @extend_schema(parameters=[s.TaskListQuerySerializer], responses={200: s.TaskListSerializer, **problems(400)})
+    def list(self, request: Request) -> Response:
+        query = parse_query(s.TaskListQuerySerializer, request)
+        tasks = filter_tasks(Task.objects.present(), **query)
+        return Response({"tasks": render_tasks(tasks)})
+
+    @extend_schema(responses={200: s.TaskSerializer, **problems(404)})
+    def retrieve(self, request: Request, id: str) -> Response:
+        return Response(s.TaskSerializer(services.get_task(id)).data)
+
+    @extend_schema(request=s.RunRequestSerializer, responses={202: s.RunQueuedSerializer, **problems(400, 404, 409)})
+    @action(detail=True, methods=["post"])
+    def run(self, request: Request, id: str) -> Response:
+        body = s.RunRequestSerializer(data=request.data or {})
+        body.is_valid(raise_exception=True)
+        run = services.trigger(id, source=RunTrigger.API, requested_by=caller_label(request), **body.validated_data)
+        return Response(s.RunQueuedSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={200: s.CancelTaskResultSerializer, **problems(400, 404)})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, id: str) -> Response:
+        runs = services.cancel_task(id)
+        return Response({"task_id": id, "run_ids": [str(run.id) for run in runs], "status": "cancelling"})
+
+    @extend_schema(request=s.EnabledRequestSerializer, responses={200: s.TaskSerializer, **problems(400, 404)})
+    @action(detail=True, methods=["put"])
+    def enabled(self, request: Request, id: str) -> Response:
+        services.get_task(id)
+        body = s.EnabledRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return Response(s.TaskSerializer(services.set_enabled(id, body.validated_data["enabled"])).data)
+
+    @extend_schema(request=s.IntervalRequestSerializer, responses={200: s.IntervalResultSerializer, **problems(400, 404)})
+    @action(detail=True, methods=["put"])
+    def interval(self, request: Request, id: str) -> Response:
+        services.get_task(id)
+        body = s.IntervalRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        task = services.set_interval(id, body.validated_data["interval"], body.validated_data["unit"])
+        return Response({"task_id": task.id, "interval": task.interval, "interval_unit": task.interval_unit,
+                         "next_run_at": task.next_run_at})
+
+    @extend_schema(request=s.ScheduleRequestSerializer, responses={200: s.TaskSerializer, **problems(400, 404)})
+    @action(detail=True, methods=["put"])
+    def schedule(self, request: Request, id: str) -> Response:
+        services.get_task(id)
+        body = s.ScheduleRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        task = services.set_schedule(id, body.validated_data["cron_string"], body.validated_data.get("timezone"))
+        return Response(s.TaskSerializer(task).data)
+
+    @extend_schema(parameters=[s.HistoryQuerySerializer], responses={200: s.HistorySerializer, **problems(400, 404)})
+    @action(detail=True, methods=["get"])
+    def history(self, request: Request, id: str) -> Response:
+        task = services.get_task(id)
+        query = parse_query(s.HistoryQuerySerializer, request)
+        runs = Run.objects.filter(task=task).select_related("task").order_by("-created_at")
+        if query.get("status"):
+            runs = runs.filter(status__in=query["status"])
+        page, pagination = paginate(runs, page=query["page"], limit=query.get("limit") or 20)
+        return Response({"history": s.RunSerializer(page, many=True).data, "pagination": pagination})
+
+
+def filter_tasks(tasks: QuerySet[Task], *, type: str | None = None, kind: str | None = None,
+                 trigger: str | None = None, enabled: bool | None = None) -> QuerySet[Task]:
+    if type:
+        tasks = tasks.filter(type=type)
+    if kind:
+        tasks = tasks.filter(kind=kind)
+    if enabled is not None:
+        tasks = tasks.filter(enabled=enabled)
+    scheduled = ~Q(kind=TaskKind.WATCHER) & (~Q(cron_string="") | Q(interval__isnull=False))
+    if trigger == "watcher":
+        tasks = tasks.filter(kind=TaskKind.WATCHER)
+    elif trigger == "scheduled":
+        tasks = tasks.filter(scheduled)
+    elif trigger == "manual":
+        tasks = tasks.exclude(kind=TaskKind.WATCHER).exclude(scheduled)
+    return tasks
+
+
+def render_tasks(tasks: QuerySet[Task]) -> list[dict[str, Any]]:
+    tasks = list(tasks)
+    return s.TaskSerializer(tasks, many=True, context={"statuses": selectors.task_statuses(tasks)}).data
+
+
+@extend_schema(parameters=[OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)])
+class RunViewSet(viewsets.ViewSet):
+    lookup_field = "run_id"
+    required_scopes = {
+        "list": Scope.READ, "retrieve": Scope.READ, "activity": Scope.READ, "log": Scope.READ,
+        "cancel": Scope.RUN, "destroy": Scope.MANAGE,
+    }
+
+    @extend_schema(parameters=[s.RunsQuerySerializer], responses={200: s.RunListSerializer, **problems(400)})
+    def list(self, request: Request) -> Response:
+        query = parse_query(s.RunsQuerySerializer, request)
+        runs = Run.objects.select_related("task").order_by("-created_at")
+        if query.get("task"):
+            runs = runs.filter(task_id=query["task"])
+        if query.get("status"):
+            runs = runs.filter(status__in=query["status"])
+        if query.get("trigger"):
+            runs = runs.filter(trigger=query["trigger"])
+        page, pagination = paginate(runs, page=query["page"], limit=query.get("limit") or 20)
+        return Response({"runs": s.RunSerializer(page, many=True).data, "pagination": pagination})
+
+    @extend_schema(responses={200: s.RunSerializer, 202: s.RunSerializer, **problems(404)},
+                   description="202 while the run is queued or running, 200 once it ended (whatever the outcome).")
+    def retrieve(self, request: Request, run_id: str) -> Response:
+        run = services.get_run(run_id)
+        return Response(s.RunSerializer(run).data, status=status.HTTP_202_ACCEPTED if run.is_active else status.HTTP_200_OK)
+
+    @extend_schema(request=None, responses={200: s.RunSerializer, **problems(400, 404)})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, run_id: str) -> Response:
+        return Response(s.RunSerializer(services.cancel_run(run_id)).data)
+
+    @extend_schema(request=None, responses={204: None, **problems(404, 409)})
+    def destroy(self, request: Request, run_id: str) -> Response:
+        services.delete_run(run_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(parameters=[s.ActivityQuerySerializer], responses={200: s.ActivityListSerializer, **problems(400, 404)})
+    @action(detail=True, methods=["get"])
+    def activity(self, request: Request, run_id: str) -> Response:
+        run = services.get_run(run_id)
+        query = parse_query(s.ActivityQuerySerializer, request)
+        rows = run.activity.order_by("id")
+        if query.get("status"):
+            rows = rows.filter(status=query["status"])
+        if query.get("action"):
+            rows = rows.filter(action=query["action"])
+        page, pagination = paginate(rows, page=query["page"], limit=query.get("limit") or 50)
+        return Response({"activity": s.ActivitySerializer(page, many=True).data, "pagination": pagination})
+
+    @extend_schema(
+        parameters=[s.LogQuerySerializer],
+        responses={(200, "text/plain"): OpenApiTypes.STR, **problems(400, 404)},
+        description="Captured output from byte `offset`; the header X-Log-Size gives the size written so far.",
+    )
+    @action(detail=True, methods=["get"])
+    def log(self, request: Request, run_id: str) -> HttpResponse:
+        run = services.get_run(run_id)
+        offset = parse_query(s.LogQuerySerializer, request)["offset"]
+        kept = run.output.encode("utf-8")
+        start = max(0, offset - run.output_dropped)
+        response = HttpResponse(kept[start:], content_type="text/plain; charset=utf-8")
+        response["X-Log-Size"] = str(run.output_size)
+        return response
+
+
+class HealthView(APIView):
+    """GET /api/health, without authentication: database, workers and scheduler."""
+
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT}, auth=[])
+    def get(self, request: Request) -> Response:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            fresh_after = clock.now() - taskdeck_settings.HEALTH_FRESH_FOR
+            beats = set(Heartbeat.objects.filter(seen_at__gte=fresh_after).values_list("role", flat=True))
+        except Exception:  # an unreachable database is what this route reports, not a crash
+            return Response({"status": "error", "version": __version__,
+                             "checks": {"database": "error", "workers": "unknown", "scheduler": "unknown"}}, status=503)
+        checks = {"database": "ok", "workers": "ok" if "worker" in beats else "none",
+                  "scheduler": "ok" if "scheduler" in beats else "stale"}
+        healthy = checks["workers"] == "ok" and checks["scheduler"] == "ok"
+        return Response({"status": "ok" if healthy else "degraded", "version": __version__, "checks": checks})
