@@ -1,0 +1,292 @@
+"""Every route of API.md and its status codes, over HTTP (transactional DB: the server sees the data)."""
+from datetime import timedelta
+
+import pytest
+
+from tasks_app import services
+from tasks_app.models import Activity, EndReason, Run, RunStatus, RunTrigger, Task
+
+from ..factories import make_task, number, string
+from .conftest import assert_problem, make_key
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def manage_key():
+    return make_key("tasks:manage")
+
+
+def trigger(task, **kwargs):
+    return services.trigger(task, source=RunTrigger.API, requested_by="test", **kwargs)
+
+
+def ended_run(task, status=RunStatus.COMPLETED, reason=EndReason.SUCCESS, **fields):
+    run = trigger(task, force=True)
+    Run.objects.filter(pk=run.pk).update(status=status, end_reason=reason, ended_at=run.created_at, **fields)
+    run.refresh_from_db()
+    return run
+
+
+# --- Tasks ---------------------------------------------------------------------------------------
+
+
+def test_list_tasks_with_filters(api, manage_key):
+    make_task(id="nightly", type="report", cron_string="0 3 * * *")
+    make_task(id="every", type="sync", interval=6, interval_unit="hours")
+    make_task(id="adhoc", type="report", enabled=False)
+    def ids(query=""):
+        response = api.get(f"/api/tasks{query}", key=manage_key)
+        assert response.status_code == 200
+        return [task["id"] for task in response.json()["tasks"]]
+    assert ids() == ["adhoc", "every", "nightly"]
+    assert ids("?type=report") == ["adhoc", "nightly"]
+    assert ids("?trigger=scheduled") == ["every", "nightly"]
+    assert ids("?trigger=manual") == ["adhoc"]
+    assert ids("?enabled=false") == ["adhoc"]
+    assert ids("?kind=python&enabled=true") == ["every", "nightly"]
+    body = assert_problem(api.get("/api/tasks?enabled=maybe", key=manage_key), 400, "invalid-query")
+    assert body["errors"][0]["location"] == "query.enabled"
+
+
+def test_task_object_matches_the_contract(api, manage_key):
+    make_task(id="every", title="Every", interval=6, interval_unit="hours", parameters=[string("region", "eu")])
+    task = api.get("/api/tasks/every", key=manage_key).json()
+    assert set(task) == {
+        "id", "title", "description", "type", "kind", "trigger", "enabled", "manual_run", "cron_string", "timezone",
+        "interval", "interval_unit", "default_interval", "last_run_at", "next_run_at", "status", "supports_cancel",
+        "supports_history", "supports_dry_run", "parameters", "policy", "process",
+    }
+    assert (task["trigger"], task["interval"], task["interval_unit"], task["cron_string"]) == ("scheduled", 6, "hours", "")
+    assert task["status"] == "idle" and task["process"] is None
+    assert task["parameters"][0] == {"key": "region", "type": "string", "kind": "option", "required": False,
+                                     "default": "eu", "choices": [], "allow_custom": False, "description": ""}
+    assert set(task["policy"]) == {"on_overlap", "max_concurrent", "queue_max", "timeout", "retry_attempts",
+                                   "retry_backoff", "retry_delay", "catch_up", "max_catch_up_runs", "jitter",
+                                   "keep_runs", "keep_for", "run_on_start"}
+    assert_problem(api.get("/api/tasks/nope", key=manage_key), 404, "task-not-found")
+
+
+def test_run_a_task(api, manage_key):
+    make_task(id="report", parameters=[string("region", choices=["eu", "us"]), number("limit", 5)])
+    response = api.post("/api/tasks/report/run", key=manage_key, json={"parameters": {"region": "us"}})
+    assert response.status_code == 202
+    body = response.json()
+    assert set(body) == {"run_id", "task_id", "status", "created_at", "enqueued_at"}
+    assert body["status"] == "queued" and body["created_at"].endswith("Z")
+    run = Run.objects.get(pk=body["run_id"])
+    assert run.parameters == {"region": "us", "limit": 5} and run.triggered_by.startswith("key:")
+    body = assert_problem(api.post("/api/tasks/report/run", key=manage_key), 409, "already-running")
+    assert str(run.pk) in body["detail"]
+    assert api.post("/api/tasks/report/run", key=manage_key, json={"force": True}).status_code == 202
+
+
+def test_run_refusals(api, manage_key):
+    make_task(id="report", parameters=[string("region", choices=["eu", "us"])])
+    make_task(id="off", enabled=False)
+    make_task(id="hidden", manual_run=False)
+    make_task(id="queued", on_overlap="queue", queue_max=0)
+    body = assert_problem(api.post("/api/tasks/report/run", key=manage_key, json={"parameters": {"region": "mars"}}),
+                          400, "invalid-parameters")
+    assert body["errors"] == [{"location": "body.parameters.region", "message": "Must be one of: eu, us.", "value": "mars"}]
+    assert_problem(api.post("/api/tasks/report/run", key=manage_key, json={"dry_run": True}), 400, "dry-run-unsupported")
+    body = assert_problem(api.post("/api/tasks/report/run", key=manage_key, json={"dry_run": "sometimes"}), 400,
+                          "invalid-request")
+    assert body["errors"][0]["location"] == "body.dry_run"
+    assert_problem(api.post("/api/tasks/report/run", key=manage_key, data="{not json",
+                            headers={"Content-Type": "application/json"}), 400, "malformed-request")
+    assert_problem(api.post("/api/tasks/off/run", key=manage_key), 409, "task-disabled")
+    assert_problem(api.post("/api/tasks/hidden/run", key=manage_key), 409, "not-manually-runnable")
+    assert api.post("/api/tasks/queued/run", key=manage_key).status_code == 202
+    assert_problem(api.post("/api/tasks/queued/run", key=manage_key), 409, "queue-full")
+    assert_problem(api.post("/api/tasks/nope/run", key=manage_key), 404, "task-not-found")
+
+
+def test_cancel_a_task(api, manage_key):
+    task = make_task(id="report", on_overlap="queue", queue_max=3)
+    assert_problem(api.post("/api/tasks/report/cancel", key=manage_key), 400, "not-running")
+    runs = [trigger(task), trigger(task)]
+    response = api.post("/api/tasks/report/cancel", key=manage_key)
+    assert response.status_code == 200
+    assert response.json() == {"task_id": "report", "run_ids": [str(run.pk) for run in runs], "status": "cancelling"}
+    running = trigger(make_task(id="stubborn", supports_cancel=False))
+    Run.objects.filter(pk=running.pk).update(status=RunStatus.RUNNING)
+    assert_problem(api.post("/api/tasks/stubborn/cancel", key=manage_key), 400, "cancel-unsupported")
+    assert_problem(api.post("/api/tasks/nope/cancel", key=manage_key), 404, "task-not-found")
+
+
+def test_enable_and_disable(api, manage_key):
+    make_task(id="report", interval=10, interval_unit="minutes")
+    response = api.put("/api/tasks/report/enabled", key=manage_key, json={"enabled": False})
+    assert response.status_code == 200 and response.json()["enabled"] is False and response.json()["next_run_at"] is None
+    response = api.put("/api/tasks/report/enabled", key=manage_key, json={"enabled": True})
+    assert response.json()["enabled"] is True and response.json()["next_run_at"] is not None
+    assert "enabled" in Task.objects.get(pk="report").overrides
+    assert_problem(api.put("/api/tasks/report/enabled", key=manage_key, json={}), 400, "invalid-request")
+    assert_problem(api.put("/api/tasks/nope/enabled", key=manage_key, json={"enabled": True}), 404, "task-not-found")
+
+
+def test_change_the_interval(api, manage_key):
+    make_task(id="every", interval=10, interval_unit="minutes")
+    make_task(id="nightly", cron_string="0 3 * * *")
+    response = api.put("/api/tasks/every/interval", key=manage_key, json={"interval": 6, "unit": "hours"})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["task_id"], body["interval"], body["interval_unit"]) == ("every", 6, "hours")
+    assert body["next_run_at"] == api.get("/api/tasks/every", key=manage_key).json()["next_run_at"] is not None
+    for bad in ({"interval": 1.5, "unit": "hours"}, {"interval": 0, "unit": "hours"}, {"interval": "6", "unit": "hours"},
+                {"interval": True, "unit": "hours"}):
+        errors = assert_problem(api.put("/api/tasks/every/interval", key=manage_key, json=bad), 400, "invalid-request")["errors"]
+        assert errors[0]["location"] == "body.interval"
+    errors = assert_problem(api.put("/api/tasks/every/interval", key=manage_key, json={"interval": 2, "unit": "weeks"}),
+                            400, "invalid-request")["errors"]
+    assert errors[0]["location"] == "body.unit"
+    assert_problem(api.put("/api/tasks/nightly/interval", key=manage_key, json={"interval": 2, "unit": "hours"}),
+                   400, "not-interval-scheduled")
+    assert_problem(api.put("/api/tasks/nope/interval", key=manage_key, json={"interval": 2, "unit": "hours"}),
+                   404, "task-not-found")
+
+
+def test_change_the_cron_schedule(api, manage_key):
+    make_task(id="nightly", cron_string="0 3 * * *")
+    make_task(id="every", interval=10, interval_unit="minutes")
+    response = api.put("/api/tasks/nightly/schedule", key=manage_key,
+                       json={"cron_string": "30 2 * * *", "timezone": "Europe/Paris"})
+    assert response.status_code == 200
+    task = response.json()
+    assert (task["cron_string"], task["timezone"]) == ("30 2 * * *", "Europe/Paris")
+    assert task["next_run_at"].endswith(("00:30:00Z", "01:30:00Z"))  # 02:30 in Paris, in UTC
+    for body, location in (({"cron_string": "61 * * * *"}, "body.cron_string"),
+                           ({"cron_string": "* * * * *", "timezone": "Mars/Olympus"}, "body.timezone")):
+        errors = assert_problem(api.put("/api/tasks/nightly/schedule", key=manage_key, json=body), 400, "invalid-request")["errors"]
+        assert errors[0]["location"] == location
+    assert_problem(api.put("/api/tasks/every/schedule", key=manage_key, json={"cron_string": "* * * * *"}),
+                   400, "not-cron-scheduled")
+    assert_problem(api.put("/api/tasks/nope/schedule", key=manage_key, json={"cron_string": "* * * * *"}),
+                   404, "task-not-found")
+
+
+def test_history_pages_newest_first(api, manage_key):
+    task = make_task(id="report")
+    runs = [ended_run(task) for _ in range(5)]
+    Run.objects.filter(pk=runs[1].pk).update(status=RunStatus.FAILED, end_reason=EndReason.FAILED)
+    for index, run in enumerate(runs):
+        Run.objects.filter(pk=run.pk).update(created_at=run.created_at + timedelta(seconds=index))
+    response = api.get("/api/tasks/report/history?limit=2&page=1", key=manage_key)
+    body = response.json()
+    assert [run["id"] for run in body["history"]] == [str(runs[4].pk), str(runs[3].pk)]
+    assert body["pagination"] == {"page": 1, "limit": 2, "total": 5, "total_pages": 3}
+    past = api.get("/api/tasks/report/history?limit=2&page=9", key=manage_key).json()
+    assert past == {"history": [], "pagination": {"page": 9, "limit": 2, "total": 5, "total_pages": 3}}
+    failed = api.get("/api/tasks/report/history?status=failed,cancelled", key=manage_key).json()
+    assert [run["id"] for run in failed["history"]] == [str(runs[1].pk)]
+    for query, location in (("limit=0", "query.limit"), ("limit=501", "query.limit"), ("limit=ten", "query.limit"),
+                            ("page=0", "query.page"), ("page=1.5", "query.page"), ("status=done", "query.status")):
+        body = assert_problem(api.get(f"/api/tasks/report/history?{query}", key=manage_key), 400, "invalid-query")
+        assert body["errors"][0]["location"] == location
+    assert_problem(api.get("/api/tasks/nope/history", key=manage_key), 404, "task-not-found")
+
+
+# --- Runs -----------------------------------------------------------------------------------------
+
+
+def test_list_runs_with_filters(api, manage_key):
+    report, other = make_task(id="report"), make_task(id="other")
+    failed = ended_run(report, RunStatus.FAILED, EndReason.FAILED)
+    ended_run(report)
+    ended_run(other)
+    body = api.get("/api/runs?task=report&status=failed", key=manage_key).json()
+    assert [run["id"] for run in body["runs"]] == [str(failed.pk)]
+    assert body["pagination"]["total"] == 1
+    assert api.get("/api/runs?trigger=api&limit=2", key=manage_key).json()["pagination"] == {
+        "page": 1, "limit": 2, "total": 3, "total_pages": 2}
+    assert_problem(api.get("/api/runs?limit=600", key=manage_key), 400, "invalid-query")
+
+
+def test_a_run_is_202_while_active_and_200_once_ended_even_failed(api, manage_key):
+    task = make_task(id="report")
+    run = trigger(task)
+    response = api.get(f"/api/runs/{run.pk}", key=manage_key)
+    assert response.status_code == 202 and response.json()["status"] == "queued"
+    Run.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, end_reason=EndReason.CRASHED,
+                                         error="The worker running this run was lost.", traceback="Traceback (most...")
+    response = api.get(f"/api/runs/{run.pk}", key=manage_key)
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["end_reason"], body["task_title"]) == ("failed", "crashed", task.title)
+    assert "traceback" not in body and "Traceback" not in response.text
+    assert_problem(api.get("/api/runs/00000000-0000-0000-0000-000000000000", key=manage_key), 404, "run-not-found")
+    assert_problem(api.get("/api/runs/not-a-uuid", key=manage_key), 404, "run-not-found")
+
+
+def test_cancel_a_run(api, manage_key):
+    task = make_task(id="report")
+    queued = trigger(task)
+    body = api.post(f"/api/runs/{queued.pk}/cancel", key=manage_key).json()
+    assert (body["status"], body["end_reason"], body["cancel_requested"]) == ("cancelled", "cancelled", True)
+    running = trigger(task)
+    Run.objects.filter(pk=running.pk).update(status=RunStatus.RUNNING)
+    body = api.post(f"/api/runs/{running.pk}/cancel", key=manage_key).json()
+    assert (body["status"], body["cancel_requested"]) == ("running", True)
+    assert_problem(api.post(f"/api/runs/{queued.pk}/cancel", key=manage_key), 400, "run-ended")
+    assert_problem(api.post("/api/runs/00000000-0000-0000-0000-000000000000/cancel", key=manage_key), 404, "run-not-found")
+
+
+def test_activity_pages_oldest_first_with_filters(api, manage_key):
+    run = ended_run(make_task(id="report"))
+    for index in range(5):
+        Activity.objects.create(run=run, item_id=f"movie:{index}", action="delete" if index % 2 else "keep",
+                                status="failed" if index == 4 else "success", timestamp=run.created_at)
+    body = api.get(f"/api/runs/{run.pk}/activity?limit=2&page=2", key=manage_key).json()
+    assert [row["item_id"] for row in body["activity"]] == ["movie:2", "movie:3"]
+    assert body["pagination"] == {"page": 2, "limit": 2, "total": 5, "total_pages": 3}
+    assert body["activity"][0]["run_id"] == str(run.pk)
+    assert [row["item_id"] for row in api.get(f"/api/runs/{run.pk}/activity?action=delete", key=manage_key).json()["activity"]] == ["movie:1", "movie:3"]
+    assert [row["item_id"] for row in api.get(f"/api/runs/{run.pk}/activity?status=failed", key=manage_key).json()["activity"]] == ["movie:4"]
+    assert_problem(api.get(f"/api/runs/{run.pk}/activity?limit=-1", key=manage_key), 400, "invalid-query")
+    assert_problem(api.get("/api/runs/00000000-0000-0000-0000-000000000000/activity", key=manage_key), 404, "run-not-found")
+
+
+def test_the_log_from_a_byte_offset(api, manage_key):
+    run = ended_run(make_task(id="report"), output="line one\nline two\n", output_dropped=100)
+    response = api.get(f"/api/runs/{run.pk}/log", key=manage_key)
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
+    assert response.text == "line one\nline two\n" and response.headers["X-Log-Size"] == "118"
+    assert api.get(f"/api/runs/{run.pk}/log?offset=109", key=manage_key).text == "line two\n"
+    assert api.get(f"/api/runs/{run.pk}/log?offset=500", key=manage_key).text == ""
+    assert_problem(api.get(f"/api/runs/{run.pk}/log?offset=-3", key=manage_key), 400, "invalid-query")
+    assert_problem(api.get("/api/runs/00000000-0000-0000-0000-000000000000/log", key=manage_key), 404, "run-not-found")
+
+
+def test_delete_a_run(api, manage_key):
+    task = make_task(id="report")
+    active = trigger(task)
+    assert_problem(api.delete(f"/api/runs/{active.pk}", key=manage_key), 409, "run-active")
+    ended = ended_run(task)
+    response = api.delete(f"/api/runs/{ended.pk}", key=manage_key)
+    assert response.status_code == 204 and response.content == b""
+    assert_problem(api.get(f"/api/runs/{ended.pk}", key=manage_key), 404, "run-not-found")
+    assert_problem(api.delete(f"/api/runs/{ended.pk}", key=manage_key), 404, "run-not-found")
+    assert [run["id"] for run in api.get("/api/runs", key=manage_key).json()["runs"]] == [str(active.pk)]
+
+
+# --- Health, problems, unknown routes -------------------------------------------------------------
+
+
+def test_health_needs_no_caller_and_reports_heartbeats(api):
+    body = api.get("/api/health").json()
+    assert body["status"] == "degraded" and body["checks"] == {"database": "ok", "workers": "none", "scheduler": "stale"}
+    services.beat("worker")
+    services.beat("scheduler")
+    body = api.get("/api/health").json()
+    assert body["status"] == "ok" and body["checks"] == {"database": "ok", "workers": "ok", "scheduler": "ok"}
+    assert body["version"]
+
+
+def test_unknown_routes_and_methods_are_problems_too(api, manage_key):
+    assert_problem(api.get("/api/nothing-here", key=manage_key), 404, "not-found")
+    assert_problem(api.delete("/api/tasks/report", key=manage_key), 405, "method-not-allowed")
+    page = api.get("/api/problems/already-running")
+    assert page.status_code == 200 and "Task already running" in page.text
+    assert "queue-full" in api.get("/api/problems/").text
+    assert_problem(api.get("/api/problems/no-such-problem"), 404, "not-found")
