@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from croniter import croniter
 from django.utils.module_loading import import_string
 
+from tasks_app import schedules
 from tasks_app.conf import taskdeck_settings
 from tasks_app.exceptions import DefinitionError
 from tasks_app.models import CatchUp, DefinitionSource, IntervalUnit, OverlapPolicy, RetryBackoff, TaskKind
@@ -169,8 +169,8 @@ def build_definition(
         check.boolean(name)
     check.text("cron_string")
     clean["cron_string"] = " ".join(clean["cron_string"].split())
-    if clean["cron_string"] and not croniter.is_valid(clean["cron_string"]):
-        raise DefinitionError(task_id, "cron_string", f"not a valid cron expression: {clean['cron_string']!r}")
+    if clean["cron_string"] and not schedules.is_valid_cron(clean["cron_string"]):
+        raise DefinitionError(task_id, "cron_string", f"not a valid 5-field cron expression: {clean['cron_string']!r}")
     clean["timezone"] = clean["timezone"] or taskdeck_settings.DEFAULT_TIMEZONE
     check.timezone("timezone")
     if clean["interval"] is not None:

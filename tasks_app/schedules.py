@@ -4,13 +4,24 @@ from __future__ import annotations
 import zoneinfo
 from datetime import UTC, datetime, timedelta
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
+from tasks_app import clock
 from tasks_app.models import IntervalUnit, Task
 
 
 def is_valid_cron(expression: str) -> bool:
-    return bool(expression) and croniter.is_valid(expression)
+    """Five fields (or an alias such as @daily) that parse and fire at least once."""
+    fields = expression.split()
+    if not fields or not (len(fields) == 5 or (len(fields) == 1 and fields[0].startswith("@"))):
+        return False
+    if not croniter.is_valid(expression):
+        return False
+    try:
+        croniter(expression, clock.now()).get_next(datetime)
+    except CroniterBadDateError:
+        return False  # valid syntax that never fires, e.g. "0 0 30 2 *"
+    return True
 
 
 def is_valid_timezone(name: str) -> bool:

@@ -78,7 +78,7 @@ class Project:
         def up() -> bool:
             try:
                 return requests.get(f"http://127.0.0.1:{port}/admin/login/", timeout=1).status_code == 200
-            except requests.ConnectionError:
+            except requests.RequestException:  # refused, or too slow to answer while starting up
                 assert process.poll() is None, log.read_text()
                 return False
 

@@ -27,5 +27,6 @@ def parse_query(serializer_class: type[serializers.Serializer], request: Request
 def paginate(queryset: QuerySet, *, page: int, limit: int) -> tuple[list[Any], dict[str, int]]:
     """One page of ``queryset``; a page past the end is empty, with the requested page echoed."""
     total = queryset.count()
-    items = list(queryset[(page - 1) * limit: page * limit])
+    offset = (page - 1) * limit
+    items = list(queryset[offset: offset + limit]) if offset < total else []
     return items, {"page": page, "limit": limit, "total": total, "total_pages": math.ceil(total / limit)}

@@ -14,6 +14,7 @@ from typing import Any
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.html import escape
 from rest_framework import exceptions as drf
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from tasks_app.exceptions import TaskdeckError
@@ -92,6 +93,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     else:
         logger.exception("Unexpected error serving %s", instance)
         body = problem(500, "server-error", "Server error", "Taskdeck failed unexpectedly; the error was logged.", instance)
+    if request is not None:  # never the browsable API's HTML under a problem+json label
+        request.accepted_renderer, request.accepted_media_type = JSONRenderer(), "application/json"
     return Response(body, status=body["status"], headers=headers, content_type=CONTENT_TYPE)
 
 

@@ -10,6 +10,9 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
     target_class = "tasks_app.api.authentication.ApiKeyAuthentication"
     name = ["ApiKeyHeader", "BearerKey"]
 
+    def get_security_requirement(self, auto_schema: Any) -> list[dict[str, list[Any]]]:
+        return [{"ApiKeyHeader": []}, {"BearerKey": []}]  # either header, not both
+
     def get_security_definition(self, auto_schema: Any) -> list[dict[str, Any]]:
         return [
             {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "An API key (manage.py create_api_key)."},

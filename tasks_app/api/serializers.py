@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from tasks_app import schedules
@@ -14,6 +13,21 @@ POLICY_FIELDS = (
     "on_overlap", "max_concurrent", "queue_max", "timeout", "retry_attempts", "retry_backoff", "retry_delay",
     "catch_up", "max_catch_up_runs", "jitter", "keep_runs", "keep_for", "run_on_start",
 )
+
+
+class ProblemErrorSerializer(serializers.Serializer):
+    location = serializers.CharField()
+    message = serializers.CharField()
+    value = serializers.JSONField(required=False, allow_null=True)
+
+
+class ProblemSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    instance = serializers.CharField()
+    errors = ProblemErrorSerializer(many=True, required=False)
 
 
 class ParameterSerializer(serializers.Serializer):
@@ -63,7 +77,7 @@ class TaskSerializer(serializers.ModelSerializer):
             "supports_cancel", "supports_history", "supports_dry_run", "parameters", "policy", "process",
         )
 
-    @extend_schema_field(OpenApiTypes.INT)
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_interval(self, task: Task) -> int | None:
         return task.interval if task.interval else None
 
@@ -71,7 +85,7 @@ class TaskSerializer(serializers.ModelSerializer):
     def get_interval_unit(self, task: Task) -> str | None:
         return (task.interval_unit or IntervalUnit.MINUTES) if task.interval else None
 
-    @extend_schema_field(OpenApiTypes.INT)
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_default_interval(self, task: Task) -> int | None:
         return task.default_interval if task.interval else None
 
@@ -86,7 +100,7 @@ class TaskSerializer(serializers.ModelSerializer):
     def get_policy(self, task: Task) -> dict[str, Any]:
         return {name: getattr(task, name) for name in POLICY_FIELDS}
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field(serializers.DictField(allow_null=True))
     def get_process(self, task: Task) -> None:
         return None  # command and service tasks (process settings) come with the process-tasks issue
 
@@ -145,6 +159,7 @@ class PaginationSerializer(serializers.Serializer):
     total_pages = serializers.IntegerField()
 
 
+@extend_schema_serializer(many=False)
 class TaskListSerializer(serializers.Serializer):
     tasks = TaskSerializer(many=True)
 
@@ -154,6 +169,7 @@ class HistorySerializer(serializers.Serializer):
     pagination = PaginationSerializer()
 
 
+@extend_schema_serializer(many=False)
 class RunListSerializer(serializers.Serializer):
     runs = RunSerializer(many=True)
     pagination = PaginationSerializer()
@@ -199,9 +215,17 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+MAX_INTERVAL_SECONDS = 10 * 366 * 86400
+
+
 class IntervalRequestSerializer(serializers.Serializer):
-    interval = StrictIntegerField(min_value=1)
+    interval = StrictIntegerField(min_value=1, max_value=MAX_INTERVAL_SECONDS // 60)
     unit = serializers.ChoiceField(choices=IntervalUnit.choices)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        if data["interval"] * IntervalUnit(data["unit"]).seconds > MAX_INTERVAL_SECONDS:
+            raise serializers.ValidationError({"interval": "An interval can be at most 10 years."})
+        return data
 
 
 class ScheduleRequestSerializer(serializers.Serializer):
@@ -211,7 +235,7 @@ class ScheduleRequestSerializer(serializers.Serializer):
     def validate_cron_string(self, value: str) -> str:
         value = " ".join(value.split())
         if not schedules.is_valid_cron(value):
-            raise serializers.ValidationError(f"Not a valid cron expression: {value!r}.")
+            raise serializers.ValidationError(f"Not a valid 5-field cron expression that fires: {value!r}.")
         return value
 
     def validate_timezone(self, value: str) -> str:

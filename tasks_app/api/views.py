@@ -25,11 +25,11 @@ from tasks_app.api.permissions import caller_label
 from tasks_app.conf import taskdeck_settings
 from tasks_app.models import Heartbeat, Run, RunTrigger, Scope, Task, TaskKind
 
-PROBLEM = OpenApiResponse(OpenApiTypes.OBJECT, description="Problem document (application/problem+json)")
+PROBLEM = OpenApiResponse(s.ProblemSerializer, description="Problem document (RFC 9457)")
 
 
-def problems(*statuses: int) -> dict[int, OpenApiResponse]:
-    return {code: PROBLEM for code in (401, 403, *statuses)}
+def problems(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
+    return {(code, "application/problem+json"): PROBLEM for code in (401, 403, *statuses)}
 
 
 class TaskViewSet(viewsets.ViewSet):
@@ -127,7 +127,9 @@ def render_tasks(tasks: QuerySet[Task]) -> list[dict[str, Any]]:
     return s.TaskSerializer(tasks, many=True, context={"statuses": selectors.task_statuses(tasks)}).data
 
 
-@extend_schema(parameters=[OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)])
+RUN_ID = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+
+
 class RunViewSet(viewsets.ViewSet):
     lookup_field = "run_id"
     required_scopes = {
@@ -148,23 +150,23 @@ class RunViewSet(viewsets.ViewSet):
         page, pagination = paginate(runs, page=query["page"], limit=query.get("limit") or 20)
         return Response({"runs": s.RunSerializer(page, many=True).data, "pagination": pagination})
 
-    @extend_schema(responses={200: s.RunSerializer, 202: s.RunSerializer, **problems(404)},
+    @extend_schema(parameters=[RUN_ID], responses={200: s.RunSerializer, 202: s.RunSerializer, **problems(404)},
                    description="202 while the run is queued or running, 200 once it ended (whatever the outcome).")
     def retrieve(self, request: Request, run_id: str) -> Response:
         run = services.get_run(run_id)
         return Response(s.RunSerializer(run).data, status=status.HTTP_202_ACCEPTED if run.is_active else status.HTTP_200_OK)
 
-    @extend_schema(request=None, responses={200: s.RunSerializer, **problems(400, 404)})
+    @extend_schema(parameters=[RUN_ID], request=None, responses={200: s.RunSerializer, **problems(400, 404)})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, run_id: str) -> Response:
         return Response(s.RunSerializer(services.cancel_run(run_id)).data)
 
-    @extend_schema(request=None, responses={204: None, **problems(404, 409)})
+    @extend_schema(parameters=[RUN_ID], request=None, responses={204: None, **problems(404, 409)})
     def destroy(self, request: Request, run_id: str) -> Response:
         services.delete_run(run_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(parameters=[s.ActivityQuerySerializer], responses={200: s.ActivityListSerializer, **problems(400, 404)})
+    @extend_schema(parameters=[RUN_ID, s.ActivityQuerySerializer], responses={200: s.ActivityListSerializer, **problems(400, 404)})
     @action(detail=True, methods=["get"])
     def activity(self, request: Request, run_id: str) -> Response:
         run = services.get_run(run_id)
@@ -178,7 +180,7 @@ class RunViewSet(viewsets.ViewSet):
         return Response({"activity": s.ActivitySerializer(page, many=True).data, "pagination": pagination})
 
     @extend_schema(
-        parameters=[s.LogQuerySerializer],
+        parameters=[RUN_ID, s.LogQuerySerializer],
         responses={(200, "text/plain"): OpenApiTypes.STR, **problems(400, 404)},
         description="Captured output from byte `offset`; the header X-Log-Size gives the size written so far.",
     )

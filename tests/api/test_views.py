@@ -290,3 +290,38 @@ def test_unknown_routes_and_methods_are_problems_too(api, manage_key):
     assert page.status_code == 200 and "Task already running" in page.text
     assert "queue-full" in api.get("/api/problems/").text
     assert_problem(api.get("/api/problems/no-such-problem"), 404, "not-found")
+
+
+# --- Found by schemathesis: each was a 500 or a body that did not match the schema -----------------
+
+
+def test_a_page_far_past_the_end_is_empty_not_a_server_error(api, manage_key):
+    make_task(id="report")
+    for path in ("/api/runs", "/api/tasks/report/history"):
+        body = api.get(f"{path}?page=99999999999999999999", key=manage_key).json()
+        assert body["pagination"]["page"] == 99999999999999999999 and body["pagination"]["total"] == 0
+
+
+def test_intervals_are_capped_at_ten_years(api, manage_key):
+    make_task(id="every", interval=10, interval_unit="minutes")
+    for body in ({"interval": 10715557316860, "unit": "minutes"}, {"interval": 3000000, "unit": "days"}):
+        errors = assert_problem(api.put("/api/tasks/every/interval", key=manage_key, json=body), 400, "invalid-request")["errors"]
+        assert errors[0]["location"] == "body.interval"
+    assert api.put("/api/tasks/every/interval", key=manage_key, json={"interval": 3650, "unit": "days"}).status_code == 200
+
+
+@pytest.mark.parametrize("cron", ["0 0 30 2 *", "* * 31 2 *", "0 3 * * * *", "@sometimes"])
+def test_cron_strings_that_never_fire_or_have_six_fields_are_refused(api, manage_key, cron):
+    make_task(id="nightly", cron_string="0 3 * * *")
+    assert_problem(api.put("/api/tasks/nightly/schedule", key=manage_key, json={"cron_string": cron}), 400, "invalid-request")
+
+
+def test_cron_aliases_and_leap_days_are_accepted(api, manage_key):
+    make_task(id="nightly", cron_string="0 3 * * *")
+    for cron in ("@daily", "0 0 29 2 *"):
+        assert api.put("/api/tasks/nightly/schedule", key=manage_key, json={"cron_string": cron}).status_code == 200
+
+
+def test_problems_are_json_even_when_the_client_asks_for_html(api):
+    response = api.get("/api/tasks", headers={"Accept": "text/html"})
+    assert_problem(response, 401, "not-authenticated")
