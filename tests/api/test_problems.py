@@ -1,5 +1,6 @@
 """Errors that are hard to provoke on purpose, and the pages around the API."""
 import logging
+import re
 import subprocess
 import sys
 
@@ -103,3 +104,18 @@ def test_every_run_route_is_404_once_a_run_is_deleted(api):
     for method, suffix in (("GET", ""), ("GET", "/activity"), ("GET", "/log"), ("POST", "/cancel"), ("DELETE", "")):
         response = api.request(method, f"/api/runs/{run.pk}{suffix}", key=key)
         assert response.status_code == 404 and response.json()["type"] == "/api/problems/run-not-found"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_schema_swagger_and_redoc_are_served_with_no_outside_network(live_server):
+    yaml_schema = requests.get(f"{live_server.url}/api/schema/", timeout=10)
+    assert yaml_schema.status_code == 200 and "openapi: 3" in yaml_schema.text
+    json_schema = requests.get(f"{live_server.url}/api/schema/?format=json", timeout=10).json()
+    assert {"ApiKeyHeader", "BearerKey", "cookieAuth"} <= set(json_schema["components"]["securitySchemes"])
+    for page in ("/api/docs/", "/api/redoc/"):
+        html = requests.get(f"{live_server.url}{page}", timeout=10).text
+        assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', html)
+        assert assets, html[:500]
+        for asset in assets:
+            assert asset.startswith("/static/"), f"{page} loads {asset} from outside"
+            assert requests.get(f"{live_server.url}{asset}", timeout=10).status_code == 200
