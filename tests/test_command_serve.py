@@ -101,3 +101,22 @@ def test_after_a_hard_stop_running_runs_end_crashed_and_queued_runs_still_execut
         serve.send_signal(signal.SIGTERM)
         serve.wait(15)
     assert "Ended 1 run(s) left running by a previous stop (crashed)." in log.read_text()
+
+
+def test_the_web_process_does_not_leak_connections_or_files(project, tmp_path):
+    port = free_port()
+    serve = project.start_serve(port, tmp_path / "serve.log")
+    try:
+        key = project.manage("create_api_key", "--name", "leak", "--scopes", "tasks:manage").stdout.strip().splitlines()[-1]
+        [web] = [pid for pid in descendants(serve.pid) if b"uvicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        session = requests.Session()
+        for index in range(300):
+            path = "/api/tasks/evaluate_rules/enabled" if index % 2 else "/api/tasks"
+            method = session.put if index % 2 else session.get
+            response = method(f"http://127.0.0.1:{port}{path}", json={"enabled": True}, headers={"X-API-Key": key}, timeout=10)
+            assert response.status_code == 200
+        open_files = len(list(Path(f"/proc/{web}/fd").iterdir()))
+        assert open_files < 60, f"{open_files} descriptors open after 300 requests"
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(15)

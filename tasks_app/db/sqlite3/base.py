@@ -24,18 +24,10 @@ from django.db.backends.sqlite3 import base
 class DatabaseWrapper(base.DatabaseWrapper):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._write_lock: int | None = None
-        self._write_lock_held = False
-
-    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
-        connection = super().get_new_connection(conn_params)
-        if not self.is_in_memory_db():
-            path = f"{self.settings_dict['NAME']}-writelock"
-            self._write_lock = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        return connection
+        self._write_lock: int | None = None  # an open lock file only while a transaction runs
 
     def _start_transaction_under_autocommit(self) -> None:
-        if self._write_lock is not None:
+        if not self.is_in_memory_db():
             self._acquire_write_lock()
         try:
             super()._start_transaction_under_autocommit()
@@ -60,29 +52,33 @@ class DatabaseWrapper(base.DatabaseWrapper):
             super()._close()
         finally:
             self._release_write_lock()
-            if self._write_lock is not None:
-                os.close(self._write_lock)
-                self._write_lock = None
 
     def _acquire_write_lock(self) -> None:
         """Wait for the lock in short sleeps (SQLite's back-off grows to 100 ms), for at most the
-        busy timeout: a writer stuck in a long transaction must make others fail, not hang."""
+        busy timeout: a writer stuck in a long transaction must make others fail, not hang.
+
+        The lock file is opened here and closed on release, so a connection that is never
+        closed (ASGI runs each request in a thread of its own) leaves no descriptor behind.
+        """
         timeout = float(self.settings_dict.get("OPTIONS", {}).get("timeout", 5))
         deadline = time.monotonic() + timeout
         delay = 0.0002
+        lock = os.open(f"{self.settings_dict['NAME']}-writelock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         while True:
             try:
-                fcntl.flock(self._write_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 if time.monotonic() > deadline:
+                    os.close(lock)
                     raise OperationalError(f"database is locked (waited {timeout:g} s for the write lock)") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.005)
             else:
-                self._write_lock_held = True
+                self._write_lock = lock
                 return
 
     def _release_write_lock(self) -> None:
-        if self._write_lock_held and self._write_lock is not None:
-            fcntl.flock(self._write_lock, fcntl.LOCK_UN)
-        self._write_lock_held = False
+        """Closing the file releases the flock."""
+        if self._write_lock is not None:
+            os.close(self._write_lock)
+            self._write_lock = None
