@@ -68,28 +68,22 @@ class TaskViewSet(viewsets.ViewSet):
     @extend_schema(request=s.EnabledRequestSerializer, responses={200: s.TaskSerializer, **problems(400, 404)})
     @action(detail=True, methods=["put"])
     def enabled(self, request: Request, id: str) -> Response:
-        services.get_task(id)
-        body = s.EnabledRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        return Response(s.TaskSerializer(services.set_enabled(id, body.validated_data["enabled"])).data)
+        body = parse_task_body(id, s.EnabledRequestSerializer, request)
+        return Response(s.TaskSerializer(services.set_enabled(id, body["enabled"])).data)
 
     @extend_schema(request=s.IntervalRequestSerializer, responses={200: s.IntervalResultSerializer, **problems(400, 404)})
     @action(detail=True, methods=["put"])
     def interval(self, request: Request, id: str) -> Response:
-        services.get_task(id)
-        body = s.IntervalRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        task = services.set_interval(id, body.validated_data["interval"], body.validated_data["unit"])
+        body = parse_task_body(id, s.IntervalRequestSerializer, request)
+        task = services.set_interval(id, body["interval"], body["unit"])
         return Response({"task_id": task.id, "interval": task.interval, "interval_unit": task.interval_unit,
                          "next_run_at": task.next_run_at})
 
     @extend_schema(request=s.ScheduleRequestSerializer, responses={200: s.TaskSerializer, **problems(400, 404)})
     @action(detail=True, methods=["put"])
     def schedule(self, request: Request, id: str) -> Response:
-        services.get_task(id)
-        body = s.ScheduleRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        task = services.set_schedule(id, body.validated_data["cron_string"], body.validated_data.get("timezone"))
+        body = parse_task_body(id, s.ScheduleRequestSerializer, request)
+        task = services.set_schedule(id, body["cron_string"], body.get("timezone"))
         return Response(s.TaskSerializer(task).data)
 
     @extend_schema(parameters=[s.HistoryQuerySerializer], responses={200: s.HistorySerializer, **problems(400, 404)})
@@ -102,6 +96,14 @@ class TaskViewSet(viewsets.ViewSet):
             runs = runs.filter(status__in=query["status"])
         page, pagination = paginate(runs, page=query["page"], limit=query.get("limit") or 20)
         return Response({"history": s.RunSerializer(page, many=True).data, "pagination": pagination})
+
+
+def parse_task_body(task_id: str, serializer_class: type, request: Request) -> dict[str, Any]:
+    """The checked body of a request about one task: an unknown task is 404 before a bad body is 400."""
+    services.get_task(task_id)
+    body = serializer_class(data=request.data)
+    body.is_valid(raise_exception=True)
+    return body.validated_data
 
 
 def filter_tasks(tasks: QuerySet[Task], *, type: str | None = None, kind: str | None = None,
