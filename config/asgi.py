@@ -1,17 +1,42 @@
-"""ASGI entry point: Django over HTTP; Channels routes WebSockets (live issue)."""
+"""ASGI entry point: what ``manage.py serve`` runs under uvicorn.
+
+Plain HTTP (admin, REST API, static files) goes to Django's WSGI handler on a fixed pool of
+threads (a2wsgi); only long-lived streams go through Django's ASGI handler, and WebSockets
+through Channels (the live issue). Why not all of it through the ASGI handler: for a sync view it
+starts, and then joins, a fresh thread per request, about 4 ms each on a small machine (measured
+with bench/api.py), and a persistent database connection opened in that thread is abandoned with
+it. The pool's threads live as long as the process, so each keeps one connection (CONN_MAX_AGE).
+"""
 import os
 
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+from a2wsgi import WSGIMiddleware
+from django.contrib.staticfiles.handlers import (
+    ASGIStaticFilesHandler,
+    StaticFilesHandler,
+)
 from django.core.asgi import get_asgi_application
+from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-# Django's advice for ASGI: no persistent connections, since every request runs in a thread of
-# its own and a connection kept open would be abandoned with it. Workers keep theirs.
-os.environ.setdefault("CONN_MAX_AGE", "0")
+
 # Static files (admin CSS/JS) are served by the app itself: `serve` is a one-machine default
 # with no front proxy. Behind nginx, collectstatic and let it serve STATIC_ROOT instead.
-django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())
+django_wsgi_app = StaticFilesHandler(get_wsgi_application())
+streams = ASGIStaticFilesHandler(get_asgi_application())
+
+from tasks_app.conf import taskdeck_settings  # noqa: E402  (needs Django set up first)
+
+plain_http = WSGIMiddleware(django_wsgi_app, workers=taskdeck_settings.WEB_THREADS)
+# Paths served as streams, through the ASGI handler (Server-Sent Events come with the live issue).
+STREAM_PREFIXES = ("/api/events",)
+
+
+async def http(scope, receive, send):
+    """Streams to the ASGI handler, every other request to the thread pool."""
+    app = streams if scope["path"].startswith(STREAM_PREFIXES) else plain_http
+    await app(scope, receive, send)
+
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+application = ProtocolTypeRouter({"http": http})

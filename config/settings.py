@@ -148,6 +148,7 @@ TASKDECK = {
     "HEARTBEAT_STALE_AFTER": env.float("TASKDECK_HEARTBEAT_STALE_AFTER", default=30.0),
     "CANCEL_GRACE": env.float("TASKDECK_CANCEL_GRACE", default=10.0),
     "SCHEDULER_INTERVAL": env.float("TASKDECK_SCHEDULER_INTERVAL", default=1.0),
+    "WEB_THREADS": env.int("TASKDECK_WEB_THREADS", default=8),
 }
 
 LOGGING = {
@@ -181,5 +182,19 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"IntervalUnitEnum": "tasks_app.models.IntervalUnit"},
+    "PREPROCESSING_HOOKS": ["tasks_app.api.schema.paths_without_trailing_slash"],
+    "ENUM_NAME_OVERRIDES": {
+        "IntervalUnitEnum": "tasks_app.models.IntervalUnit",
+        "RunStatusEnum": "tasks_app.models.RunStatus",
+        "EndReasonEnum": "tasks_app.models.EndReason",
+        "RunTriggerEnum": "tasks_app.models.RunTrigger",
+        "TaskKindEnum": "tasks_app.models.TaskKind",
+        "TaskTriggerEnum": "tasks_app.models.TaskTrigger",
+        "TaskStatusEnum": "tasks_app.api.serializers.TASK_STATUSES",
+        "OverlapPolicyEnum": "tasks_app.models.OverlapPolicy",
+        "RetryBackoffEnum": "tasks_app.models.RetryBackoff",
+        "CatchUpEnum": "tasks_app.models.CatchUp",
+        "ParameterTypeEnum": "tasks_app.parameters.TYPES",
+        "ParameterKindEnum": "tasks_app.parameters.KINDS",
+    },
 }

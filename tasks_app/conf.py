@@ -32,6 +32,9 @@ DEFAULTS: dict[str, Any] = {
     "SCHEDULER_INTERVAL": 1.0,
     # Captured output kept per python run (bytes); older text is dropped past it.
     "LOG_MAX_SIZE": 1024 * 1024,
+    # Threads of the web process answering plain HTTP requests (config/asgi.py); one database
+    # connection each at most.
+    "WEB_THREADS": 8,
     # Task defaults applied when a definition leaves a policy field out.
     "DEFAULT_TIMEOUT": 3600,
     "DEFAULT_TIMEZONE": "UTC",

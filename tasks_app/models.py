@@ -297,12 +297,19 @@ class Run(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Each list the API pages through has an index in its own order that holds the status and
+        # the id, so a page's ids come from the index alone, whatever the status filter
+        # (selectors.page_of_runs). tests/test_selectors.py pins the plans.
         indexes = [
-            models.Index(fields=["task", "-created_at"], name="run_task_history"),
-            # Covers the trigger's slot count (services._slots) without reading the table.
-            models.Index(fields=["task", "status", "enqueued_at", "not_before"], name="run_task_slots"),
-            models.Index(fields=["status", "-created_at"], name="run_status_recent"),
-            models.Index(fields=["-created_at"], name="run_recent"),
+            # A task's history, newest first, any statuses.
+            models.Index(fields=["task", "-created_at", "status", "id"], name="run_task_history"),
+            # A task's history in one status; also covers the trigger's slot count (services).
+            models.Index(fields=["task", "status", "-created_at", "id", "enqueued_at", "not_before"],
+                         name="run_task_status"),
+            # All runs in one status (the API's ?status=, the scheduler's running and held runs).
+            models.Index(fields=["status", "-created_at", "id"], name="run_status_recent"),
+            # All runs, newest first, any statuses.
+            models.Index(fields=["-created_at", "status", "id"], name="run_recent"),
         ]
 
     def __str__(self) -> str:
@@ -346,6 +353,25 @@ class Run(models.Model):
     def output_size(self) -> int:
         """Bytes written so far, including any dropped from the head (the log offset space)."""
         return self.output_dropped + len(self.output.encode("utf-8"))
+
+
+class RunCount(models.Model):
+    """How many runs a task has in each status, kept exact by database triggers on the run table.
+
+    The API's pagination totals read these few rows instead of counting a history that may hold
+    hundreds of thousands of runs. Triggers (migration 0005), not Python code, keep them, so
+    every write path counts: a bulk insert, a conditional update, a cascade, retention.
+    """
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="run_counts")
+    status = models.CharField(max_length=10, choices=RunStatus.choices)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task", "status"], name="run_count_task_status")]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} {self.status}: {self.count}"
 
 
 class Activity(models.Model):

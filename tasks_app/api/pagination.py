@@ -29,4 +29,9 @@ def paginate(queryset: QuerySet, *, page: int, limit: int) -> tuple[list[Any], d
     total = queryset.count()
     offset = (page - 1) * limit
     items = list(queryset[offset: offset + limit]) if offset < total else []
-    return items, {"page": page, "limit": limit, "total": total, "total_pages": math.ceil(total / limit)}
+    return items, pagination(page=page, limit=limit, total=total)
+
+
+def pagination(*, page: int, limit: int, total: int) -> dict[str, int]:
+    """The ``pagination`` object of every list response."""
+    return {"page": page, "limit": limit, "total": total, "total_pages": math.ceil(total / limit)}

@@ -20,10 +20,10 @@ from rest_framework.views import APIView
 
 from tasks_app import __version__, clock, selectors, services
 from tasks_app.api import serializers as s
-from tasks_app.api.pagination import paginate, parse_query
+from tasks_app.api.pagination import paginate, pagination, parse_query
 from tasks_app.api.permissions import caller_label
 from tasks_app.conf import taskdeck_settings
-from tasks_app.models import Heartbeat, Run, RunTrigger, Scope, Task, TaskKind
+from tasks_app.models import Heartbeat, RunTrigger, Scope, Task, TaskKind
 
 PROBLEM = OpenApiResponse(s.ProblemSerializer, description="Problem document (RFC 9457)")
 
@@ -91,11 +91,11 @@ class TaskViewSet(viewsets.ViewSet):
     def history(self, request: Request, id: str) -> Response:
         task = services.get_task(id)
         query = parse_query(s.HistoryQuerySerializer, request)
-        runs = Run.objects.filter(task=task).select_related("task").order_by("-created_at")
-        if query.get("status"):
-            runs = runs.filter(status__in=query["status"])
-        page, pagination = paginate(runs, page=query["page"], limit=query.get("limit") or 20)
-        return Response({"history": s.RunSerializer(page, many=True).data, "pagination": pagination})
+        limit = query.get("limit") or 20
+        runs, total = selectors.page_of_runs(task_id=task.pk, statuses=query.get("status") or (),
+                                             page=query["page"], limit=limit)
+        return Response({"history": s.RunSerializer(runs, many=True).data,
+                         "pagination": pagination(page=query["page"], limit=limit, total=total)})
 
 
 def parse_task_body(task_id: str, serializer_class: type, request: Request) -> dict[str, Any]:
@@ -142,15 +142,11 @@ class RunViewSet(viewsets.ViewSet):
     @extend_schema(parameters=[s.RunsQuerySerializer], responses={200: s.RunListSerializer, **problems(400)})
     def list(self, request: Request) -> Response:
         query = parse_query(s.RunsQuerySerializer, request)
-        runs = Run.objects.select_related("task").order_by("-created_at")
-        if query.get("task"):
-            runs = runs.filter(task_id=query["task"])
-        if query.get("status"):
-            runs = runs.filter(status__in=query["status"])
-        if query.get("trigger"):
-            runs = runs.filter(trigger=query["trigger"])
-        page, pagination = paginate(runs, page=query["page"], limit=query.get("limit") or 20)
-        return Response({"runs": s.RunSerializer(page, many=True).data, "pagination": pagination})
+        limit = query.get("limit") or 20
+        runs, total = selectors.page_of_runs(task_id=query.get("task") or None, statuses=query.get("status") or (),
+                                             trigger=query.get("trigger") or None, page=query["page"], limit=limit)
+        return Response({"runs": s.RunSerializer(runs, many=True).data,
+                         "pagination": pagination(page=query["page"], limit=limit, total=total)})
 
     @extend_schema(parameters=[RUN_ID], responses={200: s.RunSerializer, 202: s.RunSerializer, **problems(404)},
                    description="202 while the run is queued or running, 200 once it ended (whatever the outcome).")
@@ -182,7 +178,9 @@ class RunViewSet(viewsets.ViewSet):
         return Response({"activity": s.ActivitySerializer(page, many=True).data, "pagination": pagination})
 
     @extend_schema(
-        parameters=[RUN_ID, s.LogQuerySerializer],
+        parameters=[RUN_ID, s.LogQuerySerializer, OpenApiParameter(
+            "X-Log-Size", OpenApiTypes.INT, OpenApiParameter.HEADER, response=[200],
+            description="Bytes of output written so far, dropped head included: the next offset to ask for.")],
         responses={(200, "text/plain"): OpenApiTypes.STR, **problems(400, 404)},
         description="Captured output from byte `offset`; the header X-Log-Size gives the size written so far.",
     )

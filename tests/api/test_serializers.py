@@ -1,0 +1,47 @@
+"""Output serializers: the hand-written Task and Run renderings stay equal to DRF's own."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from rest_framework import serializers
+
+from tasks_app.api.serializers import RunSerializer, TaskSerializer
+from tasks_app.models import EndReason, IntervalUnit, Run, StopRequest
+from tests.factories import make_run, make_task, number, string
+
+pytestmark = pytest.mark.django_db
+
+
+def test_run_rendering_equals_drf_field_by_field(clock) -> None:
+    task = make_task(title="Scan <library>")
+    first = make_run(task, end_reason=EndReason.FAILED, error="boom", exit_code=3, result={"n": [1, 2]})
+    runs = [
+        make_run(task),  # queued
+        make_run(task, status="running", started_at=clock.now(), progress_current=3, progress_total=7,
+                 progress_message="gba", stop_requested=StopRequest.CANCEL, parameters={"platforms": "gba"}),
+        first,
+        make_run(task, end_reason=EndReason.SUCCESS, attempt=2, retry_of=first, dry_run=True, instance_index=1,
+                 summary={"items": 2, "actions": {"keep": 2}}, items_processed=2, items_affected=1,
+                 enqueued_at=clock.now() + timedelta(microseconds=5), progress_current=2.5),
+        make_run(task, end_reason=EndReason.MISSED, triggered_by="schedule", result=None),
+    ]
+    clock.advance(seconds=90)
+    for run in Run.objects.filter(pk__in=[run.pk for run in runs]).select_related("task"):
+        serializer = RunSerializer(run)
+        assert serializer.data == serializers.ModelSerializer.to_representation(serializer, run), run.status
+
+
+def test_task_rendering_equals_drf_field_by_field(clock) -> None:
+    tasks = [
+        make_task(),
+        make_task(cron_string="0 3 * * *", timezone="Europe/Paris", next_run_at=clock.now(), type="scan",
+                  parameters=[string("platforms", choices=["gba", "n64"], required=False), number("limit", 5)]),
+        make_task(interval=6, interval_unit=IntervalUnit.HOURS, default_interval=6, supports_dry_run=True,
+                  last_run_at=clock.now(), enabled=False, manual_run=False, timeout=None),
+    ]
+    make_run(tasks[1], end_reason=EndReason.FAILED)
+    make_run(tasks[2])
+    for task in tasks:
+        serializer = TaskSerializer(task)
+        assert serializer.data == serializers.ModelSerializer.to_representation(serializer, task), task.id
