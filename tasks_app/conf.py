@@ -38,6 +38,19 @@ DEFAULTS: dict[str, Any] = {
     # Task defaults applied when a definition leaves a policy field out.
     "DEFAULT_TIMEOUT": 3600,
     "DEFAULT_TIMEZONE": "UTC",
+    # Retention defaults for tasks whose definition leaves them out: ended runs kept per task,
+    # and for how long (seconds). Both apply; 0 means no limit of that kind.
+    "DEFAULT_KEEP_RUNS": 100,
+    "DEFAULT_KEEP_FOR": 30 * 86400,
+    # How often the scheduler sweeps ended runs past their task's retention (seconds).
+    "RETENTION_SWEEP_INTERVAL": 3600.0,
+    # Events (the SSE/WebSocket outbox) are kept this long (seconds); never less than 600, so a
+    # client that reconnects within ten minutes misses nothing.
+    "EVENT_RETENTION": 3600.0,
+    # Tasks with a jitter that fall due together start one at a time, this far apart (seconds).
+    "JITTER_GAP": 0.25,
+    # Retry delays grow with the backoff up to this (seconds).
+    "RETRY_MAX_DELAY": 86400.0,
 }
 
 
