@@ -14,10 +14,11 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
-from tasks_app import clock, selectors, services
+from tasks_app import clock, schedules, selectors, services
 from tasks_app.api import keys
 from tasks_app.exceptions import TaskdeckError
 from tasks_app.models import Activity, ApiKey, Run, RunTrigger, Scope, Task
+from tasks_app.registry import OPERATOR_FIELDS
 
 
 def caller_label(request: HttpRequest) -> str:
@@ -64,8 +65,42 @@ class RunInline(admin.TabularInline):
         return _duration(run)
 
 
+class TaskForm(forms.ModelForm):
+    """The schedule fields checked as the API and the definitions file check them."""
+
+    class Meta:
+        model = Task
+        fields = "__all__"
+
+    def clean_cron_string(self) -> str:
+        value = " ".join(self.cleaned_data.get("cron_string", "").split())
+        if value and not schedules.is_valid_cron(value):
+            raise forms.ValidationError("Not a 5-field cron expression (or @daily-style alias) that ever fires.")
+        return value
+
+    def clean_timezone(self) -> str:
+        value = self.cleaned_data.get("timezone", "")
+        if not schedules.is_valid_timezone(value):
+            raise forms.ValidationError(f"Unknown time zone {value!r} (use an IANA name such as Europe/Paris).")
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        interval, unit = data.get("interval"), data.get("interval_unit")
+        if interval is not None and interval < 1:
+            self.add_error("interval", "An interval is a whole number of at least 1.")
+        if interval and not unit:
+            self.add_error("interval_unit", "Give the interval's unit.")
+        if interval and data.get("cron_string"):
+            self.add_error("cron_string", "A task has a cron string or an interval, not both.")
+        if not interval:
+            data["interval_unit"] = ""
+        return data
+
+
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
+    form = TaskForm
     list_display = ("id", "title", "kind", "trigger_text", "enabled", "status_text", "last_run_at", "next_run_at")
     list_filter = ("kind", "enabled", "type", "source", "on_overlap")
     search_fields = ("id", "title", "description")
@@ -80,6 +115,15 @@ class TaskAdmin(admin.ModelAdmin):
         ("Bookkeeping", {"classes": ("collapse",), "fields": ("removed_at", "created_at", "updated_at")}),
     )
     inlines = (RunInline,)
+
+    def save_model(self, request: HttpRequest, obj: Task, form: forms.ModelForm, change: bool) -> None:
+        """Schedule and enabled changes go through the service, which records them as operator
+        changes (kept across definition reloads), recomputes next_run_at and announces them."""
+        super().save_model(request, obj, form, change)
+        operator = {name: form.cleaned_data[name] for name in OPERATOR_FIELDS if name in form.changed_data}
+        if operator:
+            saved = services.set_operator_fields(obj.pk, **operator)
+            obj.next_run_at = saved.next_run_at
 
     @admin.display(description="Trigger")
     def trigger_text(self, task: Task) -> str:

@@ -39,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "DEFAULT_TIMEOUT": 3600,
     "DEFAULT_TIMEZONE": "UTC",
     # Retention defaults for tasks whose definition leaves them out: ended runs kept per task,
-    # and for how long (seconds). Both apply; 0 means no limit of that kind.
+    # and for how long (seconds). Both apply; both are at least 1.
     "DEFAULT_KEEP_RUNS": 100,
     "DEFAULT_KEEP_FOR": 30 * 86400,
     # How often the scheduler sweeps ended runs past their task's retention (seconds).

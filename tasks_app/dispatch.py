@@ -82,11 +82,23 @@ def prepare(run: Run) -> Package:
 
 def enqueue(package: Package) -> None:
     """Queue a prepared package. Call inside the transaction that admits the run."""
+    enqueue_many([package])
+
+
+def enqueue_many(packages: list[Package]) -> None:
+    """Queue prepared packages, inside the transaction that admits their runs: one statement
+    (ORM broker, so a worker sees them only once the runs are committed) or one push on commit
+    (Redis)."""
+    if not packages:
+        return
     broker = _broker()
     if settings.Q_CLUSTER.get("orm"):
-        broker.enqueue(package.signed)
+        now = timezone.now()  # django-q2 stamps its rows with its own clock
+        OrmQ.objects.using(Conf.ORM).bulk_create(
+            [OrmQ(key=broker.list_key, payload=package.signed, lock=now) for package in packages])
     else:
-        transaction.on_commit(lambda: broker.enqueue(package.signed))
+        payloads = [package.signed for package in packages]
+        transaction.on_commit(lambda: broker.connection.rpush(broker.list_key, *payloads))
 
 
 def purge() -> None:

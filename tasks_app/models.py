@@ -193,8 +193,12 @@ class Task(models.Model):
     keep_for = models.FloatField(default=30 * 86400, help_text=_("Seconds"))
     run_on_start = models.BooleanField(default=False)
 
-    last_run_at = models.DateTimeField(null=True, blank=True)
-    next_run_at = models.DateTimeField(null=True, blank=True)
+    last_run_at = models.DateTimeField(null=True, blank=True, help_text=_("When its latest run started"))
+    next_run_at = models.DateTimeField(null=True, blank=True, help_text=_("Its next scheduled tick"))
+    last_tick_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("The last scheduled tick fired: catch-up counts missed ticks from here"))
+    last_startup_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When a scheduler last fired its run_on_start run"))
 
     definition = models.JSONField(default=dict, blank=True, help_text=_("Values as last declared"))
     overrides = models.JSONField(default=list, blank=True, help_text=_("Fields an operator changed"))

@@ -53,8 +53,8 @@ FIELD_DEFAULTS: dict[str, Any] = {
     "catch_up": CatchUp.LATEST.value,
     "max_catch_up_runs": 3,
     "jitter": 0,
-    "keep_runs": 100,
-    "keep_for": 30 * 86400,
+    "keep_runs": None,  # settings.DEFAULT_KEEP_RUNS
+    "keep_for": None,  # settings.DEFAULT_KEEP_FOR
     "run_on_start": False,
 }
 
@@ -195,7 +195,11 @@ def build_definition(
     check.choice("catch_up", CatchUp)
     check.integer("max_catch_up_runs", minimum=1)
     check.number("jitter", minimum=0)
+    if clean["keep_runs"] is None:
+        clean["keep_runs"] = taskdeck_settings.DEFAULT_KEEP_RUNS
     check.integer("keep_runs", minimum=1)
+    if clean["keep_for"] is None:
+        clean["keep_for"] = taskdeck_settings.DEFAULT_KEEP_FOR
     check.number("keep_for", minimum=1)
     clean["parameters"] = normalize_spec(task_id, clean["parameters"])
     clean["id"] = task_id

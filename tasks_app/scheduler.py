@@ -1,18 +1,34 @@
-"""The scheduler process's loop: nothing stays running, held runs get their slots.
+"""The scheduler process's loop: ticks fire, nothing stays running, held runs get their slots.
 
-Each pass reaps runs whose worker is gone (crashed, or timeout if past it) and admits held runs
-that have a free slot; once a minute it sends again queued runs whose queue message was lost. Cron and interval ticks, catch-up and retries (issue: scheduling and
-policies) join this loop as further steps of ``tick``.
+Each pass:
+
+1. fires the cron and interval ticks that have come (``services.plan_tick``/``fire_ticks``, in
+   batches, each tick claimed in the database so two schedulers never fire one twice), with
+   catch-up after downtime;
+2. reaps runs whose worker is gone (crashed, or timeout if past it);
+3. admits held runs that have a free slot or whose time has come (queued overlaps, retries);
+4. once a minute sends again queued runs whose queue message was lost and prunes old events;
+5. every ``RETENTION_SWEEP_INTERVAL`` (an hour) removes ended runs past their task's
+   ``keep_runs``/``keep_for`` (``retention.sweep``).
+
+``run_on_start`` tasks fire once when the loop starts.
+
+Jitter: tasks with a ``jitter`` that fall due at the same moment go through a one-at-a-time
+gate, ``JITTER_GAP`` seconds apart, so a hundred nightly jobs do not all start in the same
+instant; a task never waits past its due time plus its jitter, and alone it does not wait at
+all. The gate belongs to this process (each scheduler spaces its own ticks). Time comes from
+``clock.now()``, so tests and bench/scheduler.py move it instead of sleeping.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from datetime import datetime, timedelta
 
 from django.db import close_old_connections
 
-from tasks_app import services
+from tasks_app import clock, retention, services
 from tasks_app.conf import taskdeck_settings
 from tasks_app.models import Run
 
@@ -22,6 +38,9 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_EVERY = 5.0
 #: Seconds between looks for queued runs whose queue message was lost.
 REDELIVERY_CHECK_INTERVAL = 60.0
+#: Ticks fired per write transaction: short enough for SQLite's one write lock, long enough
+#: that a thousand ticks due together cost a handful of transactions.
+TICK_BATCH = 200
 
 
 class Scheduler:
@@ -30,29 +49,78 @@ class Scheduler:
         self.stopping = threading.Event()
         self._next_redelivery = time.monotonic()
         self._next_beat = time.monotonic()
+        self._next_sweep = time.monotonic()
+        self.gate_opens_at: datetime | None = None
+        """When the jitter gate lets the next task through (clock time)."""
+        self.gate_waiting = False
+        """Whether a task with jitter is waiting for the gate (the loop then wakes early)."""
+
+    def start(self) -> None:
+        """What happens once per start: run_on_start tasks fire."""
+        services.fire_startup_runs(now=clock.now())
 
     def tick(self) -> None:
         """One pass; safe to run from several schedulers at once (every step is conditional)."""
         if time.monotonic() >= self._next_beat:
             self._next_beat = time.monotonic() + HEARTBEAT_EVERY
             services.beat("scheduler")
+        self.fire_due_ticks()
         services.reap_lost_runs()
-        for task_id in Run.objects.held().values_list("task_id", flat=True).distinct():
+        for task_id in Run.objects.held().due(clock.now()).values_list("task_id", flat=True).distinct():
             services.release_held_runs(task_id)
         if time.monotonic() >= self._next_redelivery:
             self._next_redelivery = time.monotonic() + REDELIVERY_CHECK_INTERVAL
             services.redeliver_lost_runs(older_than=taskdeck_settings.REDELIVER_AFTER)
+            retention.prune_events(now=clock.now())
+        if time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + taskdeck_settings.RETENTION_SWEEP_INTERVAL
+            report = retention.sweep(now=clock.now())
+            if report.runs_deleted:
+                logger.info("Retention removed %d ended run(s).", report.runs_deleted)
+
+    def fire_due_ticks(self) -> list[Run]:
+        """Every tick that has come, in batches; tasks with jitter through the gate."""
+        now = clock.now()
+        services.initialise_schedules(now=now)
+        due = services.due_tasks(now=now)
+        fired: list[Run] = []
+        open_now = [task for task in due if not task.jitter]
+        for start in range(0, len(open_now), TICK_BATCH):
+            plans = [services.plan_tick(task, now=now) for task in open_now[start: start + TICK_BATCH]]
+            fired += services.fire_ticks(plans, now=now)
+        self.gate_waiting = False
+        for task in (task for task in due if task.jitter):
+            now = clock.now()
+            latest_start = task.next_run_at + timedelta(seconds=task.jitter)
+            if self.gate_opens_at is not None and now < self.gate_opens_at and now < latest_start:
+                self.gate_waiting = True
+                break  # its turn comes in a later pass, a gap after the previous one
+            fired += services.fire_ticks([services.plan_tick(task, now=now)], now=now)
+            self.gate_opens_at = now + timedelta(seconds=taskdeck_settings.JITTER_GAP)
+        return fired
 
     def run_forever(self) -> None:
         logger.info("Scheduler running (every %.1f s).", self.interval)
+        try:
+            self.start()
+        except Exception:  # start-up runs must not keep the scheduler from scheduling
+            logger.exception("Firing run_on_start tasks failed.")
         while not self.stopping.is_set():
             close_old_connections()
             try:
                 self.tick()
             except Exception:  # one bad pass must not stop the loop that keeps runs honest
                 logger.exception("Scheduler pass failed; retrying in %.1f s.", self.interval)
-            self.stopping.wait(self.interval)
+            self.stopping.wait(self.pause())
         logger.info("Scheduler stopped.")
+
+    def pause(self) -> float:
+        """Seconds until the next pass: the interval, or sooner when the jitter gate opens."""
+        if self.gate_waiting and self.gate_opens_at is not None:
+            until_gate = (self.gate_opens_at - clock.now()).total_seconds()
+            return max(0.01, min(self.interval, until_gate))
+        return self.interval
 
     def stop(self) -> None:
         self.stopping.set()
+

@@ -44,7 +44,7 @@ def latest_run(task: Task) -> Run | None:
 #: output, nor the task's definition).
 RUN_OBJECT_FIELDS = (
     "id", "task", "status", "end_reason", "trigger", "triggered_by", "parameters", "dry_run", "attempt", "retry_of",
-    "created_at", "enqueued_at", "started_at", "ended_at", "progress_current", "progress_total", "progress_message",
+    "created_at", "enqueued_at", "not_before", "started_at", "ended_at", "progress_current", "progress_total", "progress_message",
     "items_processed", "items_affected", "summary", "result", "error", "exit_code", "instance_index", "stop_requested",
 )
 

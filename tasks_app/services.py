@@ -10,12 +10,14 @@ import logging
 import os
 import socket
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import Count, Q
 
 from tasks_app import clock, dispatch, events, parameters, schedules
 from tasks_app.conf import taskdeck_settings
@@ -23,6 +25,7 @@ from tasks_app.exceptions import (
     AlreadyRunning,
     CancelUnsupported,
     DryRunUnsupported,
+    InvalidParameters,
     NotCronScheduled,
     NotIntervalScheduled,
     NotManuallyRunnable,
@@ -33,12 +36,15 @@ from tasks_app.exceptions import (
     RunNotFound,
     TaskDisabled,
     TaskNotFound,
+    TaskdeckError,
     TaskRemoved,
 )
 from tasks_app.models import (
     ON_DEMAND_TRIGGERS,
     REASON_FOR_STOP,
+    RETRYABLE_REASONS,
     STATUS_FOR_REASON,
+    CatchUp,
     EndReason,
     Event,
     EventName,
@@ -46,6 +52,7 @@ from tasks_app.models import (
     OverlapPolicy,
     Run,
     RunStatus,
+    RunTrigger,
     StopRequest,
     Task,
 )
@@ -67,12 +74,16 @@ def trigger(
     parameters: Mapping[str, Any] | None = None,
     dry_run: bool = False,
     force: bool = False,
+    not_before: datetime | None = None,
+    retry_of: Run | None = None,
 ) -> Run:
     """One door for every caller, so the overlap policy is decided under one row lock.
 
-    Returns the new run: queued (handed to a worker, or held for a free slot), or already ended
-    ``skipped``/``queue_full`` when a non-interactive source (schedule, watcher, retry, ...) met a
-    full task. Interactive sources (api, manual) get an exception instead and no run is created.
+    Returns the new run: queued (handed to a worker, or held for a free slot or for its
+    ``not_before`` time), or already ended ``skipped``/``queue_full`` when a non-interactive
+    source (schedule, watcher, retry, ...) met a full task. Interactive sources (api, manual) get
+    an exception instead and no run is created. ``retry_of`` makes the run the next attempt of
+    that run's chain.
 
     Everything that needs no lock (checking parameters, building the queue package) happens
     before the write transaction, which SQLite serialises across every process: it holds only
@@ -88,32 +99,96 @@ def trigger(
         parameters=parameters_for(task, parameters),
         dry_run=dry_run,
         created_at=now,
+        not_before=not_before,
     )
+    if retry_of is not None:
+        run.attempt = retry_of.attempt + 1
+        run.retry_of_id = retry_of.retry_of_id or retry_of.pk  # every retry links to the first run
     package = dispatch.prepare(run)
+    writes = _Writes()
     with transaction.atomic():
         # Read again under the lock: an operator may just have changed the task.
         policy, occupied, waiting = _lock_and_count(task.pk, now=now)
         _check_triggerable(policy, source=source, dry_run=dry_run)
-        if force or (occupied < policy.max_concurrent and not waiting):
-            _admit(run, package, now=now)
-        elif policy.on_overlap == OverlapPolicy.TERMINATE:
-            oldest = Run.objects.filter(task_id=task.pk).occupying().order_by("created_at")
-            for old in oldest[: occupied - policy.max_concurrent + 1]:
-                _stop(old, StopRequest.TERMINATE, now=now)
-            _admit(run, package, now=now)
-        elif policy.on_overlap == OverlapPolicy.QUEUE and waiting < policy.queue_max:
-            run.save(force_insert=True)
-            events.emit_run_event(EventName.QUEUED, run, message="Waiting for a free slot")
-        else:
-            full_queue = policy.on_overlap == OverlapPolicy.QUEUE
-            if source in ON_DEMAND_TRIGGERS:
-                if full_queue:
-                    raise QueueFull(f"Task {task.id!r} already has {waiting} run(s) waiting (queue_max {policy.queue_max}).")
-                active = Run.objects.filter(task_id=task.pk).occupying().values_list("pk", flat=True)[:3]
-                raise AlreadyRunning(f"Task {task.id!r} has a run in progress ({', '.join(map(str, active))}).")
-            reason = EndReason.QUEUE_FULL if full_queue else EndReason.SKIPPED
-            _record_unexecuted(run, reason, now=now, message="Task already running")
+        _place(run, package, policy, _Slots(occupied, waiting), writes, source=source, force=force, now=now)
+        writes.flush()
     return run
+
+
+@dataclass
+class _Slots:
+    """A task's runs holding a slot (running or handed to the queue), and its held runs due."""
+
+    occupied: int
+    waiting: int
+
+
+def _place(run: Run, package: dispatch.Package, policy: Task, slots: _Slots, writes: _Writes, *,
+           source: str, force: bool, now: datetime) -> None:
+    """The overlap policy, for one new run of a task whose row is locked. Updates ``slots``."""
+    if run.not_before is not None and run.not_before > now:
+        writes.hold(run, message=f"Waiting until {run.not_before.isoformat()}")
+    elif force or (slots.occupied < policy.max_concurrent and not slots.waiting):
+        writes.admit(run, package, now=now)
+        slots.occupied += 1
+    elif policy.on_overlap == OverlapPolicy.TERMINATE:
+        oldest = Run.objects.filter(task_id=policy.pk).occupying().order_by("created_at")
+        for old in oldest[: slots.occupied - policy.max_concurrent + 1]:
+            _stop(old, StopRequest.TERMINATE, now=now)
+        writes.admit(run, package, now=now)
+    elif policy.on_overlap == OverlapPolicy.QUEUE and slots.waiting < policy.queue_max:
+        writes.hold(run, message="Waiting for a free slot")
+        slots.waiting += 1
+    else:
+        full_queue = policy.on_overlap == OverlapPolicy.QUEUE
+        if source in ON_DEMAND_TRIGGERS:
+            if full_queue:
+                raise QueueFull(f"Task {policy.pk!r} already has {slots.waiting} run(s) waiting (queue_max {policy.queue_max}).")
+            active = Run.objects.filter(task_id=policy.pk).occupying().values_list("pk", flat=True)[:3]
+            raise AlreadyRunning(f"Task {policy.pk!r} has a run in progress ({', '.join(map(str, active))}).")
+        reason = EndReason.QUEUE_FULL if full_queue else EndReason.SKIPPED
+        writes.record_unexecuted(run, reason, now=now, message="Task already running")
+
+
+class _Writes:
+    """The rows that triggering writes, collected and then written together by ``flush``.
+
+    Inside the caller's write transaction: one run or a thousand schedule ticks cost a few bulk
+    statements, not three single ones per run.
+    """
+
+    def __init__(self) -> None:
+        self.runs: list[Run] = []
+        self.events: list[tuple[str, Run, str]] = []
+        self.packages: list[dispatch.Package] = []
+
+    def admit(self, run: Run, package: dispatch.Package, *, now: datetime) -> None:
+        """Take a slot: the run is handed to the queue."""
+        run.enqueued_at = now
+        self.runs.append(run)
+        self.events.append((EventName.QUEUED, run, ""))
+        self.packages.append(package)
+
+    def hold(self, run: Run, *, message: str) -> None:
+        """Queued but not yet handed over: the scheduler admits it when a slot (or its time) comes."""
+        self.runs.append(run)
+        self.events.append((EventName.QUEUED, run, message))
+
+    def record_unexecuted(self, run: Run, reason: str, *, now: datetime, message: str) -> None:
+        """A run that policy kept from executing: recorded as ended so operators see it happened."""
+        run.status = STATUS_FOR_REASON[reason]
+        run.end_reason = reason
+        run.ended_at = now
+        run.error = message
+        self.runs.append(run)
+        self.events.append((events.END_EVENTS[run.status], run, message or reason))
+
+    def flush(self) -> None:
+        Run.objects.bulk_create(self.runs)
+        for name, run, message in self.events:
+            events.emit_run_event(name, run, message=message)
+        dispatch.enqueue_many(self.packages)
+        self.runs, self.events, self.packages = [], [], []
 
 
 def _lock_and_count(task_id: str, *, now: Any) -> tuple[Task, int, int]:
@@ -165,24 +240,6 @@ def _check_triggerable(task: Task, *, source: str, dry_run: bool) -> None:
         raise DryRunUnsupported(f"Task {task.id!r} does not support dry runs.")
 
 
-def _admit(run: Run, package: dispatch.Package, *, now: Any) -> None:
-    """Take a slot: record the run as handed to the queue and queue it, in the caller's transaction."""
-    run.enqueued_at = now
-    run.save(force_insert=True)
-    events.emit_run_event(EventName.QUEUED, run)
-    dispatch.enqueue(package)
-
-
-def _record_unexecuted(run: Run, reason: str, *, now: Any, message: str) -> None:
-    """A run that policy kept from executing: recorded as ended so operators see it happened."""
-    run.status = STATUS_FOR_REASON[reason]
-    run.end_reason = reason
-    run.ended_at = now
-    run.error = message
-    run.save(force_insert=True)
-    events.emit_run_end(run)
-
-
 def release_held_runs(task_id: str) -> list[Run]:
     """Admit held runs, oldest first, while the task has free slots. Returns those admitted."""
     admitted: list[Run] = []
@@ -198,6 +255,186 @@ def release_held_runs(task_id: str) -> list[Run]:
                 dispatch.enqueue(dispatch.prepare(run))
                 admitted.append(run)
     return admitted
+
+
+# --- Schedule ticks -----------------------------------------------------------------------------
+
+#: A scheduler starting this soon after another one fired a task's run_on_start run does not
+#: fire it again (two schedulers started together, or a quick restart).
+STARTUP_CLAIM_WINDOW = timedelta(seconds=30)
+
+
+@dataclass
+class TickPlan:
+    """What firing one task's due tick writes, worked out before the write transaction.
+
+    ``due_at`` is the task's next_run_at as read: the tick is claimed by finding it unchanged
+    under the lock, so two schedulers never fire it twice.
+    """
+
+    task: Task
+    due_at: datetime
+    next_run_at: datetime | None
+    last_tick_at: datetime
+    runs: list[tuple[Run, dispatch.Package | None]]
+    missed: Run | None = None
+
+
+def initialise_schedules(*, now: datetime) -> int:
+    """Give scheduled tasks without a next tick one, counted from now (a first start, a sync)."""
+    pending = Task.objects.present().filter(enabled=True, next_run_at__isnull=True).filter(
+        ~Q(cron_string="") | Q(interval__isnull=False))
+    started = 0
+    for task in pending:
+        next_run_at = schedules.next_run_at(task, now=now)
+        if next_run_at is not None:
+            started += Task.objects.filter(pk=task.pk, next_run_at__isnull=True).update(next_run_at=next_run_at)
+    return started
+
+
+def due_tasks(*, now: datetime, limit: int = 1000) -> list[Task]:
+    """Enabled tasks whose next tick has come, earliest first."""
+    return list(Task.objects.present().filter(enabled=True, next_run_at__lte=now).order_by("next_run_at")[:limit])
+
+
+def plan_tick(task: Task, *, now: datetime) -> TickPlan:
+    """The runs a due tick fires, with catch-up when ticks were missed (downtime).
+
+    One tick due: one run (trigger ``schedule``). More than one (the scheduler was down): the
+    task's ``catch_up`` policy decides, ``latest`` firing the newest tick, ``all`` up to
+    ``max_catch_up_runs`` of the newest, ``skip`` none; every policy records one ``missed`` run
+    describing the gap. The next tick is the first one after now.
+    """
+    due_at = task.next_run_at
+    later = schedules.fire_times(task, after=due_at, until=now, limit=max(task.max_catch_up_runs, 1))
+    ticks = ([due_at] + later.latest) if later.count <= len(later.latest) else later.latest
+    count = 1 + later.count
+    last_tick = ticks[-1]
+    plan = TickPlan(task=task, due_at=due_at, next_run_at=_next_tick(task, last_tick=last_tick, now=now),
+                    last_tick_at=last_tick, runs=[])
+    if count == 1:
+        plan.runs.append(_tick_run(task, source=RunTrigger.SCHEDULE, now=now))
+        return plan
+    if task.catch_up == CatchUp.LATEST:
+        fired = 1
+    elif task.catch_up == CatchUp.ALL:
+        fired = min(count, task.max_catch_up_runs)
+    else:
+        fired = 0
+    plan.runs = [_tick_run(task, source=RunTrigger.CATCH_UP, now=now) for _ in range(fired)]
+    plan.missed = Run(
+        task=task, trigger=RunTrigger.CATCH_UP, triggered_by="schedule", created_at=now,
+        error=(f"{count}{'' if later.complete else '+'} ticks due between {due_at.isoformat()} and "
+               f"{last_tick.isoformat()} while no scheduler ran; catch-up '{task.catch_up}' fired {fired}."),
+        result={"ticks": count, "counted_all": later.complete, "first_tick": due_at.isoformat(),
+                "last_tick": last_tick.isoformat(), "catch_up": task.catch_up, "fired": fired},
+    )
+    return plan
+
+
+def _next_tick(task: Task, *, last_tick: datetime, now: datetime) -> datetime | None:
+    """The first tick after now: an interval keeps its cadence from the last tick."""
+    every = schedules.interval_seconds(task)
+    if every:
+        steps = int((now - last_tick).total_seconds() // every) + 1
+        return last_tick + timedelta(seconds=steps * every)
+    return schedules.next_fire_after(task, now)
+
+
+def _tick_run(task: Task, *, source: str, now: datetime) -> tuple[Run, dispatch.Package | None]:
+    """A tick's run with the parameters' defaults; no package when they do not make valid values
+    (a required parameter without a default): that run is recorded as failed, not executed."""
+    run = Run(task=task, trigger=source, triggered_by="schedule", created_at=now)
+    try:
+        run.parameters = parameters_for(task, None)
+    except InvalidParameters as error:
+        run.error = f"Cannot run on a schedule: {error.detail}"
+        return run, None
+    return run, dispatch.prepare(run)
+
+
+def fire_ticks(plans: list[TickPlan], *, now: datetime) -> list[Run]:
+    """Claim and fire planned ticks in one short write transaction; returns the runs written.
+
+    The same overlap policy as ``trigger`` places each run (a tick meeting a full ``skip`` task
+    records a ``skipped`` run). A tick whose task changed since it was planned (fired by another
+    scheduler, rescheduled, disabled) is left alone.
+    """
+    if not plans:
+        return []
+    writes = _Writes()
+    written: list[Run] = []
+    with transaction.atomic():
+        locked = _lock_tasks([plan.task.pk for plan in plans])
+        slots = _count_slots(list(locked), now=now)
+        claimed = [plan for plan in plans if plan.task.pk in locked and locked[plan.task.pk].next_run_at == plan.due_at]
+        for plan in claimed:
+            policy = locked[plan.task.pk]
+            task_slots = slots.get(plan.task.pk, _Slots(0, 0))
+            for run, package in plan.runs:
+                if package is None:
+                    writes.record_unexecuted(run, EndReason.FAILED, now=now, message=run.error)
+                else:
+                    _place(run, package, policy, task_slots, writes, source=run.trigger, force=False, now=now)
+            if plan.missed is not None:
+                writes.record_unexecuted(plan.missed, EndReason.MISSED, now=now, message=plan.missed.error)
+            written.extend(run for run, _ in plan.runs)
+            if plan.missed is not None:
+                written.append(plan.missed)
+        _advance_ticks(claimed)
+        writes.flush()
+    return written
+
+
+def _advance_ticks(plans: list[TickPlan]) -> None:
+    """Move each claimed task to its next tick: one prepared statement for the whole batch
+    (``bulk_update`` builds a CASE per row and cost more than the rest of the batch)."""
+    field = Task._meta.get_field("next_run_at")
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {quote(Task._meta.db_table)} SET {quote('next_run_at')} = %s, {quote('last_tick_at')} = %s "
+            f"WHERE {quote('id')} = %s",
+            [(field.get_db_prep_save(plan.next_run_at, connection), field.get_db_prep_save(plan.last_tick_at, connection),
+              plan.task.pk) for plan in plans],
+        )
+
+
+def _lock_tasks(task_ids: list[str]) -> dict[str, Task]:
+    """Enabled, present tasks among ``task_ids``, their rows locked (PostgreSQL skips rows another
+    scheduler holds; SQLite's IMMEDIATE transaction already excludes other writers)."""
+    tasks = Task.objects.present().filter(pk__in=task_ids, enabled=True).only(
+        "id", "next_run_at", "last_tick_at", "enabled", "removed_at", "manual_run", "supports_dry_run",
+        "on_overlap", "max_concurrent", "queue_max")
+    if connection.features.has_select_for_update_skip_locked:
+        tasks = tasks.select_for_update(skip_locked=True)
+    return {task.pk: task for task in tasks}
+
+
+def _count_slots(task_ids: list[str], *, now: datetime) -> dict[str, _Slots]:
+    """``_Slots`` of many tasks in one query (a statement after the lock: see _lock_and_count)."""
+    counts = (
+        Run.objects.filter(task_id__in=task_ids).active().order_by().values("task_id").annotate(
+            occupied=Count("pk", filter=Q(status=RunStatus.RUNNING) | Q(enqueued_at__isnull=False)),
+            waiting=Count("pk", filter=Q(status=RunStatus.QUEUED, enqueued_at__isnull=True)
+                          & (Q(not_before__isnull=True) | Q(not_before__lte=now))),
+        )
+    )
+    return {row["task_id"]: _Slots(row["occupied"], row["waiting"]) for row in counts}
+
+
+def fire_startup_runs(*, now: datetime) -> list[Run]:
+    """Fire ``run_on_start`` tasks once for this start-up (claimed in the database)."""
+    runs = []
+    for task in Task.objects.present().filter(enabled=True, run_on_start=True):
+        recent = Q(last_startup_at__gte=now - STARTUP_CLAIM_WINDOW)
+        if not Task.objects.filter(pk=task.pk).exclude(recent).update(last_startup_at=now):
+            continue  # another scheduler fired it for this start-up
+        try:
+            runs.append(trigger(task, source=RunTrigger.STARTUP, requested_by="startup"))
+        except TaskdeckError as error:  # disabled or removed since it was read: nothing to start
+            logger.info("run_on_start of %s not fired: %s", task.pk, error.detail)
+    return runs
 
 
 # --- Worker transitions -------------------------------------------------------------------------
@@ -269,16 +506,35 @@ def finish_run(
 
 
 def after_run_ended(run: Run) -> None:
-    """What a run's end sets off: a freed slot goes to the next held run.
-
-    Retries (issue: scheduling and policies) hook in here too: a run ending in a retryable reason
-    gets its successor scheduled, in this one place, whoever ended it.
-    """
+    """What a run's end sets off, whoever ended it (runner, watchdog, reaper): a retry when the
+    reason is retryable and attempts remain, and the freed slot for the next held run."""
+    if run.end_reason in RETRYABLE_REASONS:
+        schedule_retry(run)
     # Only the queue policy holds runs for a slot. A plain read first, so the common case
     # (nothing held) takes no write lock; a run held by a trigger racing with this end is
     # admitted by the scheduler's next pass.
     if run.task.on_overlap == OverlapPolicy.QUEUE and Run.objects.held().filter(task_id=run.task_id).exists():
         release_held_runs(run.task_id)
+
+
+def schedule_retry(run: Run) -> Run | None:
+    """The next attempt of a failed, timed-out or crashed run, if its task allows one more.
+
+    It goes through ``trigger`` like any run, with trigger ``retry``, the failed run's
+    parameters and a ``not_before`` time from the task's backoff: until then it is a queued
+    run waiting for its time, which operators see and can cancel (that ends the chain).
+    """
+    task = Task.objects.get(pk=run.task_id)
+    if run.attempt > task.retry_attempts:
+        return None
+    delay = schedules.retry_delay(backoff=task.retry_backoff, delay=task.retry_delay, attempt=run.attempt,
+                                  cap=taskdeck_settings.RETRY_MAX_DELAY)
+    try:
+        return trigger(task, source=RunTrigger.RETRY, requested_by=run.triggered_by, parameters=run.parameters,
+                       dry_run=run.dry_run, not_before=clock.now() + timedelta(seconds=delay), retry_of=run)
+    except TaskdeckError as error:  # disabled, removed or changed since: the chain ends here
+        logger.info("No retry of run %s: %s", run.pk, error.detail)
+        return None
 
 
 # --- Stopping -----------------------------------------------------------------------------------
@@ -463,20 +719,23 @@ def sync_definitions(definitions: Iterable[Mapping[str, Any]]) -> dict[str, list
                 Task.objects.create(id=task_id, definition=values, **values)
                 report["created"].append(task_id)
                 continue
+            schedule_before = _schedule_of(task)
             for key, value in values.items():
                 if key in OPERATOR_FIELDS and key in task.overrides:
                     continue
                 setattr(task, key, value)
             if task.interval is None and task.cron_string:
                 task.interval_unit = ""
+            was_removed, task.removed_at = task.removed_at is not None, None
+            if _schedule_of(task) != schedule_before or was_removed:
+                task.next_run_at = schedules.next_run_at(task, now=now)  # a new schedule starts from now
             task.definition = values
-            task.removed_at = None
             task.save()
             report["updated"].append(task_id)
         vanished = Task.objects.filter(removed_at__isnull=True, source__in=("code", "file")).exclude(pk__in=declared)
         for task in vanished.select_for_update():
-            task.removed_at = now
-            task.save(update_fields=["removed_at", "updated_at"])
+            task.removed_at, task.next_run_at = now, None
+            task.save(update_fields=["removed_at", "next_run_at", "updated_at"])
             report["removed"].append(task.pk)
             for run in task.runs.filter(status=RunStatus.QUEUED):
                 finish_run(
@@ -487,6 +746,10 @@ def sync_definitions(definitions: Iterable[Mapping[str, Any]]) -> dict[str, list
                 )
             events.emit_task_updated(task, message="Task removed from its definitions")
     return report
+
+
+def _schedule_of(task: Task) -> tuple[Any, ...]:
+    return (task.enabled, task.cron_string, task.timezone, task.interval, task.interval_unit)
 
 
 def set_operator_fields(task_id: str, **values: Any) -> Task:

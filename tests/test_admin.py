@@ -1,12 +1,13 @@
 """The admin in a real browser (Playwright driving Debian's chromium) against a live server."""
 import os
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission, User
 
 from tasks_app import services
-from tasks_app.models import Activity, Run, RunStatus, RunTrigger
+from tasks_app.models import Activity, Run, RunStatus, RunTrigger, Task
 from tasks_app.registry import all_definitions
 
 from .conftest import run_until_ended
@@ -123,3 +124,31 @@ def test_runs_are_cancelled_from_the_run_list_and_only_ended_runs_are_deleted(pa
     page.click("input[type=submit]")
     assert not Run.objects.filter(pk=held.pk).exists() and Run.objects.filter(pk=active.pk).exists()
     services.cancel_task(task.pk)
+
+
+def test_schedule_edits_are_checked_and_move_the_next_run(page, superuser, clock):
+    from tasks_app.models import Event
+
+    task = make_task(id="nightly", interval=6, interval_unit="hours")
+    services.initialise_schedules(now=clock.now())
+    before = Task.objects.get(pk="nightly").next_run_at
+    log_in(page, "root", "correct horse battery")
+    page.goto("/admin/tasks_app/task/nightly/change/")
+    for field, value, message in [
+        ("#id_interval", "0", "at least 1"),
+        ("#id_cron_string", "61 * * * *", "cron expression"),
+        ("#id_timezone", "Mars/Olympus", "Unknown time zone"),
+    ]:
+        page.goto("/admin/tasks_app/task/nightly/change/")
+        page.fill(field, value)
+        page.click("input[name=_save]")
+        assert message in page.inner_text(".errorlist"), (field, value)
+    assert Task.objects.get(pk="nightly").next_run_at == before  # nothing saved
+    page.goto("/admin/tasks_app/task/nightly/change/")
+    page.fill("#id_interval", "2")
+    page.click("input[name=_save]")
+    page.wait_for_selector(".messagelist .success")
+    task.refresh_from_db()
+    assert (task.interval, task.interval_unit) == (2, "hours") and "interval" in task.overrides
+    assert task.next_run_at == clock.now() + timedelta(hours=2) != before
+    assert Event.objects.filter(task_id="nightly", name="task:updated").exists()

@@ -1,10 +1,12 @@
 """`manage.py tasks ...` and `manage.py ensure_admin`."""
 import io
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
 
-from tasks_app.models import Run, RunStatus
+from tasks_app.models import Event, EventName, Run, RunStatus, Task
 
 from .conftest import ROOT
 from .factories import make_task, string
@@ -55,6 +57,164 @@ class TestInProcess:
         assert "\n" not in str(caught.value)
 
 
+#: A Monday in November: Paris is UTC+1, New York UTC-5, so zone changes show in the next run.
+NOW = datetime(2026, 11, 23, 12, 0, 17, tzinfo=UTC)
+
+
+def row(task_id: str) -> dict[str, Any]:
+    """Every column, updated_at included: equal before and after means nothing was written."""
+    return Task.objects.filter(pk=task_id).values().get()
+
+
+def updates(task_id: str) -> list[str]:
+    return list(Event.objects.filter(task_id=task_id, name=EventName.UPDATED).values_list("data__message", flat=True))
+
+
+@pytest.fixture
+def fixed_now(clock):
+    clock.current = NOW
+    return clock
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("fixed_now")
+class TestSet:
+    @pytest.mark.parametrize("value, interval, unit, text", [
+        ("6h", 6, "hours", "every 6 hours"),
+        ("90m", 90, "minutes", "every 90 minutes"),
+        ("2d", 2, "days", "every 2 days"),
+        ("90", 90, "minutes", "every 90 minutes"),
+        ("1h", 1, "hours", "every 1 hour"),
+    ])
+    def test_interval_with_each_unit(self, value, interval, unit, text):
+        make_task(id="evaluate_rules", interval=3, interval_unit="days", next_run_at=NOW + timedelta(days=3))
+        output = call("tasks", "set", "evaluate_rules", "--interval", value)
+        task = Task.objects.get(pk="evaluate_rules")
+        assert (task.interval, task.interval_unit) == (interval, unit)
+        expected_next = NOW + timedelta(**{unit: interval})
+        assert task.next_run_at == expected_next
+        assert output == f"evaluate_rules: {text}; next run {expected_next:%Y-%m-%d %H:%M} UTC\n"
+        assert updates("evaluate_rules") == ["Changed: interval, interval_unit"]
+
+    def test_cron_with_timezone_normalises_whitespace(self):
+        make_task(id="scan_library", cron_string="0 3 * * *", next_run_at=datetime(2026, 11, 24, 3, tzinfo=UTC))
+        output = call("tasks", "set", "scan_library", "--cron", " 30  2 *\t* * ", "--timezone", "Europe/Paris")
+        task = Task.objects.get(pk="scan_library")
+        assert (task.cron_string, task.timezone) == ("30 2 * * *", "Europe/Paris")
+        assert task.next_run_at == datetime(2026, 11, 24, 1, 30, tzinfo=UTC)  # 02:30 in Paris
+        assert output == 'scan_library: cron "30 2 * * *" (Europe/Paris); next run 2026-11-24 01:30 UTC\n'
+        assert updates("scan_library") == ["Changed: cron_string, timezone"]
+
+    def test_cron_alone_keeps_the_timezone(self):
+        make_task(id="scan_library", cron_string="0 3 * * *", timezone="Europe/Paris")
+        output = call("tasks", "set", "scan_library", "--cron", "0 4 * * *")
+        task = Task.objects.get(pk="scan_library")
+        assert (task.cron_string, task.timezone) == ("0 4 * * *", "Europe/Paris")
+        assert task.next_run_at == datetime(2026, 11, 24, 3, tzinfo=UTC)
+        assert output == 'scan_library: cron "0 4 * * *" (Europe/Paris); next run 2026-11-24 03:00 UTC\n'
+
+    def test_timezone_alone_keeps_the_cron(self):
+        make_task(id="scan_library", cron_string="30 2 * * *", next_run_at=datetime(2026, 11, 24, 2, 30, tzinfo=UTC))
+        output = call("tasks", "set", "scan_library", "--timezone", "America/New_York")
+        task = Task.objects.get(pk="scan_library")
+        assert (task.cron_string, task.timezone) == ("30 2 * * *", "America/New_York")
+        assert task.next_run_at == datetime(2026, 11, 24, 7, 30, tzinfo=UTC)  # 02:30 in New York
+        assert output == 'scan_library: cron "30 2 * * *" (America/New_York); next run 2026-11-24 07:30 UTC\n'
+        assert updates("scan_library") == ["Changed: cron_string, timezone"]
+
+    def test_disable_clears_the_next_run(self):
+        make_task(id="evaluate_rules", interval=6, interval_unit="hours", next_run_at=NOW + timedelta(hours=6))
+        assert call("tasks", "set", "evaluate_rules", "--disable") == "evaluate_rules: disabled; no next run\n"
+        task = Task.objects.get(pk="evaluate_rules")
+        assert task.enabled is False and task.next_run_at is None
+        assert updates("evaluate_rules") == ["Changed: enabled"]
+
+    def test_enable_schedules_the_next_run(self):
+        make_task(id="evaluate_rules", interval=6, interval_unit="hours", enabled=False, next_run_at=None)
+        output = call("tasks", "set", "evaluate_rules", "--enable")
+        task = Task.objects.get(pk="evaluate_rules")
+        assert task.enabled is True and task.next_run_at == NOW + timedelta(hours=6)
+        assert output == f"evaluate_rules: enabled; next run {NOW + timedelta(hours=6):%Y-%m-%d %H:%M} UTC\n"
+        assert updates("evaluate_rules") == ["Changed: enabled"]
+
+    def test_a_schedule_change_and_disable_both_apply_schedule_first(self):
+        make_task(id="evaluate_rules", interval=6, interval_unit="hours", next_run_at=NOW + timedelta(hours=6))
+        output = call("tasks", "set", "evaluate_rules", "--disable", "--interval", "2h")
+        assert output.splitlines() == [
+            f"evaluate_rules: every 2 hours; next run {NOW + timedelta(hours=2):%Y-%m-%d %H:%M} UTC",
+            "evaluate_rules: disabled; no next run",
+        ]
+        task = Task.objects.get(pk="evaluate_rules")
+        assert (task.interval, task.interval_unit, task.enabled, task.next_run_at) == (2, "hours", False, None)
+        assert updates("evaluate_rules") == ["Changed: interval, interval_unit", "Changed: enabled"]
+
+    def test_a_cron_change_and_enable_both_apply(self):
+        make_task(id="scan_library", cron_string="0 3 * * *", enabled=False)
+        output = call("tasks", "set", "scan_library", "--cron", "30 2 * * *", "--enable")
+        assert output.splitlines() == [
+            'scan_library: cron "30 2 * * *" (UTC); no next run',
+            "scan_library: enabled; next run 2026-11-24 02:30 UTC",
+        ]
+        task = Task.objects.get(pk="scan_library")
+        assert (task.cron_string, task.enabled, task.next_run_at) == ("30 2 * * *", True, datetime(2026, 11, 24, 2, 30, tzinfo=UTC))
+
+    @pytest.mark.parametrize("args, message", [
+        # --interval values
+        (("evaluate_rules", "--interval", "1.5h"),
+         '--interval: "1.5h" is not a whole number of minutes, hours or days (like 90m, 6h, 2d).'),
+        (("evaluate_rules", "--interval", "1.5"), '--interval: "1.5" is not a whole number'),
+        (("evaluate_rules", "--interval", "6x"), '--interval: "6x" is not a whole number'),
+        (("evaluate_rules", "--interval", "-1"), '--interval: "-1" is not a whole number'),
+        (("evaluate_rules", "--interval", ""), '--interval: "" is not a whole number'),
+        (("evaluate_rules", "--interval", "h"), '--interval: "h" is not a whole number'),
+        (("evaluate_rules", "--interval", "6\nh"), '--interval: "6\\nh" is not a whole number'),
+        (("evaluate_rules", "--interval", "0"), '--interval: "0" must be at least 1 (like 90m, 6h, 2d).'),
+        (("evaluate_rules", "--interval", "0h"), '--interval: "0h" must be at least 1'),
+        (("evaluate_rules", "--interval", "3661d"), '--interval: "3661d" is longer than 10 years.'),
+        (("evaluate_rules", "--interval", "99999999999999999999999m"), "is longer than 10 years."),
+        # --cron and --timezone values
+        (("scan_library", "--cron", "61 * * * *"), '--cron: "61 * * * *" is not a 5-field cron expression that fires'),
+        (("scan_library", "--cron", "0 0 30 2 *"), '--cron: "0 0 30 2 *" is not a 5-field cron expression that fires'),
+        (("scan_library", "--cron", "* * * *"), '--cron: "* * * *" is not a 5-field'),
+        (("scan_library", "--cron", "0 3 * * * *"), '--cron: "0 3 * * * *" is not a 5-field'),
+        (("scan_library", "--cron", "  "), '--cron: "" is not a 5-field'),
+        (("scan_library", "--cron", ",".join(map(str, range(60))) + " 3 * * *"),
+         "--cron: the expression is 177 characters long; at most 120 fit."),
+        (("scan_library", "--cron", "30 2 * * *", "--timezone", "Mars/Olympus"),
+         '--timezone: unknown time zone "Mars/Olympus" (like UTC, Europe/Paris).'),
+        (("scan_library", "--timezone", "europe/paris"), '--timezone: unknown time zone "europe/paris"'),
+        (("scan_library", "--timezone", ""), '--timezone: unknown time zone ""'),
+        (("scan_library", "--timezone", "../../etc/passwd"), '--timezone: unknown time zone "../../etc/passwd"'),
+        # combinations
+        (("evaluate_rules", "--interval", "6h", "--cron", "0 3 * * *"), "--interval and --cron cannot be combined"),
+        (("evaluate_rules", "--interval", "6h", "--timezone", "UTC"), "--timezone applies to cron schedules"),
+        (("evaluate_rules", "--enable", "--disable"), "--enable and --disable contradict each other"),
+        (("evaluate_rules",), "Nothing to change: give --interval, --cron, --timezone, --enable or --disable."),
+        # options the task's schedule does not take (the services refuse them)
+        (("scan_library", "--interval", "6h"), "Task 'scan_library' is not interval-scheduled."),
+        (("evaluate_rules", "--cron", "0 3 * * *"), "Task 'evaluate_rules' is not cron-scheduled."),
+        (("evaluate_rules", "--timezone", "Europe/Paris"), "Task 'evaluate_rules' is not cron-scheduled."),
+        (("manual_only", "--interval", "6h"), "Task 'manual_only' is not interval-scheduled."),
+        (("manual_only", "--timezone", "UTC"), "Task 'manual_only' is not cron-scheduled."),
+        (("evaluate_rules", "--cron", "0 3 * * *", "--disable"), "Task 'evaluate_rules' is not cron-scheduled."),
+        (("scan_library", "--interval", "6h", "--enable"), "Task 'scan_library' is not interval-scheduled."),
+        (("nope", "--interval", "6h"), "Task 'nope' does not exist."),
+        (("nope", "--timezone", "UTC"), "Task 'nope' does not exist."),
+        (("nope", "--disable"), "Task 'nope' does not exist."),
+    ])
+    def test_errors_are_one_line_and_change_nothing(self, args, message):
+        make_task(id="evaluate_rules", interval=6, interval_unit="hours", next_run_at=NOW + timedelta(hours=6))
+        make_task(id="scan_library", cron_string="0 3 * * *", enabled=False)
+        make_task(id="manual_only")
+        before = {task_id: row(task_id) for task_id in ("evaluate_rules", "scan_library", "manual_only")}
+        with pytest.raises(CommandError) as caught:
+            call("tasks", "set", *args)
+        assert message in str(caught.value)
+        assert "\n" not in str(caught.value)
+        assert {task_id: row(task_id) for task_id in before} == before
+        assert not Event.objects.exists()
+
+
 @pytest.fixture
 def project(tmp_path, process_env) -> Project:
     project = Project(tmp_path / "db.sqlite3", {**process_env, "TASKDECK_DATA_DIR": str(tmp_path / "var")})
@@ -66,6 +226,22 @@ def test_a_failed_run_exits_non_zero_with_one_line_on_stderr(project):
     result = project.manage("tasks", "run", "nope", check=False)
     assert result.returncode == 1
     assert result.stderr.strip() == "CommandError: Task 'nope' does not exist."
+
+
+def test_set_exits_non_zero_with_one_line_on_stderr_and_changes_nothing(project):
+    project.manage("tasks", "sync")  # the example tasks: evaluate_rules runs every 60 minutes
+    bad_value = project.manage("tasks", "set", "evaluate_rules", "--interval", "1.5h", "--disable", check=False)
+    assert bad_value.returncode == 1 and bad_value.stdout == ""
+    assert bad_value.stderr.strip() == (
+        'CommandError: --interval: "1.5h" is not a whole number of minutes, hours or days (like 90m, 6h, 2d).'
+    )
+    refused = project.manage("tasks", "set", "evaluate_rules", "--cron", "0 3 * * *", "--disable", check=False)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.strip() == "CommandError: Task 'evaluate_rules' is not cron-scheduled."
+    listed = {line.split()[0]: line.split() for line in project.manage("tasks", "list").stdout.splitlines()}
+    assert listed["evaluate_rules"][3] == "yes"  # ENABLED: the refused change took --disable with it
+    changed = project.manage("tasks", "set", "evaluate_rules", "--interval", "2d")
+    assert changed.stdout.startswith("evaluate_rules: every 2 days; next run ") and changed.stdout.endswith(" UTC\n")
 
 
 def test_ensure_admin_creates_one_login_once_and_says_where_the_password_is(project, tmp_path):

@@ -50,6 +50,8 @@ def test_a_missing_definitions_file_declares_nothing(tmp_path):
     ({"callable": "tests.sample_tasks.noop", "enabled": "yes"}, "enabled"),
     ({"callable": "tests.sample_tasks.noop", "colour": "red"}, "colour"),
     ({"callable": "tests.sample_tasks.noop", "kind": "command"}, "kind"),
+    ({"callable": "tests.sample_tasks.noop", "keep_runs": 0}, "keep_runs"),
+    ({"callable": "tests.sample_tasks.noop", "keep_for": 0}, "keep_for"),
 ])
 def test_a_bad_field_names_the_task_and_the_field(fields, field):
     with pytest.raises(DefinitionError) as caught:
@@ -82,3 +84,12 @@ def test_start_up_with_a_bad_definition_fails_naming_task_and_field(tmp_path):
     assert result.returncode != 0
     assert "Task 'report': field 'timeout'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_retention_left_out_of_a_definition_comes_from_the_settings(settings):
+    settings.TASKDECK = {**settings.TASKDECK, "DEFAULT_KEEP_RUNS": 7, "DEFAULT_KEEP_FOR": 3600.0}
+    bare = build_definition("report", {"callable": "tests.sample_tasks.noop"}, source="file")
+    assert (bare["keep_runs"], bare["keep_for"]) == (7, 3600.0)
+    explicit = build_definition("report", {"callable": "tests.sample_tasks.noop", "keep_runs": 3, "keep_for": 60},
+                                source="file")
+    assert (explicit["keep_runs"], explicit["keep_for"]) == (3, 60)

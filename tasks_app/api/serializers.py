@@ -149,7 +149,8 @@ class ProgressSerializer(serializers.Serializer):
 
 
 class RunSerializer(serializers.ModelSerializer):
-    """The Run object."""
+    """The Run object. Beyond API.md: ``not_before``, when a queued run waits for its time (a
+    retry's backoff); null otherwise."""
 
     task_title = serializers.CharField(source="task.title", read_only=True)
     end_reason = serializers.SerializerMethodField()
@@ -162,7 +163,8 @@ class RunSerializer(serializers.ModelSerializer):
         model = Run
         fields = (
             "id", "task_id", "task_title", "status", "end_reason", "trigger", "triggered_by", "parameters", "dry_run",
-            "attempt", "retry_of", "created_at", "enqueued_at", "started_at", "ended_at", "duration", "progress",
+            "attempt", "retry_of", "created_at", "enqueued_at", "not_before", "started_at", "ended_at", "duration",
+            "progress",
             "items_processed", "items_affected", "summary", "result", "error", "exit_code", "instance_index",
             "cancel_requested",
         )
@@ -184,7 +186,7 @@ class RunSerializer(serializers.ModelSerializer):
             "parameters": run.parameters, "dry_run": run.dry_run, "attempt": run.attempt,
             "retry_of": str(run.retry_of_id) if run.retry_of_id else None,
             "created_at": iso_datetime(run.created_at), "enqueued_at": iso_datetime(run.enqueued_at),
-            "started_at": iso_datetime(run.started_at), "ended_at": iso_datetime(run.ended_at),
+            "not_before": iso_datetime(run.not_before), "started_at": iso_datetime(run.started_at), "ended_at": iso_datetime(run.ended_at),
             "duration": run.duration, "progress": progress,
             "items_processed": run.items_processed, "items_affected": run.items_affected, "summary": run.summary,
             "result": run.result, "error": run.error, "exit_code": run.exit_code,

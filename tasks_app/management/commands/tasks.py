@@ -1,26 +1,39 @@
-"""python manage.py tasks list | run | cancel | show | sync"""
+"""python manage.py tasks list | run | cancel | show | set | sync
+
+``set`` changes what an operator may change on a task (interval, cron and zone, enabled)
+through the same services as the API and admin; it only parses the options and prints.
+"""
 from __future__ import annotations
 
+import json
+import re
 import sys
 import time
+from datetime import UTC
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import OperationalError
+from django.db import OperationalError, transaction
 
-from tasks_app import selectors, services
+from tasks_app import schedules, selectors, services
+from tasks_app.api.serializers import MAX_INTERVAL_SECONDS
 from tasks_app.exceptions import DefinitionError, TaskdeckError
-from tasks_app.models import Run, RunStatus, RunTrigger, Task
+from tasks_app.models import IntervalUnit, Run, RunStatus, RunTrigger, Task
 from tasks_app.registry import all_definitions
 
 BAR_WIDTH = 30
 
+#: ``--interval`` values: a whole number, then m, h or d; no unit means minutes.
+INTERVAL_PATTERN = re.compile(r"([0-9]+)([mhd]?)")
+INTERVAL_UNITS = {"": IntervalUnit.MINUTES, "m": IntervalUnit.MINUTES, "h": IntervalUnit.HOURS, "d": IntervalUnit.DAYS}
+INTERVAL_EXAMPLES = "(like 90m, 6h, 2d)"
+
 
 class Command(BaseCommand):
-    help = "List, run, cancel and inspect Taskdeck tasks."
+    help = "List, run, cancel and inspect Taskdeck tasks; change a task's schedule or enable/disable it."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        sub = parser.add_subparsers(dest="action", required=True, metavar="{list,run,cancel,show,sync}")
+        sub = parser.add_subparsers(dest="action", required=True, metavar="{list,run,cancel,show,set,sync}")
         sub.add_parser("list", help="List tasks with their status.")
         run = sub.add_parser("run", help="Trigger a task; prints the run id.")
         run.add_argument("task_id")
@@ -32,6 +45,23 @@ class Command(BaseCommand):
         cancel.add_argument("run_id")
         show = sub.add_parser("show", help="Show a run.")
         show.add_argument("run_id")
+        change = sub.add_parser(
+            "set",
+            help="Change a task's interval, cron and time zone, or enable/disable it; prints the next run.",
+            description="A schedule change and --enable/--disable may be combined: the schedule is applied first.",
+        )
+        change.add_argument("task_id")
+        change.add_argument(
+            "--interval", metavar="N[m|h|d]",
+            help="Interval tasks: every N minutes (m, or no unit), hours (h) or days (d).",
+        )
+        change.add_argument("--cron", metavar="EXPRESSION", help='Cron tasks: a 5-field expression such as "30 2 * * *".')
+        change.add_argument(
+            "--timezone", metavar="ZONE",
+            help="Cron tasks: the zone the expression is read in (e.g. Europe/Paris); alone, keeps the expression.",
+        )
+        change.add_argument("--enable", action="store_true", help="Enable the task (scheduling resumes).")
+        change.add_argument("--disable", action="store_true", help="Disable the task (no scheduled or manual runs).")
         sub.add_parser("sync", help="Load task definitions (code and definitions file) into the database.")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
@@ -108,6 +138,52 @@ class Command(BaseCommand):
         for label, value in fields:
             self.stdout.write(f"{label + ':':<12}{value}")
 
+    def do_set(
+        self,
+        *,
+        task_id: str,
+        interval: str | None,
+        cron: str | None,
+        timezone: str | None,
+        enable: bool,
+        disable: bool,
+        **options: Any,
+    ) -> None:
+        """Every option is checked before anything is written, then the changes apply all or none.
+
+        The schedule goes first, so a schedule the task refuses (an interval for a cron task)
+        leaves it enabled or disabled as it was. Lines are printed after the commit, so nothing
+        printed describes a change that was rolled back.
+        """
+        if enable and disable:
+            raise CommandError("--enable and --disable contradict each other; give one of them.")
+        if interval is not None and cron is not None:
+            raise CommandError("--interval and --cron cannot be combined: a task runs on an interval or on a cron.")
+        if interval is not None and timezone is not None:
+            raise CommandError("--timezone applies to cron schedules; it cannot be combined with --interval.")
+        if interval is None and cron is None and timezone is None and not (enable or disable):
+            raise CommandError("Nothing to change: give --interval, --cron, --timezone, --enable or --disable.")
+        every = _parse_interval(interval) if interval is not None else None
+        cron = _checked_cron(cron) if cron is not None else None
+        if timezone is not None and not schedules.is_valid_timezone(timezone):
+            raise CommandError(f"--timezone: unknown time zone {_quoted(timezone)} (like UTC, Europe/Paris).")
+
+        lines = []
+        with transaction.atomic():
+            if every is not None:
+                task = services.set_interval(task_id, *every)
+                lines.append(f"{task.id}: {_interval_text(task)}; {_next_run_text(task)}")
+            elif cron is not None or timezone is not None:
+                # --timezone alone keeps the expression: read under the same transaction as the write.
+                cron_string = cron if cron is not None else services.get_task(task_id).cron_string
+                task = services.set_schedule(task_id, cron_string, timezone)
+                lines.append(f'{task.id}: cron "{task.cron_string}" ({task.timezone}); {_next_run_text(task)}')
+            if enable or disable:
+                task = services.set_enabled(task_id, enable)
+                lines.append(f"{task.id}: {'enabled' if task.enabled else 'disabled'}; {_next_run_text(task)}")
+        for line in lines:
+            self.stdout.write(line)
+
     def do_sync(self, **options: Any) -> None:
         report = services.sync_definitions(all_definitions())
         for key in ("created", "updated", "removed"):
@@ -161,3 +237,52 @@ def _progress_text(run: Run) -> str:
 
 def _when(value: Any) -> str:
     return value.isoformat() if value else "-"
+
+
+def _quoted(value: str) -> str:
+    """Double-quoted with escapes, so an option value with a newline still gives a one-line error."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _parse_interval(value: str) -> tuple[int, str]:
+    """``--interval`` as (number, unit) for services.set_interval, within the API's 10-year limit.
+
+    The limit matters beyond politeness: past it the next run overflows a datetime.
+    """
+    match = INTERVAL_PATTERN.fullmatch(value.strip())
+    if match is None:
+        raise CommandError(
+            f"--interval: {_quoted(value)} is not a whole number of minutes, hours or days {INTERVAL_EXAMPLES}."
+        )
+    number, unit = int(match[1]), INTERVAL_UNITS[match[2]]
+    if number == 0:
+        raise CommandError(f"--interval: {_quoted(value)} must be at least 1 {INTERVAL_EXAMPLES}.")
+    if number * unit.seconds > MAX_INTERVAL_SECONDS:
+        raise CommandError(f"--interval: {_quoted(value)} is longer than 10 years.")
+    return number, unit.value
+
+
+def _checked_cron(value: str) -> str:
+    """``--cron`` with its whitespace normalised, as the API and definitions store it.
+
+    services.set_schedule trusts its caller, so a bad expression must stop here: stored, it
+    would break computing the task's next run.
+    """
+    expression = " ".join(value.split())
+    if not schedules.is_valid_cron(expression):
+        raise CommandError(f"--cron: {_quoted(expression)} is not a 5-field cron expression that fires (like \"30 2 * * *\").")
+    limit = Task._meta.get_field("cron_string").max_length
+    if limit is not None and len(expression) > limit:
+        raise CommandError(f"--cron: the expression is {len(expression)} characters long; at most {limit} fit.")
+    return expression
+
+
+def _interval_text(task: Task) -> str:
+    unit = str(task.interval_unit or IntervalUnit.MINUTES)
+    return f"every {task.interval} {unit.removesuffix('s') if task.interval == 1 else unit}"
+
+
+def _next_run_text(task: Task) -> str:
+    if task.next_run_at is None:
+        return "no next run"
+    return f"next run {task.next_run_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
