@@ -24,6 +24,18 @@ kind = "python"
 callable = "tests.sample_tasks.stubborn"
 title = "Never checks for cancellation"
 parameters = [{ key = "seconds", type = "number", default = 60 }]
+
+[tasks.every_minute]
+kind = "python"
+callable = "tests.sample_tasks.noop"
+cron_string = "* * * * *"
+
+[tasks.on_boot]
+kind = "python"
+callable = "tests.sample_tasks.fail"
+run_on_start = true
+retry_attempts = 1
+retry_delay = 0
 """
 
 
@@ -120,3 +132,29 @@ def test_the_web_process_does_not_leak_connections_or_files(project, tmp_path):
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(15)
+
+
+def test_the_scheduler_process_fires_start_up_runs_retries_and_ticks_missed_while_stopped(project, tmp_path):
+    """Real processes: a cron tick that came while nothing ran is caught up when serve starts, a
+    run_on_start task fires, fails and is retried once."""
+    project.manage("tasks", "sync")
+    database = sqlite3.connect(project.database)
+    with database:
+        database.execute("UPDATE tasks_app_task SET next_run_at = datetime('now', '-5 minutes') WHERE id = 'every_minute'")
+    serve = project.start_serve(free_port(), tmp_path / "serve.log")
+
+    def runs(task_id: str) -> list[tuple[str, str, str, int]]:
+        return database.execute(
+            "SELECT trigger, status, end_reason, attempt FROM tasks_app_run WHERE task_id = ? ORDER BY created_at",
+            (task_id,)).fetchall()
+
+    wait_until(lambda: len(runs("on_boot")) == 2 and runs("on_boot")[1][1] == "failed", timeout=30,
+               what="the start-up run and its retry to fail")
+    assert runs("on_boot") == [("startup", "failed", "failed", 1), ("retry", "failed", "failed", 2)]
+    wait_until(lambda: any(run[:2] == ("catch_up", "completed") for run in runs("every_minute")), timeout=30,
+               what="the missed tick to be caught up")
+    assert ("catch_up", "skipped", "missed", 1) in runs("every_minute")
+    [(next_run_at,)] = database.execute("SELECT next_run_at FROM tasks_app_task WHERE id = 'every_minute'").fetchall()
+    assert next_run_at > database.execute("SELECT datetime('now')").fetchone()[0]
+    serve.send_signal(signal.SIGTERM)
+    assert serve.wait(15) == 0
