@@ -35,6 +35,8 @@ test-postgres: setup
 ## bench: throughput and latency against raw django-q2
 bench: setup
 	$(PY) bench/throughput.py
+	$(PY) bench/api.py
+	$(PY) bench/scheduler.py
 
 clean:
 	rm -rf $(VENV) var taskdeck.sqlite3*

@@ -173,10 +173,14 @@ def populate_main(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
     now = datetime.now(UTC) - timedelta(minutes=1)
     # Tasks an operator made in the admin: `serve` syncs code/file definitions and leaves these be.
+    # Their retention keeps the whole generated year, or the scheduler's first sweep would trim it
+    # to the default 100 runs while the bench measures.
+    keep = {"keep_runs": 10 * args.runs, "keep_for": 2 * 366 * 86400}
     Task.objects.create(id=HISTORY_TASK, title="Bench: history", type="scan", source=DefinitionSource.ADMIN,
-                        description="The task with the big history.")
+                        description="The task with the big history.", **keep)
     for task_id in OTHER_TASKS:
-        Task.objects.create(id=task_id, title=f"Bench: {task_id}", type="cleanup", source=DefinitionSource.ADMIN)
+        Task.objects.create(id=task_id, title=f"Bench: {task_id}", type="cleanup", source=DefinitionSource.ADMIN,
+                            **keep)
 
     span = args.runs * RUN_SPACING
     start = now - timedelta(seconds=span)

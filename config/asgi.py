@@ -1,8 +1,8 @@
 """ASGI entry point: what ``manage.py serve`` runs under uvicorn.
 
 Plain HTTP (admin, REST API, static files) goes to Django's WSGI handler on a fixed pool of
-threads (a2wsgi); only long-lived streams go through Django's ASGI handler, and WebSockets
-through Channels (the live issue). Why not all of it through the ASGI handler: for a sync view it
+threads (a2wsgi); only long-lived streams (/api/events) go through Django's ASGI handler, and
+WebSockets (/ws/tasks/) through Channels. Why not all of it through the ASGI handler: for a sync view it
 starts, and then joins, a fresh thread per request, about 4 ms each on a small machine (measured
 with bench/api.py), and a persistent database connection opened in that thread is abandoned with
 it. The pool's threads live as long as the process, so each keeps one connection (CONN_MAX_AGE).
@@ -27,7 +27,7 @@ streams = ASGIStaticFilesHandler(get_asgi_application())
 from tasks_app.conf import taskdeck_settings  # noqa: E402  (needs Django set up first)
 
 plain_http = WSGIMiddleware(django_wsgi_app, workers=taskdeck_settings.WEB_THREADS)
-# Paths served as streams, through the ASGI handler (Server-Sent Events come with the live issue).
+# Paths served as streams, through the ASGI handler: Server-Sent Events.
 STREAM_PREFIXES = ("/api/events",)
 
 
@@ -37,6 +37,14 @@ async def http(scope, receive, send):
     await app(scope, receive, send)
 
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
+from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import path  # noqa: E402
 
-application = ProtocolTypeRouter({"http": http})
+from tasks_app.consumers import TaskEventsConsumer  # noqa: E402
+
+application = ProtocolTypeRouter({
+    "http": http,
+    # Sessions for the admin's live pages; the consumer checks the Origin before trusting one.
+    "websocket": AuthMiddlewareStack(URLRouter([path("ws/tasks/", TaskEventsConsumer.as_asgi())])),
+})

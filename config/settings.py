@@ -155,6 +155,7 @@ TASKDECK = {
     "DEFAULT_KEEP_RUNS": env.int("TASKDECK_KEEP_RUNS", default=100),
     "DEFAULT_KEEP_FOR": env.float("TASKDECK_KEEP_FOR", default=30 * 86400),
     "EVENT_RETENTION": env.float("TASKDECK_EVENT_RETENTION", default=3600),
+    "SSE_KEEPALIVE": env.float("TASKDECK_SSE_KEEPALIVE", default=10),
 }
 
 LOGGING = {

@@ -49,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
     "EVENT_RETENTION": 3600.0,
     # Tasks with a jitter that fall due together start one at a time, this far apart (seconds).
     "JITTER_GAP": 0.25,
+    # A quiet SSE stream gets a comment this often (seconds; API.md asks for at most 15).
+    "SSE_KEEPALIVE": 10.0,
     # Retry delays grow with the backoff up to this (seconds).
     "RETRY_MAX_DELAY": 86400.0,
 }

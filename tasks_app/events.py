@@ -1,17 +1,26 @@
 """The event outbox: every state change of a run (and every definition change) writes one row.
 
 Rows are written inside the transaction that makes the change, so an event exists exactly when
-its change committed. Web processes read new rows to feed SSE and WebSocket clients; an SSE
-client resumes from its Last-Event-ID because the id is the row's primary key.
+its change committed. Each web process's ``relay`` reads new rows and hands them to its SSE and
+WebSocket clients (``Subscription``); an SSE client resumes from its Last-Event-ID because the id
+is the row's primary key.
 """
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection
+from django.db import close_old_connections, connection
 
 from tasks_app import clock
 from tasks_app.models import Event, EventName, Run, RunStatus, Task
+
+logger = logging.getLogger(__name__)
 
 #: The event a run's end writes, by its final status.
 END_EVENTS: dict[str, str] = {
@@ -24,18 +33,26 @@ END_EVENTS: dict[str, str] = {
 
 def emit_run_event(name: str, run: Run, *, message: str = "") -> None:
     """One event about a run, carrying what a live view needs without another query."""
+    emit_run_events([(name, run, message)])
+
+
+def emit_run_events(items: list[tuple[str, Run, str]]) -> None:
+    """Events about runs, ``(name, run, message)`` each, written with one prepared statement."""
     now = clock.now()
-    data: dict[str, Any] = {
-        "task_id": run.task_id,
-        "run_id": str(run.id),
-        "timestamp": now.isoformat(),
-        "status": run.status,
-        "progress": run.progress,
-        "message": message,
-    }
-    if run.end_reason:
-        data["end_reason"] = run.end_reason
-    _insert(name=name, task_id=run.task_id, run_id=run.id, data=data, created_at=now)
+    rows = []
+    for name, run, message in items:
+        data: dict[str, Any] = {
+            "task_id": run.task_id,
+            "run_id": str(run.id),
+            "timestamp": now.isoformat(),
+            "status": run.status,
+            "progress": run.progress,
+            "message": message,
+        }
+        if run.end_reason:
+            data["end_reason"] = run.end_reason
+        rows.append({"name": name, "task_id": run.task_id, "run_id": run.id, "data": data, "created_at": now})
+    _insert(rows)
 
 
 def emit_run_end(run: Run) -> None:
@@ -45,24 +62,175 @@ def emit_run_end(run: Run) -> None:
 def emit_task_updated(task: Task, *, message: str = "") -> None:
     now = clock.now()
     data = {"task_id": task.id, "timestamp": now.isoformat(), "message": message}
-    _insert(name=EventName.UPDATED, task_id=task.id, run_id=None, data=data, created_at=now)
+    _insert([{"name": EventName.UPDATED, "task_id": task.id, "run_id": None, "data": data, "created_at": now}])
 
 
 _COLUMNS = ("name", "task_id", "run_id", "data", "created_at")
 
 
-def _insert(**values: Any) -> None:
-    """INSERT one event row, each value prepared by its model field.
+def _insert(rows: list[dict[str, Any]]) -> None:
+    """INSERT event rows with one prepared statement, each value prepared by its model field.
 
     Every run writes three events inside write transactions, where ``Model.save`` cost twice
-    the statement itself.
+    the statement itself; a scheduler pass writes a thousand at once.
     """
+    if not rows:
+        return
     fields = [Event._meta.get_field(name) for name in _COLUMNS]
     quote = connection.ops.quote_name
     sql = (
         f"INSERT INTO {quote(Event._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
         f"VALUES ({', '.join(['%s'] * len(fields))})"
     )
-    params = [field.get_db_prep_save(values[field.name], connection) for field in fields]
+    params = [[field.get_db_prep_save(row[field.name], connection) for field in fields] for row in rows]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        if len(params) == 1:
+            cursor.execute(sql, params[0])
+        else:
+            cursor.executemany(sql, params)
+
+
+# --- Fan-out to live clients (SSE and WebSocket) in a web process ---------------------------------
+
+
+@dataclass(frozen=True)
+class LiveEvent:
+    """An outbox row as clients receive it: the same id on SSE (``id:``) and WebSocket."""
+
+    id: int
+    name: str
+    task_id: str
+    run_id: str | None
+    data: dict[str, Any]
+
+    def as_frame(self) -> dict[str, Any]:
+        return {"id": self.id, "event": self.name, "data": self.data}
+
+    def as_sse(self) -> str:
+        return f"id: {self.id}\nevent: {self.name}\ndata: {json.dumps(self.data, separators=(',', ':'))}\n\n"
+
+
+def events_after(last_id: int, *, task_id: str | None = None, run_id: str | None = None,
+                 limit: int = 1000) -> list[LiveEvent]:
+    """Retained events newer than ``last_id``, oldest first (a resuming client's backlog)."""
+    rows = Event.objects.filter(id__gt=last_id).order_by("id")
+    if task_id:
+        rows = rows.filter(task_id=task_id)
+    if run_id:
+        rows = rows.filter(run_id=run_id)
+    return [
+        LiveEvent(id=row_id, name=name, task_id=row_task, run_id=str(row_run) if row_run else None, data=data)
+        for row_id, name, row_task, row_run, data in rows.values_list("id", "name", "task_id", "run_id", "data")[:limit]
+    ]
+
+
+def latest_event_id() -> int:
+    return Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+class Subscription:
+    """One live client's filter and its queue of events not yet sent.
+
+    Progress is coalesced per run: a progress event replaces the one still waiting for the same
+    run, so a fast loop cannot flood a client, and the newest (last) progress is always the one
+    delivered. A client that falls more than ``MAX_PENDING`` events behind loses its oldest.
+    """
+
+    MAX_PENDING = 2000
+
+    def __init__(self, *, task_id: str | None = None, run_id: str | None = None) -> None:
+        self.task_id = task_id
+        self.run_id = run_id
+        self.pending: deque[LiveEvent] = deque()
+        self.waiting_progress: dict[str, LiveEvent] = {}
+        self.ready = asyncio.Event()
+        self.skip_through = 0
+        """Events up to this id were already sent from the backlog (resume)."""
+
+    def wants(self, event: LiveEvent) -> bool:
+        return ((self.task_id is None or event.task_id == self.task_id)
+                and (self.run_id is None or event.run_id == self.run_id) and event.id > self.skip_through)
+
+    def offer(self, event: LiveEvent) -> None:
+        if not self.wants(event):
+            return
+        if event.name == EventName.PROGRESS and event.run_id in self.waiting_progress:
+            stale = self.waiting_progress[event.run_id]
+            self.pending[self.pending.index(stale)] = event
+        else:
+            self.pending.append(event)
+            if len(self.pending) > self.MAX_PENDING:
+                dropped = self.pending.popleft()
+                if dropped.run_id and self.waiting_progress.get(dropped.run_id) is dropped:
+                    del self.waiting_progress[dropped.run_id]
+        if event.name == EventName.PROGRESS and event.run_id:
+            self.waiting_progress[event.run_id] = event
+        self.ready.set()
+
+    async def next_batch(self, *, timeout: float) -> list[LiveEvent]:
+        """The events waiting (maybe none, after ``timeout`` seconds: time for a keep-alive)."""
+        if not self.pending:
+            self.ready.clear()
+            try:
+                await asyncio.wait_for(self.ready.wait(), timeout)
+            except TimeoutError:
+                return []
+        batch = [event for event in self.pending if event.id > self.skip_through]
+        self.pending.clear()
+        self.waiting_progress.clear()
+        return batch
+
+
+class Relay:
+    """Reads new outbox rows for every live client of this web process, in one query a poll.
+
+    Workers and the scheduler write events in other processes; the outbox is how they reach each
+    web process. The relay runs on the server's event loop only while someone listens, reading
+    through one thread of its own (one database connection), so 500 clients cost one query every
+    ``POLL_INTERVAL`` seconds, not 500.
+    """
+
+    POLL_INTERVAL = 0.1
+
+    def __init__(self) -> None:
+        self.subscriptions: set[Subscription] = set()
+        self.last_id: int | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskdeck-relay")
+
+    async def subscribe(self, subscription: Subscription) -> None:
+        if self.last_id is None:
+            self.last_id = await self.read(latest_event_id)
+        self.subscriptions.add(subscription)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self.run(), name="taskdeck-relay")
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self.subscriptions.discard(subscription)
+
+    async def read(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        def call() -> Any:
+            try:
+                return function(*args, **kwargs)
+            finally:
+                close_old_connections()
+        return await asyncio.get_running_loop().run_in_executor(self.reader, call)
+
+    async def run(self) -> None:
+        while self.subscriptions:
+            try:
+                fresh = await self.read(events_after, self.last_id or 0)
+            except Exception:  # the database may be briefly away; clients keep their streams
+                logger.exception("Reading live events failed; retrying.")
+                fresh = []
+            for event in fresh:
+                self.last_id = event.id
+                for subscription in list(self.subscriptions):
+                    subscription.offer(event)
+            if len(fresh) < 1000:
+                await asyncio.sleep(self.POLL_INTERVAL)
+        self.last_id = None  # nobody listens: the next client starts from the newest event
+
+
+#: This web process's relay (an asyncio object: it lives on the server's event loop).
+relay = Relay()

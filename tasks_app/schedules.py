@@ -280,10 +280,13 @@ def _wall_clock_times(expression: str, *, start: datetime, backward: bool = Fals
     own expanded fields. One croniter step costs about 45 us: stepping once a day instead of once
     a tick turns a 100,000-tick catch-up from several seconds into a fraction of one.
     """
-    schedule, times_of_day = _parsed(expression)
+    schedule, times_of_day, every_day = _parsed(expression)
     # Whole minutes only: croniter keeps its position as a float timestamp, and it steps strictly
     # past the minute it is given (forward) or strictly before it (backward).
     minute = start.replace(second=0, microsecond=0)
+    if every_day:  # day, month and weekday all "*": no day to look for, croniter is not needed
+        yield from _every_day(times_of_day, minute=minute, backward=backward)
+        return
     try:
         if backward:
             wall = schedule.get_prev(datetime, start_time=minute + _ONE_MINUTE)
@@ -306,8 +309,26 @@ def _wall_clock_times(expression: str, *, start: datetime, backward: bool = Fals
 _parsed_by_thread = threading.local()
 
 
-def _parsed(expression: str) -> tuple[croniter, list[time]]:
-    """A croniter for ``expression`` and the times of day it fires at, parsed once per thread.
+def _every_day(times_of_day: list[time], *, minute: datetime, backward: bool) -> Iterator[datetime]:
+    """``_wall_clock_times`` for an expression that fires on every day (most schedules)."""
+    day = minute.date()
+    if backward:
+        today = times_of_day[:bisect.bisect_right(times_of_day, minute.time())]
+        while True:
+            for moment in reversed(today):
+                yield datetime.combine(day, moment)
+            day, today = day - timedelta(days=1), times_of_day
+    else:
+        today = times_of_day[bisect.bisect_left(times_of_day, minute.time()):]
+        while True:
+            for moment in today:
+                yield datetime.combine(day, moment)
+            day, today = day + timedelta(days=1), times_of_day
+
+
+def _parsed(expression: str) -> tuple[croniter, list[time], bool]:
+    """A croniter for ``expression``, the times of day it fires at and whether it fires every day,
+    parsed once per thread.
 
     A scheduler pass asks about the same few expressions a thousand times, and parsing one
     (building croniter, listing up to 1,440 times of day) cost more than the rest of a tick. Every
@@ -324,7 +345,8 @@ def _parsed(expression: str) -> tuple[croniter, list[time]]:
         hours = range(24) if hour_field == ["*"] else hour_field
         if len(cache) >= 256:
             cache.clear()  # bounded: operators do not have thousands of distinct expressions
-        cache[expression] = (schedule, [time(hour, minute) for hour in hours for minute in minutes])
+        every_day = all(field == ["*"] for field in schedule.expanded[2:])
+        cache[expression] = (schedule, [time(hour, minute) for hour in hours for minute in minutes], every_day)
     return cache[expression]
 
 

@@ -185,8 +185,7 @@ class _Writes:
 
     def flush(self) -> None:
         Run.objects.bulk_create(self.runs)
-        for name, run, message in self.events:
-            events.emit_run_event(name, run, message=message)
+        events.emit_run_events(self.events)
         dispatch.enqueue_many(self.packages)
         self.runs, self.events, self.packages = [], [], []
 

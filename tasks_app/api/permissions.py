@@ -19,9 +19,13 @@ ALL_SCOPES = SCOPE_GRANTS[Scope.MANAGE]
 
 def caller_scopes(request: Request) -> frozenset[str]:
     """A key's scopes; a superuser's all; a staff user's from Django permissions; anyone else's none."""
-    if isinstance(request.auth, ApiKey):
-        return request.auth.granted_scopes
-    user = request.user
+    return scopes_of(user=request.user, key=request.auth if isinstance(request.auth, ApiKey) else None)
+
+
+def scopes_of(*, user: Any, key: ApiKey | None) -> frozenset[str]:
+    """What a caller may do, however it came (HTTP request or WebSocket): see caller_scopes."""
+    if key is not None:
+        return key.granted_scopes
     if not user or not user.is_authenticated or not user.is_active:
         return frozenset()
     if user.is_superuser:

@@ -355,5 +355,11 @@ class TaskListQuerySerializer(serializers.Serializer):
     enabled = serializers.BooleanField(required=False, allow_null=True, default=None)
 
 
+class EventsQuerySerializer(serializers.Serializer):
+    task = serializers.CharField(required=False)
+    run = serializers.UUIDField(required=False)
+    last_event_id = serializers.IntegerField(min_value=0, required=False, help_text="Same as the Last-Event-ID header.")
+
+
 class LogQuerySerializer(serializers.Serializer):
     offset = serializers.IntegerField(min_value=0, required=False, default=0)

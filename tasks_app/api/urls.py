@@ -20,6 +20,7 @@ router.register("runs", views.RunViewSet, basename="run")
 
 urlpatterns = [
     path("health", views.HealthView.as_view(), name="health"),
+    path("events", views.EventsView.as_view(), name="events"),
     path("problems/", problems.problem_index, name="problem-index"),
     path("problems/<slug:slug>", problems.problem_page, name="problem"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

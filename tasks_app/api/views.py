@@ -5,24 +5,27 @@ Every route names the scope it needs (``required_scopes``); every error is a pro
 """
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from django.db import connection
 from django.db.models import Q, QuerySet
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tasks_app import __version__, clock, selectors, services
+from tasks_app import __version__, clock, events, selectors, services
 from tasks_app.api import serializers as s
 from tasks_app.api.pagination import paginate, pagination, parse_query
 from tasks_app.api.permissions import caller_label
 from tasks_app.conf import taskdeck_settings
+from tasks_app.exceptions import InvalidQuery
 from tasks_app.models import Heartbeat, RunTrigger, Scope, Task, TaskKind
 
 PROBLEM = OpenApiResponse(s.ProblemSerializer, description="Problem document (RFC 9457)")
@@ -215,3 +218,69 @@ class HealthView(APIView):
                   "scheduler": "ok" if "scheduler" in beats else "stale"}
         healthy = checks["workers"] == "ok" and checks["scheduler"] == "ok"
         return Response({"status": "ok" if healthy else "degraded", "version": __version__, "checks": checks})
+
+
+class EventStreamRenderer(BaseRenderer):
+    """Lets ``Accept: text/event-stream`` through content negotiation; the stream renders itself."""
+
+    media_type = "text/event-stream"
+    format = "event-stream"
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> Any:
+        return data
+
+
+class EventsView(APIView):
+    """GET /api/events: Server-Sent Events, resumable with Last-Event-ID.
+
+    A sync view like every other (authentication, scope and problems as usual) that returns an
+    asynchronous stream: ``config/asgi.py`` routes this path through Django's ASGI handler, so
+    the stream is an asyncio task, not a thread, and the handler ends it when the client goes.
+    """
+
+    required_scope = Scope.READ
+    renderer_classes = [EventStreamRenderer, JSONRenderer]
+
+    @extend_schema(
+        parameters=[s.EventsQuerySerializer, OpenApiParameter(
+            "Last-Event-ID", OpenApiTypes.INT, OpenApiParameter.HEADER,
+            description="Resume: every retained event after this id is sent first.")],
+        responses={(200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR, description=(
+            "`id:`, `event:` and JSON `data:` per event; a `: keep-alive` comment when quiet (every 10 s by default).")),
+            **problems(400)},
+    )
+    def get(self, request: Request) -> StreamingHttpResponse:
+        query = parse_query(s.EventsQuerySerializer, request)
+        last_id = query.get("last_event_id")
+        header = request.headers.get("Last-Event-ID", "").strip()
+        if header:
+            if not header.isdigit():
+                raise InvalidQuery("Invalid Last-Event-ID header.", errors=[
+                    {"location": "header.Last-Event-ID", "message": "An event id (an integer).", "value": header}])
+            last_id = int(header)
+        run_id = str(query["run"]) if query.get("run") else None
+        stream = event_stream(task_id=query.get("task") or None, run_id=run_id, last_id=last_id)
+        response = StreamingHttpResponse(stream, content_type="text/event-stream; charset=utf-8")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # a proxy in front must not hold events back
+        return response
+
+
+async def event_stream(*, task_id: str | None, run_id: str | None, last_id: int | None) -> AsyncIterator[str]:
+    """The SSE body: the missed events first when resuming, then live ones as the relay hands
+    them over, a comment when quiet. The client leaving cancels it; ``finally`` lets go at once."""
+    subscription = events.Subscription(task_id=task_id, run_id=run_id)
+    await events.relay.subscribe(subscription)  # before reading the backlog, so nothing falls between
+    try:
+        yield "retry: 2000\n\n"
+        if last_id is not None:
+            subscription.skip_through = last_id
+            while backlog := await events.relay.read(events.events_after, subscription.skip_through,
+                                                      task_id=task_id, run_id=run_id):
+                yield "".join(event.as_sse() for event in backlog)
+                subscription.skip_through = backlog[-1].id
+        while True:
+            batch = await subscription.next_batch(timeout=taskdeck_settings.SSE_KEEPALIVE)
+            yield "".join(event.as_sse() for event in batch) if batch else ": keep-alive\n\n"
+    finally:
+        events.relay.unsubscribe(subscription)
