@@ -366,6 +366,8 @@ class RunCount(models.Model):
     The API's pagination totals read these few rows instead of counting a history that may hold
     hundreds of thousands of runs. Triggers (migration 0005), not Python code, keep them, so
     every write path counts: a bulk insert, a conditional update, a cascade, retention.
+    SQLite drops a table's triggers when a migration rebuilds it: such a migration on Run must
+    install them again (as 0007 does); tests/test_selectors.py fails if they are missing.
     """
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="run_counts")

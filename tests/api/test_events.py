@@ -211,8 +211,21 @@ def open_sockets(pid: int) -> int:
     return count
 
 
+def settled_sockets(pid: int) -> int:
+    """The web process's socket count once connections from earlier requests have closed."""
+    counts = [open_sockets(pid)]
+
+    def steady() -> bool:
+        time.sleep(0.3)
+        counts.append(open_sockets(pid))
+        return counts[-1] == counts[-2]
+
+    wait_until(steady, timeout=10, interval=0, what="the socket count to settle")
+    return counts[-1]
+
+
 def test_clients_that_leave_free_their_connections_at_once(live):
-    before = open_sockets(live.web_pid)
+    before = settled_sockets(live.web_pid)
     streams = [Stream(live, f"?task=t{number}") for number in range(20)]
     assert open_sockets(live.web_pid) >= before + 20
     for stream in streams:
