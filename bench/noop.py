@@ -25,3 +25,17 @@ def noop_plain() -> None:
 
 def stamp_plain() -> float:
     return time.time()
+
+
+def progress_steps(ctx: Any) -> int:
+    """``steps`` progress reports ``interval`` seconds apart (bench/events.py).
+
+    The interval must exceed PROGRESS_INTERVAL (0.25 s) so that every report is written as its
+    own ``task:progress`` event instead of being merged by the run context's throttle.
+    """
+    steps = int(ctx.params.get("steps") or 20)
+    interval = float(ctx.params.get("interval") or 0.3)
+    for step in range(1, steps + 1):
+        time.sleep(interval)
+        ctx.progress(step, steps, f"step {step}/{steps}")
+    return steps

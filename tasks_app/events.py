@@ -8,6 +8,7 @@ is the row's primary key.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 from collections import deque
@@ -200,10 +201,14 @@ class Relay:
 
     async def subscribe(self, subscription: Subscription) -> None:
         if self.last_id is None:
-            self.last_id = await self.read(latest_event_id)
+            latest = await self.read(latest_event_id)
+            if self.last_id is None:  # another subscriber may have started the relay meanwhile
+                self.last_id = latest
         self.subscriptions.add(subscription)
         if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self.run(), name="taskdeck-relay")
+            # A context of its own: the relay outlives the request that happened to start it.
+            self.task = asyncio.get_running_loop().create_task(self.run(), name="taskdeck-relay",
+                                                               context=contextvars.Context())
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self.subscriptions.discard(subscription)

@@ -1,8 +1,10 @@
 """Every write Taskdeck makes. API, admin, command line, scheduler and runner call these.
 
-The run lifecycle lives here: ``trigger`` is the one door for every source (overlap policy
-decided under the task's row lock), ``claim_run`` and ``finish_run`` are the conditional
-transitions a worker makes, and ``cancel_run``/``reap_*`` make sure nothing stays running.
+The run lifecycle lives here. ``trigger`` is the door for every source (overlap policy decided
+under the task's row lock); the scheduler's ``fire_ticks`` is the same door for a batch of due
+ticks, sharing its policy decision (``_place``) and its writes (``_Writes``). ``claim_run`` and
+``finish_run`` are the conditional transitions a worker makes; ``after_run_ended`` schedules
+retries; ``cancel_run``/``reap_*`` make sure nothing stays running.
 """
 from __future__ import annotations
 
