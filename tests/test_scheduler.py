@@ -265,3 +265,32 @@ def test_a_scheduler_pass_applies_retention(clock):
     Run.objects.filter(pk=active.pk).update(created_at=clock.now() - timedelta(days=9))
     Scheduler(interval=1).tick()
     assert set(Run.objects.filter(task=task).values_list("pk", flat=True)) == {recent.pk, active.pk}
+
+
+def test_ticks_due_before_the_next_pass_are_planned_ahead_then_fired_when_due(clock):
+    clock.current = clock.current.replace(second=0)
+    task = scheduled(clock, cron_string="* * * * *")
+    due = task.next_run_at
+    scheduler = Scheduler(interval=1)
+    clock.current = due - timedelta(seconds=0.5)
+    assert scheduler.fire_due_ticks() == [] and set(scheduler.planned) == {task.pk}
+    assert not Run.objects.exists()  # planning writes nothing
+    [(planned_run, _)] = scheduler.planned[task.pk].runs
+    clock.current = due + timedelta(seconds=0.1)
+    [run] = scheduler.fire_due_ticks()
+    assert run.pk == planned_run.pk  # the plan made ahead is the one fired
+    assert (run.trigger, run.status) == (RunTrigger.SCHEDULE, RunStatus.QUEUED) and scheduler.planned == {}
+    task.refresh_from_db()
+    assert (task.last_tick_at, task.next_run_at) == (due, due + timedelta(minutes=1))
+
+
+def test_a_plan_made_ahead_gives_way_to_catch_up_when_more_ticks_came(clock):
+    clock.current = clock.current.replace(second=0)
+    task = scheduled(clock, cron_string="* * * * *")
+    scheduler = Scheduler(interval=1)
+    clock.current = task.next_run_at - timedelta(seconds=0.5)
+    scheduler.fire_due_ticks()
+    clock.current = task.next_run_at + timedelta(minutes=3, seconds=5)  # the scheduler stalled
+    runs = scheduler.fire_due_ticks()
+    assert sorted(run.end_reason for run in runs) == ["", EndReason.MISSED]
+    assert {run.trigger for run in runs} == {RunTrigger.CATCH_UP}
