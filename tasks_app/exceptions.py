@@ -13,6 +13,7 @@
     │   ├── RunAlreadyEnded        run-ended
     │   ├── NotIntervalScheduled   not-interval-scheduled
     │   ├── NotCronScheduled       not-cron-scheduled
+    │   ├── InvalidSchedule        invalid-schedule (with errors[])
     │   └── InvalidQuery           invalid-query (with errors[])
     └── Conflict (409)
         ├── AlreadyRunning         already-running
@@ -108,6 +109,13 @@ class NotIntervalScheduled(BadRequest):
 class NotCronScheduled(BadRequest):
     slug = "not-cron-scheduled"
     title = "Task not cron-scheduled"
+
+
+class InvalidSchedule(BadRequest):
+    """A cron string, time zone or interval that cannot schedule a task; errors[] names it."""
+
+    slug = "invalid-schedule"
+    title = "Invalid schedule"
 
 
 class InvalidQuery(BadRequest):

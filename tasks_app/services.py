@@ -28,6 +28,7 @@ from tasks_app.exceptions import (
     CancelUnsupported,
     DryRunUnsupported,
     InvalidParameters,
+    InvalidSchedule,
     NotCronScheduled,
     NotIntervalScheduled,
     NotManuallyRunnable,
@@ -51,6 +52,7 @@ from tasks_app.models import (
     Event,
     EventName,
     Heartbeat,
+    IntervalUnit,
     OverlapPolicy,
     Run,
     RunStatus,
@@ -776,17 +778,43 @@ def set_enabled(task_id: str, enabled: bool) -> Task:
     return set_operator_fields(task_id, enabled=enabled)
 
 
+#: The longest interval accepted (ten years), so next_run_at stays within datetime's range.
+MAX_INTERVAL_SECONDS = 10 * 366 * 86400
+
+
 def set_interval(task_id: str, interval: int, unit: str) -> Task:
-    """A new interval for an interval-scheduled task (a cron task keeps its cron)."""
+    """A new interval for an interval-scheduled task (a cron task keeps its cron).
+
+    Checked here whoever calls (API, admin, command line): a whole number of at least 1, a known
+    unit, at most ten years.
+    """
     if not get_task(task_id).interval:
         raise NotIntervalScheduled(f"Task {task_id!r} is not interval-scheduled.")
+    if unit not in IntervalUnit.values:
+        raise InvalidSchedule(f"Unknown interval unit {unit!r}.", errors=[
+            {"location": "body.unit", "message": f"Use one of {', '.join(IntervalUnit.values)}.", "value": unit}])
+    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1 \
+            or interval * IntervalUnit(unit).seconds > MAX_INTERVAL_SECONDS:
+        raise InvalidSchedule(f"Invalid interval {interval!r}.", errors=[
+            {"location": "body.interval", "message": "A whole number of at least 1, at most ten years.",
+             "value": interval}])
     return set_operator_fields(task_id, interval=interval, interval_unit=unit)
 
 
 def set_schedule(task_id: str, cron_string: str, timezone: str | None = None) -> Task:
-    """A new cron string (and optionally time zone) for a cron-scheduled task."""
+    """A new cron string (and optionally time zone) for a cron-scheduled task, checked here."""
     if not get_task(task_id).cron_string:
         raise NotCronScheduled(f"Task {task_id!r} is not cron-scheduled.")
+    cron_string = " ".join(cron_string.split())
+    errors = []
+    if not schedules.is_valid_cron(cron_string) or len(cron_string) > Task._meta.get_field("cron_string").max_length:
+        errors.append({"location": "body.cron_string", "value": cron_string,
+                       "message": "Not a 5-field cron expression (or @daily-style alias) that fires."})
+    if timezone and not schedules.is_valid_timezone(timezone):
+        errors.append({"location": "body.timezone", "value": timezone, "message": "Unknown IANA time zone."})
+    if errors:
+        raise InvalidSchedule("Invalid schedule: " + ", ".join(error["location"].removeprefix("body.") for error in errors)
+                              + ".", errors=errors)
     values = {"cron_string": cron_string}
     if timezone:
         values["timezone"] = timezone

@@ -368,3 +368,33 @@ def test_operator_changes_recompute_the_next_tick_at_once_and_announce_it(clock)
     assert services.set_enabled(nightly.pk, True).next_run_at == datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
     updates = Event.objects.filter(name="task:updated")
     assert updates.filter(task_id=every.pk).count() == 2 and updates.filter(task_id=nightly.pk).count() == 3
+
+
+@pytest.mark.parametrize(("call", "location"), [
+    (lambda task: services.set_interval(task.pk, 0, "hours"), "body.interval"),
+    (lambda task: services.set_interval(task.pk, 1.5, "hours"), "body.interval"),
+    (lambda task: services.set_interval(task.pk, True, "hours"), "body.interval"),
+    (lambda task: services.set_interval(task.pk, 11 * 366, "days"), "body.interval"),
+    (lambda task: services.set_interval(task.pk, 6, "weeks"), "body.unit"),
+])
+def test_set_interval_refuses_bad_values_whoever_calls(call, location):
+    from tasks_app.exceptions import InvalidSchedule
+
+    task = make_task(interval=6, interval_unit="hours")
+    with pytest.raises(InvalidSchedule) as refused:
+        call(task)
+    assert refused.value.errors[0]["location"] == location
+    task.refresh_from_db()
+    assert (task.interval, task.interval_unit, task.overrides) == (6, "hours", [])
+
+
+def test_set_schedule_refuses_a_bad_cron_or_zone_naming_each():
+    from tasks_app.exceptions import InvalidSchedule
+
+    task = make_task(cron_string="0 3 * * *")
+    with pytest.raises(InvalidSchedule) as refused:
+        services.set_schedule(task.pk, "61 * * * *", "Mars/Olympus")
+    assert [error["location"] for error in refused.value.errors] == ["body.cron_string", "body.timezone"]
+    task.refresh_from_db()
+    assert (task.cron_string, task.timezone) == ("0 3 * * *", "UTC")
+    assert services.set_schedule(task.pk, "  30   2 * * * ", "Europe/Paris").cron_string == "30 2 * * *"

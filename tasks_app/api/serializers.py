@@ -20,6 +20,7 @@ from tasks_app.models import (
     Task,
     TaskTrigger,
 )
+from tasks_app.services import MAX_INTERVAL_SECONDS
 
 #: A task's status (API.md): derived from its runs, not stored.
 TASK_STATUSES = ["idle", "queued", "running", "error"]
@@ -284,9 +285,6 @@ class StrictIntegerField(serializers.IntegerField):
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
         return super().to_internal_value(data)
-
-
-MAX_INTERVAL_SECONDS = 10 * 366 * 86400
 
 
 class IntervalRequestSerializer(serializers.Serializer):

@@ -16,10 +16,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import OperationalError, transaction
 
 from tasks_app import schedules, selectors, services
-from tasks_app.api.serializers import MAX_INTERVAL_SECONDS
 from tasks_app.exceptions import DefinitionError, TaskdeckError
 from tasks_app.models import IntervalUnit, Run, RunStatus, RunTrigger, Task
 from tasks_app.registry import all_definitions
+from tasks_app.services import MAX_INTERVAL_SECONDS
 
 BAR_WIDTH = 30
 
