@@ -328,6 +328,16 @@ class Server:
             return "(no log)"
 
 
+def release(server: Server, workdir: Path, *, keep: bool) -> None:
+    """Every exit path of a bench: the server and its children stop; the temp directory goes
+    unless ``--keep`` asked for it."""
+    server.stop()
+    if keep:
+        print(f"(database and server log kept in {workdir})", file=sys.stderr)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def project_env(workdir: Path, db: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("REDIS_URL", None)
@@ -538,11 +548,7 @@ def parent_main(args: argparse.Namespace) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
-        server.stop()
-        if args.keep:
-            print(f"(database and server log kept in {workdir})", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        release(server, workdir, keep=args.keep)
     return 0
 
 

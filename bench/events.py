@@ -62,7 +62,6 @@ import json
 import os
 import re
 import resource
-import shutil
 import signal
 import sqlite3
 import statistics
@@ -78,7 +77,16 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script: bench/ is sys.path[0], the project is not
 
-from bench.api import BenchError, Server, descendants, load, manage, percentile, project_env  # noqa: E402
+from bench.api import (  # noqa: E402
+    BenchError,
+    Server,
+    descendants,
+    load,
+    manage,
+    percentile,
+    project_env,
+    release,
+)
 
 TASK = "bench-progress"
 DEFINITIONS = f"""
@@ -476,11 +484,7 @@ def parent_main(args: argparse.Namespace) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
-        server.stop()
-        if args.keep:
-            print(f"(database and server log kept in {workdir})", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        release(server, workdir, keep=args.keep)
     return 0
 
 
