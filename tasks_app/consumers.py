@@ -41,17 +41,15 @@ class TaskEventsConsumer(AsyncWebsocketConsumer):
     sender: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
-        await self.accept()
         scopes = await database_sync_to_async(caller_scopes)(self.scope)
-        if scopes is None:
-            await self.close(code=NO_CALLER)
-            return
-        if Scope.READ not in scopes:
-            await self.close(code=MISSING_SCOPE)
+        if scopes is None or Scope.READ not in scopes:
+            await self.accept()  # close codes need an accepted socket
+            await self.close(code=NO_CALLER if scopes is None else MISSING_SCOPE)
             return
         query = parse_qs(self.scope.get("query_string", b"").decode())
         self.subscription = events.Subscription(task_id=first(query, "task"), run_id=first(query, "run"))
         await events.relay.subscribe(self.subscription)
+        await self.accept()  # subscribed first: once the client is connected, it misses nothing
         self.sender = asyncio.get_running_loop().create_task(self.forward())
 
     async def forward(self) -> None:

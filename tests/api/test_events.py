@@ -102,10 +102,16 @@ class Stream:
         assert self.response.headers["Content-Type"].startswith("text/event-stream")
         self.lines = self.response.iter_lines(decode_unicode=True)
         self.comments = 0
+        # The stream's first line comes once it is subscribed: from here no event passes it by.
+        assert next(self.lines).startswith("retry:")
 
-    def next(self) -> dict[str, object]:
+    def next(self, *, within: float = 20) -> dict[str, object]:
+        """The next message; keep-alive comments alone do not keep a test waiting past ``within`` s."""
         message: dict[str, object] = {}
+        deadline = time.monotonic() + within
         for line in self.lines:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no event within {within} s")
             if line == "" and "event" in message:
                 return message
             if line.startswith(":"):
@@ -168,7 +174,8 @@ def test_resuming_with_last_event_id_delivers_every_missed_event(live):
 def test_filters_by_task_and_by_run(live):
     by_task = Stream(live, "?task=quick")
     one = trigger(live, "quick")
-    by_run = Stream(live, f"?run={one}")
+    # It may have ended already: replay what the run wrote (Last-Event-ID 0), then live.
+    by_run = Stream(live, f"?run={one}", headers={"Last-Event-ID": "0"})
     other = trigger(live, "counting", parameters={"count": 10})
     mine = trigger(live, "quick")
     seen = by_task.until(ended(mine))
