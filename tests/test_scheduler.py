@@ -9,6 +9,7 @@ from tasks_app import services
 from tasks_app.models import CatchUp, EndReason, Event, Run, RunStatus, RunTrigger, StopRequest, Task
 from tasks_app.scheduler import Scheduler
 
+from .conftest import wait_until
 from .factories import make_run, make_task
 
 pytestmark = pytest.mark.django_db
@@ -247,6 +248,11 @@ def test_two_schedulers_at_once_fire_every_tick_exactly_once(clock):
         assert runs.filter(task=task).count() == 15
     assert {task.next_run_at for task in Task.objects.filter(pk__in=[t.pk for t in tasks])} == {
         start + timedelta(minutes=15)}
+    # The session's qcluster may be running against this database: end the queued runs so no
+    # worker is still writing runs when the teardown truncates every table (PostgreSQL would see
+    # a deadlock between the two), and wait for any it already claimed.
+    runs.filter(status=RunStatus.QUEUED).update(status=RunStatus.CANCELLED, end_reason=EndReason.CANCELLED)
+    wait_until(lambda: not runs.filter(status=RunStatus.RUNNING).exists(), timeout=30, what="claimed runs to end")
 
 
 def test_a_tick_a_dead_scheduler_left_is_fired_by_the_next_one(clock):
