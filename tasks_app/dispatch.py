@@ -17,6 +17,7 @@ import logging
 import time
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from django.conf import settings
 from django.core.signing import BadSignature
@@ -188,3 +189,14 @@ def beat_while_worker_lives(**kwargs: object) -> None:
 
 def connect_worker_heartbeat() -> None:
     post_spawn.connect(beat_while_worker_lives, dispatch_uid="taskdeck-worker-heartbeat")
+
+
+def hide_queue_admin(site: Any) -> None:
+    """Take django-q2's own admin pages off ``site``: its schedules would fire any dotted function
+    with any arguments (a staff user could define a shell command that way), and its queue and
+    result lists show packages, not runs. Taskdeck's task and run pages replace them."""
+    from django_q import models as queue_models
+
+    for model in (queue_models.Schedule, queue_models.Success, queue_models.Failure, queue_models.OrmQ):
+        if site.is_registered(model):
+            site.unregister(model)

@@ -3,12 +3,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
 from django.db.models import OuterRef, Subquery, Sum
 
-from tasks_app.models import Run, RunCount, RunQuerySet, RunStatus, Task
+from tasks_app.models import (
+    Activity,
+    Heartbeat,
+    Run,
+    RunCount,
+    RunQuerySet,
+    RunStatus,
+    Task,
+)
 
 
 def task_status(task: Task) -> str:
@@ -130,3 +140,100 @@ def sql_through_index(runs: RunQuerySet, index: str) -> tuple[str, tuple[Any, ..
     if sql.count(table) != 1:
         raise ValueError(f"Cannot name an index in this run query: {sql}")
     return sql.replace(table, f'{table} INDEXED BY "{index}"'), params
+
+
+# --- Admin pages (task list, run page, dashboard) -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecentRun:
+    """A run as the task list shows it: a bar of the durations chart, the last-run column."""
+
+    id: uuid.UUID
+    status: str
+    end_reason: str
+    created_at: datetime
+    duration: float | None
+
+
+def recent_runs(task_ids: Iterable[str], *, limit: int = 20) -> dict[str, list[RecentRun]]:
+    """The latest ``limit`` runs of each task, newest first: one query per task, each through
+    the task's history index, so a task with 100,000 runs costs what one with ten does."""
+    found: dict[str, list[RecentRun]] = {}
+    for task_id in task_ids:
+        rows = (Run.objects.filter(task_id=task_id).order_by("-created_at")
+                .values_list("id", "status", "end_reason", "created_at", "started_at", "ended_at")[:limit])
+        found[task_id] = [
+            RecentRun(run_id, status, end_reason, created_at,
+                      (ended_at - started_at).total_seconds() if started_at and ended_at else None)
+            for run_id, status, end_reason, created_at, started_at, ended_at in rows
+        ]
+    return found
+
+
+def activity_page(run: Run, *, page: int, limit: int, status: str = "", action: str = "") -> tuple[list[Activity], int]:
+    """One page of a run's activity, oldest first (rows are appended as the run goes), and the total."""
+    rows = run.activity.order_by("id")
+    if status:
+        rows = rows.filter(status=status)
+    if action:
+        rows = rows.filter(action=action)
+    total = rows.count()
+    start = (page - 1) * limit
+    return list(rows[start:start + limit]), total
+
+
+def activity_choices(run: Run) -> dict[str, list[str]]:
+    """The statuses and actions a run's activity has, for the filters above its table."""
+    return {
+        "status": sorted(run.activity.order_by().values_list("status", flat=True).distinct()),
+        "action": sorted(run.activity.order_by().values_list("action", flat=True).distinct()),
+    }
+
+
+@dataclass(frozen=True)
+class ProcessHealth:
+    role: str
+    host: str
+    pid: int
+    seen_at: datetime
+    fresh: bool
+
+
+def process_health(*, now: datetime, fresh_for: timedelta) -> list[ProcessHealth]:
+    """Every worker and scheduler that reported in, freshest first; stale ones stay listed a day."""
+    beats = Heartbeat.objects.filter(seen_at__gte=now - timedelta(days=1)).order_by("role", "-seen_at")
+    return [ProcessHealth(beat.role, beat.host, beat.pid, beat.seen_at, beat.seen_at >= now - fresh_for)
+            for beat in beats]
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    running: list[Run]
+    running_total: int
+    queued: list[Run]
+    queued_total: int
+    failures: list[Run]
+    failures_total: int
+    processes: list[ProcessHealth]
+
+
+def dashboard(*, now: datetime, fresh_for: timedelta, limit: int = 10) -> Dashboard:
+    """What is running and waiting now, what failed in the last 24 hours, and who is alive."""
+    running = Run.objects.filter(status=RunStatus.RUNNING).select_related("task").order_by("-started_at")
+    queued = Run.objects.filter(status=RunStatus.QUEUED).select_related("task").order_by("created_at")
+    failures = (Run.objects.filter(status=RunStatus.FAILED, created_at__gte=now - timedelta(hours=24))
+                .select_related("task").order_by("-created_at"))
+    return Dashboard(
+        running=list(running[:limit]), running_total=count_runs(statuses=[RunStatus.RUNNING]),
+        queued=list(queued[:limit]), queued_total=count_runs(statuses=[RunStatus.QUEUED]),
+        failures=list(failures[:limit]), failures_total=failures.count(),
+        processes=process_health(now=now, fresh_for=fresh_for),
+    )
+
+
+def output_from(run: Run, offset: int) -> tuple[bytes, int]:
+    """Captured output from byte ``offset`` (counting any head dropped by the cap), and the size
+    written so far: the offset a tailing client asks for next."""
+    kept = run.output.encode("utf-8")
+    return kept[max(0, offset - run.output_dropped):], run.output_size

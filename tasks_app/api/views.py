@@ -191,10 +191,9 @@ class RunViewSet(viewsets.ViewSet):
     def log(self, request: Request, run_id: str) -> HttpResponse:
         run = services.get_run(run_id)
         offset = parse_query(s.LogQuerySerializer, request)["offset"]
-        kept = run.output.encode("utf-8")
-        start = max(0, offset - run.output_dropped)
-        response = HttpResponse(kept[start:], content_type="text/plain; charset=utf-8")
-        response["X-Log-Size"] = str(run.output_size)
+        text, size = selectors.output_from(run, offset)
+        response = HttpResponse(text, content_type="text/plain; charset=utf-8")
+        response["X-Log-Size"] = str(size)
         return response
 
 

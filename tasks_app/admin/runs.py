@@ -1,0 +1,247 @@
+"""The run list and the run page, and the activity list.
+
+The run page is the one an operator watches: status, a progress bar with percent, message and
+ETA, the activity table (filtered, paginated, growing while the run goes), the captured output
+tailing live, the summary, a cancel button, and for superusers the traceback. Its live parts
+are refreshed from ``<id>/live/`` by static/taskdeck/live.js when the run's events arrive.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    JsonResponse,
+    QueryDict,
+)
+from django.template.loader import render_to_string
+from django.urls import path, reverse
+from django.utils.safestring import SafeString
+
+from tasks_app import clock, selectors, services
+from tasks_app.admin import dashboard, display
+from tasks_app.admin.actions import apply_each, live_fragments
+from tasks_app.exceptions import TaskdeckError
+from tasks_app.models import Activity, Run
+
+ACTIVITY_PER_PAGE = 50
+#: Output shown when the page loads; the rest is a click away in the API (``/api/runs/<id>/log``).
+OUTPUT_TAIL_BYTES = 64 * 1024
+#: Output sent by one live refresh at most; a client far behind catches up over a few refreshes.
+OUTPUT_CHUNK_BYTES = 256 * 1024
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    change_form_template = "admin/tasks_app/run/change_form.html"
+    list_display = ("short_id", "task", "status_badge", "end_reason", "trigger", "triggered_by", "created_at",
+                    "duration_text", "progress_text")
+    list_filter = ("status", "end_reason", "trigger", "dry_run", "task")
+    search_fields = ("id", "task__id", "task__title", "triggered_by", "error")
+    date_hierarchy = "created_at"
+    list_select_related = ("task",)
+    actions = ("cancel_runs",)
+    #: What never changes once the run exists; everything that does is in the live panel above it.
+    fieldsets = (
+        ("Request", {"fields": ("id", "task", "trigger", "triggered_by", "parameters", "dry_run", "attempt", "retry_of",
+                                "created_at")}),
+    )
+    readonly_fields = fieldsets[0][1]["fields"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Run | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Run | None = None) -> bool:
+        return super().has_delete_permission(request, obj) and (obj is None or not obj.is_active)
+
+    def has_run_permission(self, request: HttpRequest) -> bool:
+        """Cancelling is part of running (API scope tasks:run)."""
+        return request.user.has_perm("tasks_app.run_task")
+
+    def delete_model(self, request: HttpRequest, obj: Run) -> None:
+        services.delete_run(obj.pk)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        apply_each(
+            self, request, queryset,
+            lambda run: services.delete_run(run.pk),
+            lambda run, _: f"Run {str(run.id)[:8]} deleted.",
+        )
+
+    @admin.display(description="Run")
+    def short_id(self, run: Run) -> str:
+        return str(run.id)[:8]
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, run: Run) -> SafeString:
+        return display.status_badge(run.status)
+
+    @admin.display(description="Duration")
+    def duration_text(self, run: Run) -> str:
+        return display.duration_text(run.duration)
+
+    @admin.display(description="Progress")
+    def progress_text(self, run: Run) -> str:
+        if run.percent is None:
+            return run.progress_message or "-"
+        return f"{run.percent:.0f}% {run.progress_message}".strip()
+
+    @admin.action(description="Cancel selected runs", permissions=["run"])
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        apply_each(
+            self, request, queryset,
+            lambda run: services.cancel_run(run.pk),
+            lambda _, run: f"Run {str(run.id)[:8]}: {'cancel requested' if run.is_active else run.status}.",
+        )
+
+    # --- The run page ----------------------------------------------------------------------------
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view
+        return [
+            path("dashboard/live/", view(dashboard.live_view), name="tasks_app_dashboard_live"),
+            path("<path:object_id>/live/", view(self.live_view), name="tasks_app_run_live"),
+            path("<path:object_id>/cancel/", view(self.cancel_view), name="tasks_app_run_cancel"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        run = self.get_object(request, object_id)
+        extra = {**(extra_context or {})}
+        if run is not None:
+            tail, size = selectors.output_from(run, max(0, run.output_size - OUTPUT_TAIL_BYTES))
+            extra.update({
+                "run": run, "panel": self.render_panel(request, run),
+                "output": tail.decode("utf-8", errors="replace"), "output_size": size,
+                "output_cut": size > len(tail),
+                "live_query": request.GET.urlencode(),
+            })
+        return super().change_view(request, object_id, form_url, extra)
+
+    def render_panel(self, request: HttpRequest, run: Run) -> dict[str, str]:
+        """The run page's live parts, each rendered alone so the live endpoint can send them."""
+        now = clock.now()
+        query = ActivityQuery.from_request(request)
+        rows, total = selectors.activity_page(run, page=query.page, limit=ACTIVITY_PER_PAGE,
+                                              status=query.status, action=query.action)
+        paginator = Paginator(range(total), ACTIVITY_PER_PAGE)
+        page = paginator.get_page(query.page)
+        context = {
+            "run": run, "now": now, "eta": display.duration_text(display.eta_seconds(run, now=now)),
+            "duration": display.duration_text(run.duration if run.ended_at else
+                                              ((now - run.started_at).total_seconds() if run.started_at else None)),
+            "activity": rows, "activity_total": total, "query": query,
+            "summary": summary_rows(run.summary),
+            "show_traceback": request.user.is_superuser and bool(run.traceback),
+            "page_obj": page, "choices": selectors.activity_choices(run),
+            "page_links": {"first": query.link(1), "previous": query.link(page.number - 1),
+                           "next": query.link(page.number + 1), "last": query.link(paginator.num_pages)},
+            "can_cancel": run.is_active and self.has_run_permission(request),
+            "cancel_url": reverse("admin:tasks_app_run_cancel", args=[run.pk]),
+        }
+        return {name: render_to_string(f"admin/tasks_app/run/{name}.html", context, request=request)
+                for name in ("status", "progress", "activity", "outcome")}
+
+    def live_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
+        """The page's live parts, and the output written after byte ``?log_offset=``."""
+        run = self.get_object(request, object_id)
+        if run is None or not self.has_view_permission(request, run):
+            raise Http404
+        try:
+            offset = max(0, int(request.GET.get("log_offset", "0")))
+        except ValueError:
+            offset = 0
+        text, size = selectors.output_from(run, offset)
+        text = text[:OUTPUT_CHUNK_BYTES]
+        return live_fragments(self.render_panel(request, run), active=run.is_active,
+                              percent=run.percent, log={"text": text.decode("utf-8", errors="replace"),
+                                                        "offset": offset + len(text), "size": size})
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST from the run page's cancel button (CSRF-checked); back to the page with a message."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_run_permission(request):
+            raise PermissionDenied
+        run = self.get_object(request, object_id)
+        if run is None:
+            raise Http404
+        try:
+            run = services.cancel_run(run.pk)
+        except TaskdeckError as error:
+            self.message_user(request, error.detail, messages.WARNING)
+        else:
+            done = "cancel requested" if run.is_active else run.status
+            self.message_user(request, f"Run {str(run.id)[:8]}: {done}.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:tasks_app_run_change", args=[run.pk]))
+
+
+def summary_rows(summary: Any) -> list[tuple[str, str]]:
+    """A run's summary as label/text rows: ``{"actions": {"keep": 3}}`` reads ``keep: 3``."""
+    if not isinstance(summary, dict):
+        return []
+    rows = []
+    for name, value in summary.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{key}: {count}" for key, count in value.items())
+        rows.append((str(name), str(value)))
+    return rows
+
+
+@dataclass(frozen=True)
+class ActivityQuery:
+    """The activity table's page and filters, from the run page's query string."""
+
+    page: int
+    status: str
+    action: str
+
+    @classmethod
+    def from_request(cls, request: HttpRequest) -> ActivityQuery:
+        try:
+            page = max(1, int(request.GET.get("activity_page", "1")))
+        except ValueError:
+            page = 1
+        return cls(page=page, status=request.GET.get("activity_status", ""),
+                   action=request.GET.get("activity_action", ""))
+
+    def link(self, page: int) -> str:
+        """This view's query string at another page (the filters kept)."""
+        query = QueryDict(mutable=True)
+        for name, value in (("activity_status", self.status), ("activity_action", self.action)):
+            if value:
+                query[name] = value
+        if page > 1:
+            query["activity_page"] = str(page)
+        return f"?{query.urlencode()}"
+
+
+@admin.register(Activity)
+class ActivityAdmin(admin.ModelAdmin):
+    list_display = ("timestamp", "run_short", "item_id", "item_title", "item_type", "action", "status", "message")
+    list_filter = ("status", "action", "item_type")
+    search_fields = ("item_id", "item_title", "message", "run__id")
+    list_select_related = ("run",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Activity | None = None) -> bool:
+        return False
+
+    @admin.display(description="Run")
+    def run_short(self, activity: Activity) -> str:
+        return str(activity.run_id)[:8]
