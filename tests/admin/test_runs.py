@@ -1,0 +1,113 @@
+"""tasks_app/admin/runs.py: the run page, its live endpoint (fragments and output tail), cancel."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+
+from tasks_app.models import Activity, Run, RunStatus
+
+from ..factories import make_run, make_task
+from .conftest import staff_client
+
+pytestmark = pytest.mark.django_db
+
+XSS = "<script>window.pwned = 1</script><b>bold</b>"
+
+
+def running_run(clock, **fields):
+    task = make_task(id=fields.pop("task_id", "scan"))
+    started = clock.now() - timedelta(seconds=30)
+    return make_run(task, status=RunStatus.RUNNING, started_at=started, **fields)
+
+
+def add_activity(run, count, **fields):
+    Activity.objects.bulk_create([
+        Activity(run=run, item_id=f"item:{index}", item_title=f"Item {index}", action=fields.get("action", "scan"),
+                 status=fields.get("status", "success"), timestamp=run.created_at)
+        for index in range(1, count + 1)])
+
+
+def test_the_run_page_shows_progress_with_eta_activity_output_and_a_cancel_button(root_client, clock):
+    run = running_run(clock, progress_current=25, progress_total=100, progress_message="Scanning gba",
+                      output="line one\nline two\n")
+    add_activity(run, 3)
+
+    page = root_client.get(f"/admin/tasks_app/run/{run.pk}/change/").content.decode()
+
+    assert 'style="width: 25.0%"' in page and 'aria-valuenow="25"' in page
+    assert re.search(r"<strong data-progress-percent>25%</strong>\s*<span class=\"td-muted\">25 / 100</span>", page)
+    assert "about 1 min 30 s left" in page  # 30 s for the first quarter
+    assert 'value="Cancel this run"' in page and f'action="/admin/tasks_app/run/{run.pk}/cancel/"' in page
+    assert page.count('class="td-row-success"') == 3
+    assert 'data-live-log data-log-offset="18">line one\nline two\n</pre>' in page
+    assert f'data-live-run="{run.pk}"' in page and 'data-live-poll="2000"' in page
+
+
+def test_the_live_endpoint_sends_fragments_and_the_output_after_an_offset(root_client, clock):
+    run = running_run(clock, output="0123456789", progress_current=5, progress_total=10)
+
+    body = root_client.get(f"/admin/tasks_app/run/{run.pk}/live/?log_offset=4").json()
+
+    assert set(body["fragments"]) == {"status", "progress", "activity", "outcome"}
+    assert body["active"] is True and body["percent"] == 50.0
+    assert body["log"] == {"text": "456789", "offset": 10, "size": 10}
+    Run.objects.filter(pk=run.pk).update(output="0123456789abc", status=RunStatus.COMPLETED, end_reason="success",
+                                         ended_at=clock.now())
+    body = root_client.get(f"/admin/tasks_app/run/{run.pk}/live/?log_offset=10").json()
+    assert body["log"]["text"] == "abc" and body["active"] is False
+    assert "Cancel this run" not in body["fragments"]["outcome"] and "Completed" in body["fragments"]["status"]
+
+
+def test_activity_is_filtered_and_paginated(root_client, clock):
+    run = running_run(clock)
+    add_activity(run, 60, action="keep")
+    add_activity(run, 5, action="delete", status="failed")
+    url = f"/admin/tasks_app/run/{run.pk}/live/"
+
+    first = root_client.get(url).json()["fragments"]["activity"]
+    second = root_client.get(url, {"activity_page": 2}).json()["fragments"]["activity"]
+    failed = root_client.get(url, {"activity_status": "failed"}).json()["fragments"]["activity"]
+
+    assert first.count("<tr class=") == 50 and "page 1 of 2" in first and 'href="?activity_page=2#activity"' in first
+    assert second.count("<tr class=") == 15 and "page 2 of 2" in second
+    assert failed.count('class="td-row-failed"') == 5 and "5 items match" in failed
+    assert '<option value="delete">delete</option>' in first and '<option value="failed">failed</option>' in first
+
+
+def test_cancel_from_the_run_page(root_client, clock):
+    task = make_task(id="waiting")
+    queued = make_run(task)
+
+    assert root_client.get(f"/admin/tasks_app/run/{queued.pk}/cancel/").status_code == 405
+    response = root_client.post(f"/admin/tasks_app/run/{queued.pk}/cancel/", follow=True)
+
+    queued.refresh_from_db()
+    assert queued.status == RunStatus.CANCELLED
+    assert f"Run {str(queued.pk)[:8]}: cancelled." in response.content.decode()
+    again = root_client.post(f"/admin/tasks_app/run/{queued.pk}/cancel/", follow=True).content.decode()
+    assert "already ended" in again
+    viewer = staff_client("view_run")
+    assert viewer.post(f"/admin/tasks_app/run/{queued.pk}/cancel/").status_code == 403
+    assert "Cancel this" not in viewer.get(f"/admin/tasks_app/run/{queued.pk}/change/").content.decode()
+
+
+def test_output_errors_and_activity_are_escaped_and_the_traceback_is_for_superusers(root_client, clock):
+    task = make_task(id="bad")
+    run = make_run(task, end_reason="failed", output=XSS, error=XSS, traceback="Traceback: secret frame",
+                   progress_message=XSS, summary={"note": XSS})
+    Activity.objects.create(run=run, item_id="x", item_title=XSS, action="delete", status="failed",
+                            timestamp=run.created_at, message=XSS)
+    viewer = staff_client("view_run")
+
+    for client in (root_client, viewer):
+        page = client.get(f"/admin/tasks_app/run/{run.pk}/change/").content.decode()
+        live = client.get(f"/admin/tasks_app/run/{run.pk}/live/?log_offset=0").json()
+        for html in (page, *live["fragments"].values()):
+            assert "<script>window.pwned" not in html and "<b>bold</b>" not in html
+        assert page.count("&lt;script&gt;window.pwned = 1&lt;/script&gt;") >= 5
+        assert live["log"]["text"] == XSS  # plain text, appended as a text node by live.js
+    assert "secret frame" in root_client.get(f"/admin/tasks_app/run/{run.pk}/change/").content.decode()
+    assert "secret frame" not in viewer.get(f"/admin/tasks_app/run/{run.pk}/change/").content.decode()
+    assert "secret frame" not in str(viewer.get(f"/admin/tasks_app/run/{run.pk}/live/").json())

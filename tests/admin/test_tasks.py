@@ -1,0 +1,148 @@
+"""tasks_app/admin/tasks.py: the task list, live cells, the run-now form, the schedule preview."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.contrib import admin
+
+from tasks_app import services
+from tasks_app.models import Run, RunStatus, TaskKind
+
+from ..factories import make_run, make_task, number, string
+from .conftest import staff_client
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_task_list_shows_status_schedule_last_run_and_a_chart_of_recent_durations(root_client, clock):
+    task = make_task(id="nightly", title="Nightly", cron_string="30 2 * * *", timezone="Europe/Paris")
+    services.initialise_schedules(now=clock.now())
+    for seconds, reason in [(4, "success"), (8, "failed"), (2, "success")]:
+        started = clock.advance(minutes=1)
+        make_run(task, end_reason=reason, created_at=started, started_at=started,
+                 ended_at=started + timedelta(seconds=seconds))
+    make_task(id="on_demand")
+
+    page = root_client.get("/admin/tasks_app/task/").content.decode()
+
+    row = page[page.index('data-live-fragment="status:nightly"'):page.index('data-live-fragment="status:on_demand"')]
+    assert "td-badge-idle" in row  # the latest ended run succeeded
+    assert "cron 30 2 * * * (Europe/Paris)" in row and "next <time" in row
+    assert 'href="/admin/tasks_app/run/' in row and "td-badge-completed" in row
+    bars = re.findall(r'<rect x="\d+" y="\d+" width="5" height="(\d+)" class="td-bar td-bar-(\w+)">', row)
+    assert bars == [("11", "completed"), ("22", "failed"), ("6", "completed")]  # oldest first, scaled to 8 s
+    assert "on demand" in page and "no runs yet" in page
+
+
+def test_the_live_endpoint_sends_the_cells_of_the_tasks_asked_for(root_client):
+    task = make_task(id="busy", max_concurrent=2)
+    services.trigger(task, source="api", requested_by="test")
+    make_task(id="other")
+
+    body = root_client.get("/admin/tasks_app/task/live/?keys=busy").json()
+
+    assert set(body["fragments"]) == {"status:busy", "schedule:busy", "last_run:busy", "chart:busy", "history:busy"}
+    assert "Queued" in body["fragments"]["status:busy"]
+    assert "1 of 1" in body["fragments"]["history:busy"]
+    assert root_client.get("/admin/tasks_app/task/live/?keys=").json() == {"fragments": {}}
+
+
+def test_the_run_now_form_is_built_from_the_parameters(root_client):
+    make_task(id="scan", supports_dry_run=True, parameters=[
+        string("platform", choices=["gba", "snes"]),
+        string("folders", choices=["roms", "saves"], allow_custom=True),
+        {**number("limit"), "required": True, "description": "Files at most"},
+        {"key": "verbose", "type": "boolean", "default": True},
+    ])
+
+    page = root_client.get("/admin/tasks_app/task/scan/run/").content.decode()
+
+    assert re.search(r'<select name="param_platform" id="id_param_platform">\s*<option value="" selected>\(default\)'
+                     r'</option>\s*<option value="gba">gba</option>\s*<option value="snes">snes</option>', page)
+    assert 'list="id_param_folders-choices"' in page and '<datalist id="id_param_folders-choices">' in page
+    assert '<label for="id_param_limit" class="required">limit:</label>' in page
+    assert '<input type="number" name="param_limit" step="any" required' in page and "Files at most" in page
+    assert re.search(r'<input type="checkbox" name="param_verbose" id="id_param_verbose" checked', page)
+    assert 'name="dry_run"' in page and 'name="force"' in page
+
+
+def test_running_from_the_form_triggers_with_its_values_and_opens_the_run(root_client):
+    make_task(id="scan", supports_dry_run=True, parameters=[string("platform", choices=["gba", "snes"]), number("pace", 0.5)])
+
+    response = root_client.post("/admin/tasks_app/task/scan/run/", {"param_platform": "snes", "param_pace": "",
+                                                                     "dry_run": "on"})
+
+    run = Run.objects.get(task_id="scan")
+    assert response.status_code == 302 and response["Location"] == f"/admin/tasks_app/run/{run.pk}/change/"
+    assert run.parameters == {"platform": "snes", "pace": 0.5} and run.dry_run and run.triggered_by == "user:root"
+
+
+def test_bad_values_come_back_as_form_errors_and_start_nothing(root_client):
+    make_task(id="scan", parameters=[{**number("limit"), "required": True}])
+    disabled = make_task(id="off", enabled=False)
+
+    page = root_client.post("/admin/tasks_app/task/scan/run/", {"param_limit": "many"}).content.decode()
+    assert re.search(r'<ul class="errorlist[^"]*"[^>]*><li>Must be a number.</li></ul>', page)
+    page = root_client.post("/admin/tasks_app/task/scan/run/", {"param_limit": ""}).content.decode()
+    assert "This field is required." in page
+    page = root_client.post(f"/admin/tasks_app/task/{disabled.pk}/run/", {}).content.decode()
+    assert 'class="errornote"' in page and "disabled" in page
+    assert not Run.objects.exists()
+
+
+def test_the_schedule_preview_shows_the_next_five_fire_times_of_unsaved_values(root_client, clock):
+    make_task(id="report")
+    url = "/admin/tasks_app/task/report/schedule-preview/"
+
+    cron = root_client.get(url, {"cron_string": "0 9 * * 1", "timezone": "Europe/Paris", "interval": "",
+                                 "interval_unit": ""}).json()
+    every = root_client.get(url, {"cron_string": "", "timezone": "UTC", "interval": "90",
+                                  "interval_unit": "minutes"}).json()
+    wrong = root_client.get(url, {"cron_string": "61 * * * *", "timezone": "Mars/Olympus", "interval": "",
+                                  "interval_unit": ""}).json()
+
+    assert len(cron["times"]) == 5 and cron["times"][0]["text"].endswith("Mon 09:00 Europe/Paris")
+    assert cron["describe"] == "cron 0 9 * * 1 (Europe/Paris)"
+    assert [time["iso"] for time in every["times"][:2]] == [
+        (clock.now() + timedelta(minutes=90 * step)).isoformat() for step in (1, 2)]
+    assert wrong["times"] == [] and wrong["errors"]["cron_string"] and wrong["errors"]["timezone"]
+
+
+def test_staff_act_within_their_permissions_and_never_on_command_tasks():
+    python_task = make_task(id="py")
+    command_task = make_task(id="cmd", kind=TaskKind.COMMAND, callable="")
+    viewer = staff_client("view_task")
+    operator = staff_client("view_task", "change_task", "run_task", username="operator")
+
+    listing = viewer.get("/admin/tasks_app/task/").content.decode()
+    assert 'value="run_now"' not in listing and 'value="enable"' not in listing
+    assert viewer.get("/admin/tasks_app/task/py/run/").status_code == 403
+    assert viewer.post("/admin/tasks_app/task/py/run/", {}).status_code == 403
+
+    listing = operator.get("/admin/tasks_app/task/").content.decode()
+    assert 'value="run_now"' in listing and 'value="cancel_active"' in listing and 'value="enable"' not in listing
+    assert operator.get("/admin/tasks_app/task/add/").status_code == 403
+    assert 'name="_save"' in operator.get(f"/admin/tasks_app/task/{python_task.pk}/change/").content.decode()
+    command_page = operator.get(f"/admin/tasks_app/task/{command_task.pk}/change/").content.decode()
+    assert 'name="_save"' not in command_page  # shown read-only
+    response = operator.post(f"/admin/tasks_app/task/{command_task.pk}/change/", {"title": "pwned"})
+    assert response.status_code == 403
+
+
+def test_django_q2s_own_admin_pages_are_gone(root_client):
+    from django_q.models import OrmQ, Schedule
+
+    assert not admin.site.is_registered(Schedule) and not admin.site.is_registered(OrmQ)
+    assert root_client.get("/admin/django_q/schedule/add/").status_code == 404
+
+
+def test_task_titles_and_run_messages_are_escaped_in_the_list(root_client):
+    task = make_task(id="xss", title="<img src=x onerror=alert(1)>")
+    make_run(task, end_reason="failed", progress_message="<script>alert(2)</script>")
+
+    page = root_client.get("/admin/tasks_app/task/").content.decode()
+
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert RunStatus.FAILED in page
