@@ -8,8 +8,10 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils.safestring import SafeString
 
 from tasks_app import clock
+from tasks_app.admin import display
 from tasks_app.admin.forms import ApiKeyCreationForm
 from tasks_app.api import keys
 from tasks_app.exceptions import TaskdeckError
@@ -67,13 +69,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def scopes_text(self, key: ApiKey) -> str:
         return ", ".join(key.scopes)
 
+    class Media:
+        css = {"all": ("taskdeck/admin.css",)}
+
     @admin.display(description="State")
-    def state(self, key: ApiKey) -> str:
+    def state(self, key: ApiKey) -> SafeString:
         if key.revoked_at:
-            return "revoked"
+            return display.status_badge("failed", "revoked")
         if key.expires_at and key.expires_at <= clock.now():
-            return "expired"
-        return "active"
+            return display.status_badge("cancelled", "expired")
+        return display.status_badge("completed", "active")
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
