@@ -143,6 +143,21 @@ else:
     Q_CLUSTER["orm"] = "default"
     Q_CLUSTER["broker_class"] = "tasks_app.dispatch.RunQueueBroker"  # takes by deleting, see there
 
+# Live events with Redis: writers announce "new events up to id N" once committed, and each web
+# process's relay reads the outbox when it hears one (tasks_app/announcements.py). Without Redis
+# there is no layer and the relay polls the outbox every 0.1 s. The pub/sub layer, not the core
+# one: an announcement is a wake-up worth nothing once missed (the relay's fallback poll catches
+# up), so a plain PUBLISH fits, delivered at once, with no list per web process left in Redis by
+# one that died and no group membership to renew. Its own alias, not "default": Channels gives each
+# consumer of the default layer a Redis channel, which our WebSocket consumers do not need.
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "live-events": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2}], "prefix": "taskdeck"},
+        },
+    }
+
 # Taskdeck's own settings: read through tasks_app.conf.taskdeck_settings, defaults live there.
 TASKDECK = {
     "DEFINITIONS": env.str("TASKDECK_DEFINITIONS", default=str(BASE_DIR / "taskdeck.toml")),
@@ -156,6 +171,7 @@ TASKDECK = {
     "DEFAULT_KEEP_FOR": env.float("TASKDECK_KEEP_FOR", default=30 * 86400),
     "EVENT_RETENTION": env.float("TASKDECK_EVENT_RETENTION", default=3600),
     "SSE_KEEPALIVE": env.float("TASKDECK_SSE_KEEPALIVE", default=10),
+    "EVENT_FALLBACK_POLL": env.float("TASKDECK_EVENT_FALLBACK_POLL", default=1.0),
 }
 
 LOGGING = {

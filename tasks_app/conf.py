@@ -49,6 +49,9 @@ DEFAULTS: dict[str, Any] = {
     "EVENT_RETENTION": 3600.0,
     # Tasks with a jitter that fall due together start one at a time, this far apart (seconds).
     "JITTER_GAP": 0.25,
+    # With REDIS_URL a web process reads new live events when a writer announces them, and
+    # unasked only this often (seconds), so a lost announcement delays its events, never loses them.
+    "EVENT_FALLBACK_POLL": 1.0,
     # A quiet SSE stream gets a comment this often (seconds; API.md asks for at most 15).
     "SSE_KEEPALIVE": 10.0,
     # Retry delays grow with the backoff up to this (seconds).

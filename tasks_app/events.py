@@ -3,7 +3,8 @@
 Rows are written inside the transaction that makes the change, so an event exists exactly when
 its change committed. Each web process's ``relay`` reads new rows and hands them to its SSE and
 WebSocket clients (``Subscription``); an SSE client resumes from its Last-Event-ID because the id
-is the row's primary key.
+is the row's primary key. With REDIS_URL, writers also announce new rows once committed, and the
+relay reads when it hears one rather than polling (``announcements.py``).
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from typing import Any
 
 from django.db import close_old_connections, connection
 
-from tasks_app import clock
+from tasks_app import announcements, clock
+from tasks_app.conf import taskdeck_settings
 from tasks_app.models import Event, EventName, Run, RunStatus, Task
 
 logger = logging.getLogger(__name__)
@@ -89,6 +91,8 @@ def _insert(rows: list[dict[str, Any]]) -> None:
             cursor.execute(sql, params[0])
         else:
             cursor.executemany(sql, params)
+    if announcements.enabled():
+        announcements.after_commit()
 
 
 # --- Fan-out to live clients (SSE and WebSocket) in a web process ---------------------------------
@@ -188,15 +192,22 @@ class Relay:
     Workers and the scheduler write events in other processes; the outbox is how they reach each
     web process. The relay runs on the server's event loop only while someone listens, reading
     through one thread of its own (one database connection), so 500 clients cost one query every
-    ``POLL_INTERVAL`` seconds, not 500.
+    ``POLL_INTERVAL`` seconds, not 500. With announcements (REDIS_URL) it reads when one says
+    there is something new, and otherwise only every ``EVENT_FALLBACK_POLL`` seconds.
     """
 
     POLL_INTERVAL = 0.1
+    #: Seconds a new client waits at most for the relay to subscribe to announcements.
+    SUBSCRIBE_WAIT = 1.0
 
     def __init__(self) -> None:
         self.subscriptions: set[Subscription] = set()
         self.last_id: int | None = None
         self.task: asyncio.Task[None] | None = None
+        self.listener: announcements.Listener | None = None
+        self.listening: asyncio.Task[None] | None = None
+        self.news = asyncio.Event()
+        """Set by an announcement of events not read yet: read now."""
         self.reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskdeck-relay")
 
     async def subscribe(self, subscription: Subscription) -> None:
@@ -206,12 +217,22 @@ class Relay:
                 self.last_id = latest
         self.subscriptions.add(subscription)
         if self.task is None or self.task.done():
+            self.news = asyncio.Event()
+            self.listener = announcements.Listener(self.hear) if announcements.enabled() else None
             # A context of its own: the relay outlives the request that happened to start it.
             self.task = asyncio.get_running_loop().create_task(self.run(), name="taskdeck-relay",
                                                                context=contextvars.Context())
+        if self.listener is not None:
+            # Subscribed before the client goes on: from then on no announcement passes it by.
+            await self.listener.wait_tried(timeout=self.SUBSCRIBE_WAIT)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self.subscriptions.discard(subscription)
+
+    def hear(self, last_id: int | None) -> None:
+        """An announcement: events up to ``last_id`` are committed (None: maybe some, read anyway)."""
+        if last_id is None or last_id > (self.last_id or 0):
+            self.news.set()
 
     async def read(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         def call() -> Any:
@@ -222,19 +243,41 @@ class Relay:
         return await asyncio.get_running_loop().run_in_executor(self.reader, call)
 
     async def run(self) -> None:
-        while self.subscriptions:
-            try:
-                fresh = await self.read(events_after, self.last_id or 0)
-            except Exception:  # the database may be briefly away; clients keep their streams
-                logger.exception("Reading live events failed; retrying.")
-                fresh = []
-            for event in fresh:
-                self.last_id = event.id
-                for subscription in list(self.subscriptions):
-                    subscription.offer(event)
-            if len(fresh) < 1000:
-                await asyncio.sleep(self.POLL_INTERVAL)
+        listening = None
+        if self.listener is not None:
+            listening = asyncio.get_running_loop().create_task(self.listener.run(after=self.listening),
+                                                               name="taskdeck-relay-listener")
+            self.listening = listening
+        try:
+            while self.subscriptions:
+                self.news.clear()
+                try:
+                    fresh = await self.read(events_after, self.last_id or 0)
+                except Exception:  # the database may be briefly away; clients keep their streams
+                    logger.exception("Reading live events failed; retrying.")
+                    fresh = []
+                for event in fresh:
+                    self.last_id = event.id
+                    for subscription in list(self.subscriptions):
+                        subscription.offer(event)
+                if len(fresh) < 1000:
+                    await self.pause()
+        finally:
+            if listening is not None:
+                listening.cancel()
         self.last_id = None  # nobody listens: the next client starts from the newest event
+
+    async def pause(self) -> None:
+        """Until the next read: POLL_INTERVAL; with announcements, until one comes (or the
+        fallback poll's time, in case one was lost)."""
+        if self.listener is None:
+            await asyncio.sleep(self.POLL_INTERVAL)
+        elif not self.news.is_set():  # unless one came during the read
+            try:
+                async with asyncio.timeout(taskdeck_settings.EVENT_FALLBACK_POLL):
+                    await self.news.wait()
+            except TimeoutError:
+                pass
 
 
 #: This web process's relay (an asyncio object: it lives on the server's event loop).
