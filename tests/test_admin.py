@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 CHROMIUM = "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # one sync Playwright per thread at a time: tests/browser/ starts its own
 def browser():
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in this thread
     from playwright.sync_api import sync_playwright
