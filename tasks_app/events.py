@@ -9,15 +9,18 @@ relay reads when it hears one rather than polling (``announcements.py``).
 from __future__ import annotations
 
 import asyncio
+import time
 import contextvars
 import json
 import logging
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from collections.abc import Collection
 from typing import Any
 
 from django.db import close_old_connections, connection
+from django.db.models import QuerySet
 
 from tasks_app import announcements, clock
 from tasks_app.conf import taskdeck_settings
@@ -123,9 +126,17 @@ def events_after(last_id: int, *, task_id: str | None = None, run_id: str | None
         rows = rows.filter(task_id=task_id)
     if run_id:
         rows = rows.filter(run_id=run_id)
+    return _live(rows[:limit])
+
+
+def events_with_ids(ids: Collection[int]) -> list[LiveEvent]:
+    return _live(Event.objects.filter(id__in=sorted(ids)).order_by("id"))
+
+
+def _live(rows: QuerySet[Event]) -> list[LiveEvent]:
     return [
         LiveEvent(id=row_id, name=name, task_id=row_task, run_id=str(row_run) if row_run else None, data=data)
-        for row_id, name, row_task, row_run, data in rows.values_list("id", "name", "task_id", "run_id", "data")[:limit]
+        for row_id, name, row_task, row_run, data in rows.values_list("id", "name", "task_id", "run_id", "data")
     ]
 
 
@@ -194,9 +205,17 @@ class Relay:
     through one thread of its own (one database connection), so 500 clients cost one query every
     ``POLL_INTERVAL`` seconds, not 500. With announcements (REDIS_URL) it reads when one says
     there is something new, and otherwise only every ``EVENT_FALLBACK_POLL`` seconds.
+
+    Ids are handed out when a row is inserted, not when it commits: on PostgreSQL a transaction
+    holding id 41 can commit after one holding 42 was read. An id skipped by a read is watched
+    for ``HOLE_WAIT`` seconds and relayed if it appears (a rolled-back id never does). SQLite
+    serialises writers, so there ids always commit in order.
     """
 
     POLL_INTERVAL = 0.1
+    HOLE_WAIT = 5.0
+    #: Skipped ids watched at most (a sequence jump, after a crash say, is not worth watching).
+    MAX_HOLES = 1000
     #: Seconds a new client waits at most for the relay to subscribe to announcements.
     SUBSCRIBE_WAIT = 1.0
 
@@ -209,6 +228,8 @@ class Relay:
         self.news = asyncio.Event()
         """Set by an announcement of events not read yet: read now."""
         self.reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="taskdeck-relay")
+        self.holes: dict[int, float] = {}
+        """Ids skipped by a read, each with the monotonic time it stops being watched."""
 
     async def subscribe(self, subscription: Subscription) -> None:
         if self.last_id is None:
@@ -252,12 +273,11 @@ class Relay:
             while self.subscriptions:
                 self.news.clear()
                 try:
-                    fresh = await self.read(events_after, self.last_id or 0)
+                    fresh = await self.read(self.fetch)
                 except Exception:  # the database may be briefly away; clients keep their streams
                     logger.exception("Reading live events failed; retrying.")
                     fresh = []
                 for event in fresh:
-                    self.last_id = event.id
                     for subscription in list(self.subscriptions):
                         subscription.offer(event)
                 if len(fresh) < 1000:
@@ -266,6 +286,27 @@ class Relay:
             if listening is not None:
                 listening.cancel()
         self.last_id = None  # nobody listens: the next client starts from the newest event
+        self.holes.clear()
+
+    def fetch(self) -> list[LiveEvent]:
+        """Events committed since the last read: those that filled a watched hole, then the new ones."""
+        last = self.last_id or 0
+        late = events_with_ids(self.holes) if self.holes else []
+        fresh = events_after(last)
+        now = time.monotonic()
+        for event in late:
+            del self.holes[event.id]
+        self.holes = {hole: until for hole, until in self.holes.items() if until > now}
+        expected = last + 1
+        for event in fresh:
+            for hole in range(max(expected, event.id - self.MAX_HOLES), event.id):
+                self.holes[hole] = now + self.HOLE_WAIT
+            expected = event.id + 1
+        if len(self.holes) > self.MAX_HOLES:
+            self.holes = dict(sorted(self.holes.items())[-self.MAX_HOLES:])
+        if fresh:
+            self.last_id = fresh[-1].id
+        return late + fresh
 
     async def pause(self) -> None:
         """Until the next read: POLL_INTERVAL; with announcements, until one comes (or the
