@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
@@ -119,7 +120,7 @@ class RunAdmin(admin.ModelAdmin):
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        run = self.get_object(request, object_id)
+        run = self.get_object(request, unquote(object_id))
         extra = {**(extra_context or {})}
         if run is not None:
             tail, size = selectors.output_from(run, max(0, run.output_size - OUTPUT_TAIL_BYTES))
@@ -153,11 +154,11 @@ class RunAdmin(admin.ModelAdmin):
             "cancel_url": reverse("admin:tasks_app_run_cancel", args=[run.pk]),
         }
         return {name: render_to_string(f"admin/tasks_app/run/{name}.html", context, request=request)
-                for name in ("status", "progress", "activity", "outcome")}
+                for name in ("status", "progress", "outcome", "activity", "details")}
 
     def live_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
         """The page's live parts, and the output written after byte ``?log_offset=``."""
-        run = self.get_object(request, object_id)
+        run = self.get_object(request, unquote(object_id))
         if run is None or not self.has_view_permission(request, run):
             raise Http404
         try:
@@ -176,7 +177,7 @@ class RunAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not self.has_run_permission(request):
             raise PermissionDenied
-        run = self.get_object(request, object_id)
+        run = self.get_object(request, unquote(object_id))
         if run is None:
             raise Http404
         try:

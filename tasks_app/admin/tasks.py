@@ -14,6 +14,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -187,7 +188,7 @@ class TaskAdmin(admin.ModelAdmin):
                                  ((moment["iso"], moment["text"]) for moment in fire_times(task)))
         if not items:
             items = format_html('<li class="td-muted">{}</li>', NO_FIRE_TIMES)
-        url = reverse("admin:tasks_app_task_schedule_preview", args=[task.pk]) if task.pk else ""
+        url = reverse("admin:tasks_app_task_schedule_preview", args=[quote(task.pk)]) if task.pk else ""
         return format_html('<ol class="td-fire-times" data-schedule-preview="{}" data-fire-times>{}</ol>', url, items)
 
     # --- Pages of its own: run now, live cells, schedule preview ---------------------------------
@@ -226,7 +227,7 @@ class TaskAdmin(admin.ModelAdmin):
     def schedule_preview_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
         """The next five fire times of the schedule being typed (not saved): ``?cron_string=``
         with ``timezone=``, or ``interval=`` with ``interval_unit=``."""
-        task = self.get_object(request, object_id)
+        task = self.get_object(request, unquote(object_id))
         if task is None or not self.has_view_or_change_permission(request, task):
             raise Http404
         form = TaskForm(request.GET, instance=task)
@@ -241,7 +242,7 @@ class TaskAdmin(admin.ModelAdmin):
 
     def run_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """GET: the task's parameters as a form. POST: ``services.trigger``, then the new run's page."""
-        task = self.get_object(request, object_id)
+        task = self.get_object(request, unquote(object_id))
         if task is None:
             raise Http404
         if not self.has_run_permission(request):
@@ -269,7 +270,7 @@ class TaskAdmin(admin.ModelAdmin):
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        task = self.get_object(request, object_id)
+        task = self.get_object(request, unquote(object_id))
         extra: dict[str, Any] = {**(extra_context or {})}
         if task is not None:
             row = read_rows([task])[task.pk]

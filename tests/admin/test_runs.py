@@ -40,6 +40,8 @@ def test_the_run_page_shows_progress_with_eta_activity_output_and_a_cancel_butto
     assert re.search(r"<strong data-progress-percent>25%</strong>\s*<span class=\"td-muted\">25 / 100</span>", page)
     assert "about 1 min 30 s left" in page  # 30 s for the first quarter
     assert 'value="Cancel this run"' in page and f'action="/admin/tasks_app/run/{run.pk}/cancel/"' in page
+    # Forms of their own, so never inside the change form (a browser would send that one instead).
+    assert page.index('class="td-run"') < page.index('id="run_form"') and "</form>" in page[:page.index('id="run_form"')]
     assert page.count('class="td-row-success"') == 3
     assert 'data-live-log data-log-offset="18">line one\nline two\n</pre>' in page
     assert f'data-live-run="{run.pk}"' in page and 'data-live-poll="2000"' in page
@@ -50,7 +52,7 @@ def test_the_live_endpoint_sends_fragments_and_the_output_after_an_offset(root_c
 
     body = root_client.get(f"/admin/tasks_app/run/{run.pk}/live/?log_offset=4").json()
 
-    assert set(body["fragments"]) == {"status", "progress", "activity", "outcome"}
+    assert set(body["fragments"]) == {"status", "progress", "outcome", "activity", "details"}
     assert body["active"] is True and body["percent"] == 50.0
     assert body["log"] == {"text": "456789", "offset": 10, "size": 10}
     Run.objects.filter(pk=run.pk).update(output="0123456789abc", status=RunStatus.COMPLETED, end_reason="success",

@@ -69,12 +69,14 @@ def test_the_run_now_form_is_built_from_the_parameters(root_client):
 
 
 def test_running_from_the_form_triggers_with_its_values_and_opens_the_run(root_client):
-    make_task(id="scan", supports_dry_run=True, parameters=[string("platform", choices=["gba", "snes"]), number("pace", 0.5)])
+    make_task(id="my_scan", supports_dry_run=True, parameters=[string("platform", choices=["gba", "snes"]), number("pace", 0.5)])
+    change_page = root_client.get("/admin/tasks_app/task/my_5Fscan/change/").content.decode()
+    assert 'href="/admin/tasks_app/task/my_5Fscan/run/"' in change_page  # the admin quotes "_" in URLs
 
-    response = root_client.post("/admin/tasks_app/task/scan/run/", {"param_platform": "snes", "param_pace": "",
-                                                                     "dry_run": "on"})
+    response = root_client.post("/admin/tasks_app/task/my_5Fscan/run/", {"param_platform": "snes", "param_pace": "",
+                                                                          "dry_run": "on"})
 
-    run = Run.objects.get(task_id="scan")
+    run = Run.objects.get(task_id="my_scan")
     assert response.status_code == 302 and response["Location"] == f"/admin/tasks_app/run/{run.pk}/change/"
     assert run.parameters == {"platform": "snes", "pace": 0.5} and run.dry_run and run.triggered_by == "user:root"
 
