@@ -85,3 +85,15 @@ def return_while_database_locked(ctx):
     while not ready.exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     return "done"
+
+
+HOSTILE = "<script>window.pwned = 1</script><img src=x onerror=\"window.pwned = 2\"><b>bold</b>"
+
+
+def hostile(ctx):
+    """Writes markup everywhere a page shows task output: it must arrive as text."""
+    ctx.log.info("log line %s", HOSTILE)
+    print(f"printed {HOSTILE}")
+    ctx.activity(item_id="x1", item_title=HOSTILE, action="delete", status="failed", message=HOSTILE)
+    ctx.progress(1, 2, HOSTILE)
+    raise ValueError(HOSTILE)

@@ -171,7 +171,7 @@
     if (log) log.scrollTop = log.scrollHeight;
     setState("connecting…", "retry");
     connect();
-    root.taskdeckRefresh = refresh; // for tests and the console
+    root.taskdeckLive = { refresh, socket: () => socket }; // for tests and the console
   }
 
   function initSchedulePreview(list) {

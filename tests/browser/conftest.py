@@ -48,6 +48,10 @@ callable = "tests.sample_tasks.items"
 max_concurrent = 10
 parameters = [{ key = "count", type = "number", default = 10 }]
 
+[tasks.hostile]
+title = "Hostile <b>output</b> (test)"
+callable = "tests.sample_tasks.hostile"
+
 [tasks.cooperative]
 title = "Cooperative (test)"
 callable = "tests.sample_tasks.cooperative"
@@ -109,7 +113,8 @@ class Serve:
         """The run as the API shows it, once it has ended."""
         def ended() -> dict[str, Any] | None:
             response = self.api("GET", f"runs/{run_id}")
-            return response.json() if response.status_code == 200 else None
+            run = response.json() if response.status_code == 200 else None
+            return run if run and run["status"] not in ("queued", "running") else None
         return wait_until(ended, timeout=timeout, interval=0.1, what=f"run {run_id} to end")
 
     def log(self) -> str:
