@@ -37,6 +37,7 @@ bench: setup
 	$(PY) bench/throughput.py
 	$(PY) bench/api.py
 	$(PY) bench/scheduler.py
+	$(PY) bench/events.py
 
 clean:
 	rm -rf $(VENV) var taskdeck.sqlite3*

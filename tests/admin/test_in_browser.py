@@ -1,4 +1,6 @@
-"""The admin in a real browser (Playwright driving Debian's chromium) against a live server."""
+"""The admin in a real browser (Playwright driving Debian's chromium) against pytest-django's
+in-process live_server, for checks that set up rows with the ORM; the live pages (WebSocket)
+are tested against a real serve in tests/browser/."""
 import os
 import re
 from datetime import timedelta
@@ -10,8 +12,8 @@ from tasks_app import services
 from tasks_app.models import Activity, Run, RunStatus, RunTrigger, Task
 from tasks_app.registry import all_definitions
 
-from .conftest import run_until_ended
-from .factories import make_task
+from ..conftest import run_until_ended
+from ..factories import make_task
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 CHROMIUM = "/usr/bin/chromium"
