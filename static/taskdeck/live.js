@@ -45,9 +45,17 @@
       return found;
     }
 
+    // On a list, an event marks its task dirty and the refresh asks for the dirty rows only;
+    // null means "everything" (first load, reconnects, polls).
+    let dirty = null;
+
     function sourceUrl() {
       const url = new URL(root.dataset.liveSrc, window.location.href);
-      if ("liveKeys" in root.dataset) url.searchParams.set("keys", Array.from(keys()).join(","));
+      if ("liveKeys" in root.dataset) {
+        const wanted = dirty === null ? keys() : dirty;
+        url.searchParams.set("keys", Array.from(wanted).join(","));
+        dirty = new Set();
+      }
       if (log) url.searchParams.set("log_offset", log.dataset.logOffset || "0");
       return url;
     }
@@ -72,8 +80,10 @@
           headers: { Accept: "application/json" },
         });
         if (response.ok) apply(await response.json());
+        else dirty = null;
       } catch (error) {
-        // Server unreachable: the page keeps what it shows; the next event or poll tries again.
+        // Server unreachable: the page keeps what it shows; the next event or poll asks for all.
+        dirty = null;
       } finally {
         inFlight = false;
         if (again) {
@@ -118,9 +128,17 @@
       });
     }
 
+    function refreshAll(delay) {
+      dirty = null;
+      schedule(delay);
+    }
+
     function onEvent(frame) {
       const data = frame.data || {};
-      if ("liveKeys" in root.dataset && !runId && !root.dataset.liveTask && !keys().has(data.task_id)) return;
+      if ("liveKeys" in root.dataset) {
+        if (!keys().has(data.task_id)) return;
+        if (dirty !== null) dirty.add(data.task_id);
+      }
       if (frame.event === "task:progress" && data.run_id === runId) showProgress(data);
       schedule();
     }
@@ -134,7 +152,7 @@
       socket.addEventListener("open", () => {
         attempts = 0;
         setState("live", "live");
-        schedule(0); // catch up with whatever happened while we were away
+        refreshAll(0); // catch up with whatever happened while we were away
       });
       socket.addEventListener("message", (message) => {
         let frame = null;
@@ -161,11 +179,11 @@
     // Activity is written without an event of its own: while the run is active, look anyway.
     if (activePoll > 0) {
       window.setInterval(() => {
-        if (active) schedule(0);
+        if (active) refreshAll(0);
       }, activePoll);
     }
     window.setInterval(() => {
-      if (socket === null || socket.readyState !== WebSocket.OPEN) schedule(0);
+      if (socket === null || socket.readyState !== WebSocket.OPEN) refreshAll(0);
     }, OFFLINE_POLL_MS);
 
     if (log) log.scrollTop = log.scrollHeight;

@@ -58,6 +58,9 @@ class RunAdmin(admin.ModelAdmin):
     )
     readonly_fields = fieldsets[0][1]["fields"]
 
+    class Media:
+        css = {"all": ("taskdeck/admin.css",)}  # the status badges of the list
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 

@@ -204,7 +204,8 @@ class TaskAdmin(admin.ModelAdmin):
         ]
 
     def live_view(self, request: HttpRequest) -> JsonResponse:
-        """``?keys=a,b``: the live cells of those tasks (the rows on the page asking)."""
+        """``?keys=a,b``: the live cells of those tasks (the rows on the page asking, or the ones its
+        events were about); ``&history=1`` adds their recent-runs tables (the task page)."""
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
         ids = [key for key in request.GET.get("keys", "").split(",") if key][:200]
@@ -213,8 +214,9 @@ class TaskAdmin(admin.ModelAdmin):
         now = clock.now()
         fragments = {f"{name}:{task.pk}": html for task in tasks
                      for name, html in render_cells(task, rows[task.pk], now=now).items()}
-        for task in tasks:
-            fragments[f"history:{task.pk}"] = self.render_history(request, task)
+        if request.GET.get("history"):  # the task page's table of recent runs
+            for task in tasks:
+                fragments[f"history:{task.pk}"] = self.render_history(request, task)
         return live_fragments(fragments)
 
     def render_history(self, request: HttpRequest, task: Task) -> str:
@@ -247,7 +249,7 @@ class TaskAdmin(admin.ModelAdmin):
             raise Http404
         if not self.has_run_permission(request):
             raise PermissionDenied
-        form = RunNowForm(task, request.POST or None)
+        form = RunNowForm(task, request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             try:
                 run = services.trigger(task, source=RunTrigger.MANUAL, requested_by=caller_label(request),

@@ -42,10 +42,11 @@ def test_the_live_endpoint_sends_the_cells_of_the_tasks_asked_for(root_client):
     make_task(id="other")
 
     body = root_client.get("/admin/tasks_app/task/live/?keys=busy").json()
+    page = root_client.get("/admin/tasks_app/task/live/?keys=busy,other&history=1").json()
 
-    assert set(body["fragments"]) == {"status:busy", "schedule:busy", "last_run:busy", "chart:busy", "history:busy"}
+    assert set(body["fragments"]) == {"status:busy", "schedule:busy", "last_run:busy", "chart:busy"}
     assert "Queued" in body["fragments"]["status:busy"]
-    assert "1 of 1" in body["fragments"]["history:busy"]
+    assert "1 of 1" in page["fragments"]["history:busy"] and "No runs yet." in page["fragments"]["history:other"]
     assert root_client.get("/admin/tasks_app/task/live/?keys=").json() == {"fragments": {}}
 
 
@@ -148,3 +149,11 @@ def test_task_titles_and_run_messages_are_escaped_in_the_list(root_client):
 
     assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert RunStatus.FAILED in page
+
+
+def test_a_task_without_parameters_runs_from_an_empty_form(root_client):
+    make_task(id="plain")
+
+    response = root_client.post("/admin/tasks_app/task/plain/run/", {})
+
+    assert response.status_code == 302 and Run.objects.filter(task_id="plain").count() == 1
