@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-sqlite test-postgres setup bench clean
+.PHONY: run test test-sqlite test-postgres setup bench screenshots clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test-sqlite: setup
 test-postgres: setup
 	scripts/install-test-deps
 	scripts/with-postgres $(PY) -m pytest -m postgres
+
+## screenshots: the browser tests, saving docs/screenshots/*.png for the README
+screenshots: setup
+	scripts/install-test-deps
+	UPDATE_SCREENSHOTS=1 $(PY) -m pytest tests/browser -q
 
 ## bench: throughput and latency against raw django-q2
 bench: setup

@@ -242,8 +242,11 @@ def anonymous_page(browser: Browser, serve: Serve) -> Iterator[Page]:
 
 
 def screenshot(page: Page, name: str, *, full_page: bool = False) -> Path:
-    """Save the page to docs/screenshots/<name>.png (committed; ``<name>.tmp.png`` is ignored)."""
-    path = SCREENSHOTS / f"{name}.png"
+    """Save the page as docs/screenshots/<name>.tmp.png (git ignores it), or as the committed
+    <name>.png when UPDATE_SCREENSHOTS=1 (``make screenshots``): a plain test run leaves the
+    tree clean, although every run's ids and times differ."""
+    suffix = ".png" if os.environ.get("UPDATE_SCREENSHOTS") == "1" else ".tmp.png"
+    path = SCREENSHOTS / f"{name}{suffix}"
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=path, full_page=full_page, animations="disabled")
     return path
