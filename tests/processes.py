@@ -98,3 +98,25 @@ def hard_kill(pid: int) -> None:
             os.kill(child, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def stop_serve(process: subprocess.Popen[bytes], *, log: Path | None = None) -> None:
+    """SIGTERM, as Ctrl-C would. A serve that is still up after 30 s, or leaves a child behind,
+    is killed (with everything below it) and fails the caller, with the end of ``log``."""
+    if process.poll() is not None:
+        return
+    tree = descendants(process.pid)
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(30)
+        stuck = False
+    except subprocess.TimeoutExpired:
+        hard_kill(process.pid)
+        process.wait(10)
+        stuck = True
+    leftovers = {pid for pid in tree if alive(pid)}
+    for pid in leftovers:
+        hard_kill(pid)
+    tail = log.read_text(errors="replace")[-4000:] if log else ""
+    assert not stuck, f"serve did not stop on SIGTERM:\n{tail}"
+    assert not leftovers, f"serve left processes behind after SIGTERM: {sorted(leftovers)}\n{tail}"

@@ -27,7 +27,7 @@ from websockets.sync.client import connect
 from tasks_app import announcements, clock, events, services
 from tasks_app.models import Event, EventName, Run, RunStatus, RunTrigger
 
-from .api.test_events import Live, Stream, ended, trigger
+from .api.test_events import DEFINITIONS, Live, Stream, ended, trigger
 from .conftest import wait_until
 from .factories import make_task
 from .processes import Project, free_port
@@ -87,20 +87,6 @@ def layers(url: str) -> dict[str, Any]:
 
 
 # --- Over a real serve ----------------------------------------------------------------------------
-
-DEFINITIONS = """
-[tasks.quick]
-kind = "python"
-callable = "tests.sample_tasks.noop"
-max_concurrent = 10
-
-[tasks.counting]
-kind = "python"
-callable = "tests.sample_tasks.fast_progress"
-max_concurrent = 10
-parameters = [{ key = "count", type = "number", default = 200 }]
-"""
-
 
 @pytest.fixture(scope="module")
 def live(process_env: dict[str, str], redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:

@@ -6,9 +6,7 @@ keys made by the management command, and a non-staff user's session made in that
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from ..conftest import wait_until
-from ..processes import Project, descendants, free_port
+from ..processes import Project, descendants, free_port, stop_serve
 
 DEFINITIONS = """
 [tasks.quick]
@@ -78,11 +76,7 @@ def live(process_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
         yield Live(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws/tasks/", read_key, run_key, visitor,
                    project.database, web)
     finally:
-        serve.send_signal(signal.SIGTERM)
-        try:
-            serve.wait(20)
-        except subprocess.TimeoutExpired:
-            serve.kill()
+        stop_serve(serve, log=folder / "serve.log")
 
 
 def trigger(live: Live, task_id: str, **body: object) -> str:

@@ -33,7 +33,6 @@ swapped for the ids of the example tasks and of runs triggered when the server s
 """
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -54,7 +53,7 @@ from schemathesis.checks import (
 from schemathesis.config import SchemathesisConfig
 
 from ..conftest import ROOT, wait_until
-from ..processes import Project, free_port, hard_kill
+from ..processes import Project, free_port, stop_serve
 
 MAX_EXAMPLES = 25
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -85,7 +84,7 @@ def live_taskdeck(process_env: dict[str, str], tmp_path_factory: pytest.TempPath
     try:
         yield LiveServer(base_url, key, *_known_ids(base_url, key))
     finally:
-        _stop(serve, log)
+        stop_serve(serve, log=log)
 
 
 def _start_serve(project: Project, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -106,7 +105,7 @@ def _start_serve(project: Project, port: int, log: Path) -> subprocess.Popen[byt
     try:
         wait_until(up, timeout=60, interval=0.2, what="serve to answer")
     except BaseException:
-        _stop(serve, log)
+        stop_serve(serve, log=log)
         raise
     return serve
 
@@ -131,17 +130,6 @@ def _known_ids(base_url: str, key: str) -> tuple[list[str], list[str]]:
 
     wait_until(first_ended, timeout=30, interval=0.2, what="an example run to end")
     return task_ids, run_ids
-
-
-def _stop(serve: subprocess.Popen[bytes], log: Path) -> None:
-    if serve.poll() is None:
-        serve.send_signal(signal.SIGTERM)
-        try:
-            serve.wait(20)
-        except subprocess.TimeoutExpired:
-            hard_kill(serve.pid)
-            serve.wait(5)
-            raise AssertionError(f"serve did not stop on SIGTERM:\n{log.read_text(errors='replace')[-4000:]}") from None
 
 
 @pytest.fixture(scope="module")

@@ -85,7 +85,8 @@ def test_run_refusals(api, manage_key):
     make_task(id="report", parameters=[string("region", choices=["eu", "us"])])
     make_task(id="off", enabled=False)
     make_task(id="hidden", manual_run=False)
-    make_task(id="queued", on_overlap="queue", queue_max=0)
+    # Holds its slot until cancelled, whether or not the session's qcluster has started a worker.
+    make_task(id="queued", on_overlap="queue", queue_max=0, callable="tests.sample_tasks.cooperative")
     body = assert_problem(api.post("/api/tasks/report/run", key=manage_key, json={"parameters": {"region": "mars"}}),
                           400, "invalid-parameters")
     assert body["errors"] == [{"location": "body.parameters.region", "message": "Must be one of: eu, us.", "value": "mars"}]
@@ -99,11 +100,12 @@ def test_run_refusals(api, manage_key):
     assert_problem(api.post("/api/tasks/hidden/run", key=manage_key), 409, "not-manually-runnable")
     assert api.post("/api/tasks/queued/run", key=manage_key).status_code == 202
     assert_problem(api.post("/api/tasks/queued/run", key=manage_key), 409, "queue-full")
+    services.cancel_task("queued")
     assert_problem(api.post("/api/tasks/nope/run", key=manage_key), 404, "task-not-found")
 
 
 def test_cancel_a_task(api, manage_key):
-    task = make_task(id="report", on_overlap="queue", queue_max=3)
+    task = make_task(id="report", on_overlap="queue", queue_max=3, callable="tests.sample_tasks.cooperative")
     assert_problem(api.post("/api/tasks/report/cancel", key=manage_key), 400, "not-running")
     runs = [trigger(task), trigger(task)]
     response = api.post("/api/tasks/report/cancel", key=manage_key)

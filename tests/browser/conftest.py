@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import requests
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from ..conftest import ROOT, wait_until
-from ..processes import Project, alive, descendants, free_port, hard_kill
+from ..processes import Project, free_port, stop_serve
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: Playwright already passes --no-sandbox (chromium_sandbox=False): chromium's sandbox refuses
@@ -142,22 +141,7 @@ def serve(process_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
     try:
         yield Serve(f"http://127.0.0.1:{port}", project, process, log_path, api_key)
     finally:
-        stop_serve(process)
-
-
-def stop_serve(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, as Ctrl-C would; anything still alive after the serve's own shutdown is killed."""
-    tree = descendants(process.pid)
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        hard_kill(process.pid)
-        process.wait(10)
-    leftovers = {pid for pid in tree if alive(pid)}
-    for pid in leftovers:
-        hard_kill(pid)
-    assert not leftovers, f"serve left processes behind after SIGTERM: {sorted(leftovers)}"
+        stop_serve(process, log=log_path)
 
 
 @pytest.fixture(scope="package")
