@@ -107,8 +107,10 @@ def test_after_a_hard_stop_running_runs_end_crashed_and_queued_runs_still_execut
     serve = project.start_serve(free_port(), log)
     try:
         assert project.show(running)["Status"] == "failed (crashed)"
-        wait_status(project, queued, "completed")
-        wait_status(project, taken, "completed")
+        # Each look is a manage.py process and the restart rebuilds the queue first: generous on
+        # a loaded 2-core machine (one full-suite run timed out at 20 s).
+        wait_status(project, queued, "completed", timeout=45)
+        wait_status(project, taken, "completed", timeout=45)
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(15)
