@@ -41,7 +41,6 @@ from tasks_app.registry import OPERATOR_FIELDS
 
 #: Runs drawn in a task's durations chart, and listed on its page.
 RECENT_RUNS = 20
-LIVE_CELLS = ("status", "schedule", "last_run", "chart")
 
 
 @dataclass
@@ -164,6 +163,12 @@ class TaskAdmin(admin.ModelAdmin):
         if obj is not None and obj.kind != TaskKind.PYTHON and not request.user.is_superuser:
             return False  # a command line is executed as written: only superusers touch one
         return super().has_change_permission(request, obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Task | None = None) -> Any:
+        """A new task (superusers only) names its id, kind and callable; afterwards they are fixed."""
+        if obj is None:
+            return tuple(name for name in self.readonly_fields if name not in ("id", "kind", "callable"))
+        return self.readonly_fields
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return TaskChangeList

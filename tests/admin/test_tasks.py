@@ -8,7 +8,7 @@ import pytest
 from django.contrib import admin
 
 from tasks_app import services
-from tasks_app.models import Run, RunStatus, TaskKind
+from tasks_app.models import Run, RunStatus, Task, TaskKind
 
 from ..factories import make_run, make_task, number, string
 from .conftest import staff_client
@@ -157,3 +157,21 @@ def test_a_task_without_parameters_runs_from_an_empty_form(root_client):
     response = root_client.post("/admin/tasks_app/task/plain/run/", {})
 
     assert response.status_code == 302 and Run.objects.filter(task_id="plain").count() == 1
+
+
+def test_a_superuser_adds_a_task_naming_its_id_kind_and_callable(root_client):
+    form = root_client.get("/admin/tasks_app/task/add/").content.decode()
+    assert 'name="id"' in form and 'name="kind"' in form and 'name="callable"' in form
+
+    fields = {"id": "added", "title": "Added", "type": "generic", "kind": "python", "callable": "tests.sample_tasks.noop",
+              "source": "admin", "timezone": "UTC", "on_overlap": "skip", "max_concurrent": 1, "queue_max": 0,
+              "retry_attempts": 0, "retry_backoff": "exponential", "retry_delay": 30, "catch_up": "latest",
+              "max_catch_up_runs": 3, "jitter": 0, "keep_runs": 100, "keep_for": 86400, "parameters": "[]",
+              "definition": "{}", "overrides": "[]", "enabled": "on", "manual_run": "on", "interval": 5,
+              "interval_unit": "minutes"}
+    response = root_client.post("/admin/tasks_app/task/add/", fields)
+
+    assert response.status_code == 302, response.content.decode()[:3000]
+    task = Task.objects.get(pk="added")
+    assert (task.callable, task.interval) == ("tests.sample_tasks.noop", 5) and task.next_run_at is not None
+    assert 'name="id"' not in root_client.get("/admin/tasks_app/task/added/change/").content.decode()
