@@ -169,10 +169,12 @@ class RunAdmin(admin.ModelAdmin):
         except ValueError:
             offset = 0
         text, size = selectors.output_from(run, offset)
-        text = text[:OUTPUT_CHUNK_BYTES]
-        return live_fragments(self.render_panel(request, run), active=run.is_active,
-                              percent=run.percent, log={"text": text.decode("utf-8", errors="replace"),
-                                                        "offset": offset + len(text), "size": size})
+        text = whole_characters(text[:OUTPUT_CHUNK_BYTES]) if len(text) > OUTPUT_CHUNK_BYTES else text
+        # Output dropped by the cap is skipped: the text starts where the kept output does.
+        next_offset = max(offset, run.output_dropped) + len(text)
+        return live_fragments(self.render_panel(request, run), active=run.is_active, percent=run.percent,
+                              log={"text": text.decode("utf-8", errors="replace"), "offset": next_offset,
+                                   "size": size})
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """POST from the run page's cancel button (CSRF-checked); back to the page with a message."""
@@ -191,6 +193,17 @@ class RunAdmin(admin.ModelAdmin):
             done = "cancel requested" if run.is_active else run.status
             self.message_user(request, f"Run {str(run.id)[:8]}: {done}.", messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:tasks_app_run_change", args=[run.pk]))
+
+
+def whole_characters(data: bytes) -> bytes:
+    """``data`` without a UTF-8 character cut in two at its end (the next chunk starts with it)."""
+    for back in range(1, min(4, len(data)) + 1):
+        lead = data[-back]
+        if lead & 0xC0 == 0x80:
+            continue  # a continuation byte: its lead is further back
+        length = 1 if lead < 0x80 else 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+        return data if back >= length else data[:-back]
+    return data
 
 
 def summary_rows(summary: Any) -> list[tuple[str, str]]:

@@ -113,3 +113,22 @@ def test_output_errors_and_activity_are_escaped_and_the_traceback_is_for_superus
     assert "secret frame" in root_client.get(f"/admin/tasks_app/run/{run.pk}/change/").content.decode()
     assert "secret frame" not in viewer.get(f"/admin/tasks_app/run/{run.pk}/change/").content.decode()
     assert "secret frame" not in str(viewer.get(f"/admin/tasks_app/run/{run.pk}/live/").json())
+
+
+def test_the_output_tail_continues_after_a_dropped_head_and_never_splits_a_character(root_client, clock, monkeypatch):
+    from tasks_app.admin import runs
+
+    run = running_run(clock, output="kept", output_dropped=100)
+    body = root_client.get(f"/admin/tasks_app/run/{run.pk}/live/?log_offset=10").json()
+    assert body["log"] == {"text": "kept", "offset": 104, "size": 104}
+
+    monkeypatch.setattr(runs, "OUTPUT_CHUNK_BYTES", 5)
+    Run.objects.filter(pk=run.pk).update(output="abcé€xyz", output_dropped=0)  # é is 2 bytes, € 3
+    chunks, offset = [], 0
+    while True:
+        log = root_client.get(f"/admin/tasks_app/run/{run.pk}/live/?log_offset={offset}").json()["log"]
+        if not log["text"]:
+            break
+        chunks.append(log["text"])
+        offset = log["offset"]
+    assert "".join(chunks) == "abcé€xyz" and offset == len("abcé€xyz".encode()) and len(chunks) > 1
