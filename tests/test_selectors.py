@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -138,3 +139,33 @@ def test_each_page_of_ids_is_read_from_an_index_alone_without_sorting(analyzed: 
             plan = query_plan(*selectors.sql_through_index(ids, index))
             assert f"COVERING INDEX {index}" in plan, (name, order, plan)
             assert "TEMP B-TREE" not in plan, (name, order, plan)
+
+
+# --- The admin's reads ----------------------------------------------------------------------------
+
+
+def test_recent_runs_are_each_tasks_newest_first_with_their_durations(clock) -> None:
+    busy, quiet = make_task(id="busy"), make_task(id="quiet")
+    make_task(id="idle")
+    for index in range(25):
+        started = clock.advance(seconds=10)
+        make_run(busy, end_reason="success", created_at=started, started_at=started,
+                 ended_at=started + timedelta(seconds=index))
+    skipped = make_run(quiet, end_reason="skipped", started_at=None, ended_at=clock.now())
+
+    found = selectors.recent_runs(["busy", "quiet", "idle", "busy"], limit=20)
+
+    assert list(found) == ["busy", "quiet", "idle"] and found["idle"] == []
+    assert [run.duration for run in found["busy"]] == [float(seconds) for seconds in range(24, 4, -1)]
+    created = [run.created_at for run in found["busy"]]
+    assert created == sorted(created, reverse=True) and created[0] == clock.now()
+    assert found["busy"][0].created_at.tzinfo is not None and isinstance(found["busy"][0].id, uuid.UUID)
+    assert [(run.id, run.status, run.duration) for run in found["quiet"]] == [(skipped.id, "skipped", None)]
+    assert selectors.recent_runs([]) == {}
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's planner; PostgreSQL plans from its own statistics")
+def test_recent_runs_walk_each_tasks_history_index() -> None:
+    make_history(make_task(id="plans"), 500)
+    plan = query_plan(selectors.recent_runs_sql(2, limit=20), ("plans", "other"))
+    assert plan.count("USING INDEX run_task_history (task_id=?)") == 2 and "TEMP B-TREE" not in plan, plan

@@ -6,11 +6,12 @@ Everything that came from a task or a run (titles, messages, output) goes throug
 from __future__ import annotations
 
 import zoneinfo
+from html import escape
 from collections.abc import Sequence
 from datetime import datetime
 
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince, timeuntil
 
 from tasks_app.models import Run, RunStatus
@@ -73,17 +74,18 @@ def durations_chart(runs: Sequence[RecentRun]) -> SafeString:
         return format_html('<span class="td-muted">{}</span>', "no runs yet")
     shown = list(reversed(runs[:CHART_BARS]))
     longest = max((run.duration or 0.0 for run in shown), default=0.0) or 1.0
-    bars = []
+    # Plain f-strings with every text escaped by hand: a list page draws 2,000 bars, and
+    # format_html's lazy-aware escaping of each number cost more than the rest of the page.
+    rects = []
     for index, run in enumerate(shown):
         height = 2 if run.duration is None else max(2, round(CHART_HEIGHT * run.duration / longest))
         tip = f"{run.status} · {duration_text(run.duration)} · {run.created_at:%Y-%m-%d %H:%M} UTC"
-        bars.append((index * (BAR_WIDTH + BAR_GAP), CHART_HEIGHT - height, BAR_WIDTH, height, run.status, tip))
+        rects.append(f'<rect x="{index * (BAR_WIDTH + BAR_GAP)}" y="{CHART_HEIGHT - height}" width="{BAR_WIDTH}" '
+                     f'height="{height}" class="td-bar td-bar-{escape(run.status)}"><title>{escape(tip)}</title></rect>')
     width = len(shown) * (BAR_WIDTH + BAR_GAP) - BAR_GAP
-    rects = format_html_join(
-        "", '<rect x="{}" y="{}" width="{}" height="{}" class="td-bar td-bar-{}"><title>{}</title></rect>', bars)
-    return format_html('<svg class="td-chart" width="{}" height="{}" viewBox="0 0 {} {}" role="img" '
-                       'aria-label="Durations of the last {} runs">{}</svg>',
-                       width, CHART_HEIGHT, width, CHART_HEIGHT, len(shown), rects)
+    return mark_safe(  # noqa: S308 (numbers, and text escaped above)
+        f'<svg class="td-chart" width="{width}" height="{CHART_HEIGHT}" viewBox="0 0 {width} {CHART_HEIGHT}" '
+        f'role="img" aria-label="Durations of the last {len(shown)} runs">{"".join(rects)}</svg>')
 
 
 def fire_time_text(moment: datetime, *, timezone: str) -> str:

@@ -46,9 +46,10 @@ class RunAdmin(admin.ModelAdmin):
     change_form_template = "admin/tasks_app/run/change_form.html"
     list_display = ("short_id", "task", "status_badge", "end_reason", "trigger", "triggered_by", "created_at",
                     "duration_text", "progress_text")
-    list_filter = ("status", "end_reason", "trigger", "dry_run", "task")
+    # No date_hierarchy: its links need every distinct day of the run table (0.4 s at 50,000 runs).
+    list_filter = ("status", "end_reason", "trigger", "dry_run", ("created_at", admin.DateFieldListFilter), "task")
     search_fields = ("id", "task__id", "task__title", "triggered_by", "error")
-    date_hierarchy = "created_at"
+    show_full_result_count = False  # one count per page, not two
     list_select_related = ("task",)
     actions = ("cancel_runs",)
     #: What never changes once the run exists; everything that does is in the live panel above it.
@@ -60,6 +61,11 @@ class RunAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ("taskdeck/admin.css",)}  # the status badges of the list
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Run]:
+        """Without the captured output and traceback (megabytes a run, at worst): the run page
+        reads its output tail when it needs it."""
+        return super().get_queryset(request).defer("output", "traceback")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
