@@ -15,7 +15,7 @@ import json
 import logging
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from collections.abc import Collection
 from typing import Any
 
@@ -110,6 +110,8 @@ class LiveEvent:
     task_id: str
     run_id: str | None
     data: dict[str, Any]
+    late: bool = False
+    """Committed after a newer event was relayed (Relay.fetch): older than ids already sent."""
 
     def as_frame(self) -> dict[str, Any]:
         return {"id": self.id, "event": self.name, "data": self.data}
@@ -161,11 +163,16 @@ class Subscription:
         self.waiting_progress: dict[str, LiveEvent] = {}
         self.ready = asyncio.Event()
         self.skip_through = 0
-        """Events up to this id were already sent from the backlog (resume)."""
+        """Events up to this id were already sent from the backlog (resume). A late event below
+        it is sent anyway: it may have committed after the backlog was read, and a client given
+        an event twice (same id) loses less than one never given it."""
 
     def wants(self, event: LiveEvent) -> bool:
         return ((self.task_id is None or event.task_id == self.task_id)
-                and (self.run_id is None or event.run_id == self.run_id) and event.id > self.skip_through)
+                and (self.run_id is None or event.run_id == self.run_id) and self.unsent(event))
+
+    def unsent(self, event: LiveEvent) -> bool:
+        return event.id > self.skip_through or event.late
 
     def offer(self, event: LiveEvent) -> None:
         if not self.wants(event):
@@ -191,7 +198,7 @@ class Subscription:
                 await asyncio.wait_for(self.ready.wait(), timeout)
             except TimeoutError:
                 return []
-        batch = [event for event in self.pending if event.id > self.skip_through]
+        batch = [event for event in self.pending if self.unsent(event)]
         self.pending.clear()
         self.waiting_progress.clear()
         return batch
@@ -291,7 +298,7 @@ class Relay:
     def fetch(self) -> list[LiveEvent]:
         """Events committed since the last read: those that filled a watched hole, then the new ones."""
         last = self.last_id or 0
-        late = events_with_ids(self.holes) if self.holes else []
+        late = [replace(event, late=True) for event in events_with_ids(self.holes)] if self.holes else []
         fresh = events_after(last)
         now = time.monotonic()
         for event in late:

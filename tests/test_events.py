@@ -87,3 +87,23 @@ def test_an_event_that_commits_after_a_newer_one_still_reaches_clients_once():
     else:
         assert first == [] and [event.data["message"] for event in second] == ["slow", "fast"]
     assert relay.fetch() == []
+
+
+def test_a_resumed_client_gets_a_late_event_below_its_backlog_but_not_an_old_one_again():
+    subscription = events.Subscription()
+    subscription.skip_through = FAR + 10  # the backlog went this far
+    for event in (events.LiveEvent(FAR + 5, EventName.UPDATED, "t", None, {}),  # relayed, was in the backlog
+                  events.LiveEvent(FAR + 6, EventName.UPDATED, "t", None, {}, late=True),  # committed after it
+                  events.LiveEvent(FAR + 11, EventName.UPDATED, "t", None, {})):
+        subscription.offer(event)
+    assert [event.id for event in subscription.pending] == [FAR + 6, FAR + 11]
+
+
+@pytest.mark.django_db
+def test_events_read_from_a_hole_are_marked_late():
+    relay = events.Relay()
+    relay.last_id = FAR
+    write_event(FAR + 2, "newer")
+    assert [event.late for event in relay.fetch()] == [False]
+    write_event(FAR + 1, "older")
+    assert [(event.id, event.late) for event in relay.fetch()] == [(FAR + 1, True)]
