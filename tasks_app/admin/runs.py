@@ -258,6 +258,7 @@ class ActivityAdmin(admin.ModelAdmin):
     list_filter = ("status", "action", "item_type")
     search_fields = ("item_id", "item_title", "message", "run__id")
     list_select_related = ("run",)
+    show_full_result_count = False  # one count of a table that grows by every item of every run
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
