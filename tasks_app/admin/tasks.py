@@ -36,7 +36,7 @@ from tasks_app.admin import display
 from tasks_app.admin.actions import apply_each, caller_label, live_fragments
 from tasks_app.admin.forms import PARAMETER_PREFIX, RunNowForm, TaskForm
 from tasks_app.exceptions import InvalidParameters, TaskdeckError
-from tasks_app.models import RunTrigger, Task, TaskKind, TaskTrigger
+from tasks_app.models import DefinitionSource, RunTrigger, Task, TaskKind, TaskTrigger
 from tasks_app.registry import OPERATOR_FIELDS
 
 #: Runs drawn in a task's durations chart, and listed on its page.
@@ -165,10 +165,24 @@ class TaskAdmin(admin.ModelAdmin):
         return super().has_change_permission(request, obj)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Task | None = None) -> Any:
-        """A new task (superusers only) names its id, kind and callable; afterwards they are fixed."""
+        """A new task (superusers only) names its id, kind and callable; afterwards they are fixed.
+        A task declared in code or the definitions file is owned by its declaration: every start
+        writes it again, so only the operator fields (enabled and the schedule, which are kept
+        across reloads) are editable here; the rest is shown as declared."""
         if obj is None:
             return tuple(name for name in self.readonly_fields if name not in ("id", "kind", "callable"))
+        if obj.source != DefinitionSource.ADMIN:
+            shown = [name for _, options in self.fieldsets for name in options["fields"]]
+            return tuple(dict.fromkeys([*self.readonly_fields, *(name for name in shown if name not in OPERATOR_FIELDS)]))
         return self.readonly_fields
+
+    def get_fieldsets(self, request: HttpRequest, obj: Task | None = None) -> Any:
+        if obj is None or obj.source == DefinitionSource.ADMIN:
+            return self.fieldsets
+        where = "in code (@task)" if obj.source == DefinitionSource.CODE else "in the definitions file"
+        declared = f"Declared {where}: change it there (an edit here would be undone at the next start)."
+        return [(name, {**options, "description": declared} if name in ("Policy", "Capabilities") else options)
+                for name, options in self.fieldsets]
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return TaskChangeList

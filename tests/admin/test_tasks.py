@@ -175,3 +175,15 @@ def test_a_superuser_adds_a_task_naming_its_id_kind_and_callable(root_client):
     task = Task.objects.get(pk="added")
     assert (task.callable, task.interval) == ("tests.sample_tasks.noop", 5) and task.next_run_at is not None
     assert 'name="id"' not in root_client.get("/admin/tasks_app/task/added/change/").content.decode()
+
+
+def test_a_declared_task_offers_only_the_operator_fields_for_editing(root_client):
+    make_task(id="declared", source="code", interval=5, interval_unit="minutes", keep_runs=100)
+    make_task(id="made_here", source="admin")
+
+    page = root_client.get("/admin/tasks_app/task/declared/change/").content.decode()
+    editable = set(re.findall(r'<(?:input|select|textarea)[^>]* name="(\w+)"', page)) - {"csrfmiddlewaretoken"}
+    assert editable - {"_save", "_continue", "_addanother"} == {"enabled", "interval", "interval_unit", "cron_string",
+                                                                "timezone"}
+    assert "Declared in code (@task): change it there" in page
+    assert 'name="keep_runs"' in root_client.get("/admin/tasks_app/task/made_5Fhere/change/").content.decode()
