@@ -11,12 +11,12 @@ from django.test import Client
 from rest_framework.exceptions import Throttled
 from rest_framework.test import APIRequestFactory
 
-from tasks_app import clock
+from tasks_app import clock, services
 from tasks_app.api.problems import exception_handler
 from tasks_app.models import Task
 
 from ..conftest import ROOT, wait_until
-from ..factories import make_task
+from ..factories import make_run, make_task
 from ..processes import free_port
 from .conftest import make_key
 
@@ -78,11 +78,8 @@ def test_the_browsable_api_works_for_a_logged_in_admin(live_server):
 
 @pytest.mark.django_db(transaction=True)
 def test_lists_survive_a_removed_task(api):
-    from tasks_app import services
-    from tasks_app.models import RunTrigger
-
     task = make_task(id="gone")
-    run = services.trigger(task, source=RunTrigger.API, requested_by="t")
+    run = make_run(task)  # queued, never handed to a worker that could end it first
     services.cancel_run(run.pk)
     Task.objects.filter(pk="gone").update(removed_at=clock.now())
     key = make_key("tasks:read")
@@ -94,10 +91,7 @@ def test_lists_survive_a_removed_task(api):
 
 @pytest.mark.django_db(transaction=True)
 def test_every_run_route_is_404_once_a_run_is_deleted(api):
-    from tasks_app import services
-    from tasks_app.models import RunTrigger
-
-    run = services.trigger(make_task(id="report"), source=RunTrigger.API, requested_by="t")
+    run = make_run(make_task(id="report"))
     services.cancel_run(run.pk)
     services.delete_run(run.pk)
     key = make_key("tasks:manage")

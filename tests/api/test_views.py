@@ -4,9 +4,9 @@ from datetime import timedelta
 import pytest
 
 from tasks_app import services
-from tasks_app.models import Activity, EndReason, Run, RunStatus, RunTrigger, Task
+from tasks_app.models import STATUS_FOR_REASON, Activity, EndReason, Run, RunStatus, RunTrigger, Task
 
-from ..factories import make_task, number, string
+from ..factories import make_run, make_task, number, string
 from .conftest import assert_problem, make_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,10 +22,10 @@ def trigger(task, **kwargs):
 
 
 def ended_run(task, status=RunStatus.COMPLETED, reason=EndReason.SUCCESS, **fields):
-    run = trigger(task, force=True)
-    Run.objects.filter(pk=run.pk).update(status=status, end_reason=reason, ended_at=run.created_at, **fields)
-    run.refresh_from_db()
-    return run
+    """A run row written directly, never queued: the session's qcluster (started by an earlier
+    test module) could otherwise take it before the test sets its state."""
+    assert STATUS_FOR_REASON[reason] == status
+    return make_run(task, end_reason=reason, trigger=RunTrigger.API, triggered_by="test", **fields)
 
 
 # --- Tasks ---------------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def test_list_runs_with_filters(api, manage_key):
 
 def test_a_run_is_202_while_active_and_200_once_ended_even_failed(api, manage_key):
     task = make_task(id="report")
-    run = trigger(task)
+    run = make_run(task)  # queued, and never handed to a worker
     response = api.get(f"/api/runs/{run.pk}", key=manage_key)
     assert response.status_code == 202 and response.json()["status"] == "queued"
     Run.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, end_reason=EndReason.CRASHED,
@@ -223,11 +223,10 @@ def test_a_run_is_202_while_active_and_200_once_ended_even_failed(api, manage_ke
 
 def test_cancel_a_run(api, manage_key):
     task = make_task(id="report")
-    queued = trigger(task)
+    queued = make_run(task)  # rows no worker is handed
     body = api.post(f"/api/runs/{queued.pk}/cancel", key=manage_key).json()
     assert (body["status"], body["end_reason"], body["cancel_requested"]) == ("cancelled", "cancelled", True)
-    running = trigger(task)
-    Run.objects.filter(pk=running.pk).update(status=RunStatus.RUNNING)
+    running = make_run(task, status=RunStatus.RUNNING)
     body = api.post(f"/api/runs/{running.pk}/cancel", key=manage_key).json()
     assert (body["status"], body["cancel_requested"]) == ("running", True)
     assert_problem(api.post(f"/api/runs/{queued.pk}/cancel", key=manage_key), 400, "run-ended")
@@ -262,7 +261,7 @@ def test_the_log_from_a_byte_offset(api, manage_key):
 
 def test_delete_a_run(api, manage_key):
     task = make_task(id="report")
-    active = trigger(task)
+    active = make_run(task)
     assert_problem(api.delete(f"/api/runs/{active.pk}", key=manage_key), 409, "run-active")
     ended = ended_run(task)
     response = api.delete(f"/api/runs/{ended.pk}", key=manage_key)
