@@ -8,13 +8,14 @@ that only an announcement explains a prompt delivery; Redis is also absent, or r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -197,10 +198,15 @@ def run_apart(scenario: Any) -> None:
         pool.submit(lambda: asyncio.run(scenario())).result()
 
 
-async def relay_with(subscription: events.Subscription) -> events.Relay:
+@contextlib.asynccontextmanager
+async def relaying(subscription: events.Subscription) -> AsyncIterator[events.Relay]:
+    """A relay of its own serving ``subscription``, closed (with its Redis listener) afterwards."""
     relay = events.Relay()
     await relay.subscribe(subscription)
-    return relay
+    try:
+        yield relay
+    finally:
+        await close(relay)
 
 
 async def close(relay: events.Relay) -> None:
@@ -223,8 +229,7 @@ async def received(subscription: events.Subscription, *, within: float) -> tuple
 def test_the_relay_reads_when_an_announcement_comes_and_not_before(announcing, publisher):
     async def scenario() -> None:
         subscription = events.Subscription(task_id="announced")
-        relay = await relay_with(subscription)
-        try:
+        async with relaying(subscription):
             first = await on_a_thread(lambda: announced_event("announced"))
             ids, took = await received(subscription, within=5)
             assert ids == [first] and took < 0.5
@@ -234,8 +239,6 @@ def test_the_relay_reads_when_an_announcement_comes_and_not_before(announcing, p
             loud = await on_a_thread(lambda: announced_event("announced-too"))
             ids, took = await received(subscription, within=5)
             assert ids == [quiet, loud] and took < 0.5  # the announcement woke the relay: both are read
-        finally:
-            await close(relay)
 
     run_apart(scenario)
 
@@ -247,13 +250,10 @@ def test_a_lost_announcement_delays_an_event_by_the_fallback_poll_at_most(settin
 
     async def scenario() -> None:
         subscription = events.Subscription(task_id="lost")
-        relay = await relay_with(subscription)
-        try:
+        async with relaying(subscription):
             lost = await on_a_thread(lambda: announced_event("lost"))
             ids, took = await received(subscription, within=5)
             assert ids == [lost] and took < 1.0
-        finally:
-            await close(relay)
 
     run_apart(scenario)
 
@@ -311,19 +311,18 @@ def test_a_relay_started_while_redis_is_away_hears_announcements_once_it_is_back
     async def scenario() -> None:
         subscription = events.Subscription(task_id="back")
         started = time.monotonic()
-        relay = await relay_with(subscription)
-        assert time.monotonic() - started < 0.5  # a client does not wait on a Redis that refuses
-        assert "Not hearing live-event announcements (ConnectionError" in caplog.text
-        server = start_redis(port)
-        try:
-            await asyncio.to_thread(wait_until, lambda: "Hearing live-event announcements again" in caplog.text,
-                                    timeout=5, what="the listener to subscribe again")
-            loud = await on_a_thread(lambda: announced_event("back"))
-            ids, took = await received(subscription, within=5)
-            assert ids == [loud] and took < 0.5
-        finally:
-            await close(relay)
-            stop_redis(server)
+        async with relaying(subscription):
+            assert time.monotonic() - started < 0.5  # a client does not wait on a Redis that refuses
+            assert "Not hearing live-event announcements (ConnectionError" in caplog.text
+            server = start_redis(port)
+            try:
+                await asyncio.to_thread(wait_until, lambda: "Hearing live-event announcements again" in caplog.text,
+                                        timeout=5, what="the listener to subscribe again")
+                loud = await on_a_thread(lambda: announced_event("back"))
+                ids, took = await received(subscription, within=5)
+                assert ids == [loud] and took < 0.5
+            finally:
+                stop_redis(server)
 
     run_apart(scenario)
 
@@ -343,21 +342,21 @@ def test_a_relay_hears_announcements_again_after_redis_restarts(settings, publis
             return 0
 
     async def scenario() -> None:
-        server = start_redis(port)
+        servers = [start_redis(port)]
         subscription = events.Subscription(task_id="restart")
-        relay = await relay_with(subscription)
         try:
-            stop_redis(server)
-            server = start_redis(port)
-            await asyncio.to_thread(wait_until, listeners, timeout=10, what="the relay to subscribe again")
-            loud = await on_a_thread(lambda: announced_event("restart"))
-            ids, took = await received(subscription, within=5)
-            # Heard, not polled (30 s): after a connection error channels-redis's receive loop
-            # pauses a second before reading again (measured 0.95 s), hence not the usual 0.5.
-            assert ids == [loud] and took < 2
+            async with relaying(subscription):
+                stop_redis(servers.pop())
+                servers.append(start_redis(port))
+                await asyncio.to_thread(wait_until, listeners, timeout=10, what="the relay to subscribe again")
+                loud = await on_a_thread(lambda: announced_event("restart"))
+                ids, took = await received(subscription, within=5)
+                # Heard, not polled (30 s): after a connection error channels-redis's receive loop
+                # pauses a second before reading again (measured 0.95 s), hence not the usual 0.5.
+                assert ids == [loud] and took < 2
         finally:
-            await close(relay)
-            stop_redis(server)
+            for server in servers:
+                stop_redis(server)
             client.close()
 
     run_apart(scenario)
