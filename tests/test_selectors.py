@@ -144,6 +144,7 @@ def test_each_page_of_ids_is_read_from_an_index_alone_without_sorting(analyzed: 
 # --- The admin's reads ----------------------------------------------------------------------------
 
 
+@pytest.mark.postgres  # hand-written SQL: checked on both backends
 def test_recent_runs_are_each_tasks_newest_first_with_their_durations(clock) -> None:
     busy, quiet = make_task(id="busy"), make_task(id="quiet")
     make_task(id="idle")
