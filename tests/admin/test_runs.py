@@ -132,3 +132,20 @@ def test_the_output_tail_continues_after_a_dropped_head_and_never_splits_a_chara
         chunks.append(log["text"])
         offset = log["offset"]
     assert "".join(chunks) == "abcé€xyz" and offset == len("abcé€xyz".encode()) and len(chunks) > 1
+
+
+def test_the_activity_list_offers_recent_values_and_filters_by_any(root_client, clock, monkeypatch):
+    from tasks_app.admin.runs import RecentValuesFilter
+
+    run = running_run(clock)
+    add_activity(run, 3, action="archive", status="skipped")  # older rows
+    add_activity(run, 5, action="keep")
+    add_activity(run, 2, action="delete", status="failed")
+    monkeypatch.setattr(RecentValuesFilter, "SAMPLE", 7)  # the 7 newest rows: keep x5, delete x2
+
+    page = root_client.get("/admin/tasks_app/activity/").content.decode()
+    filtered = root_client.get("/admin/tasks_app/activity/", {"action": "archive"}).content.decode()
+
+    assert '?action=keep"' in page and '?action=delete"' in page and '?action=archive"' not in page
+    assert '?status=failed"' in page and '?status=skipped"' not in page
+    assert filtered.count('<td class="field-action">archive</td>') == 3 and "field-action\">keep" not in filtered
