@@ -40,6 +40,7 @@ The server, its worker and scheduler, and the temp directory are removed on ever
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
@@ -54,6 +55,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -338,6 +340,22 @@ def release(server: Server, workdir: Path, *, keep: bool) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def failures_reported(server: Server, workdir: Path, *, keep: bool) -> Iterator[None]:
+    """A bench's measuring part: a BenchError or Ctrl-C ends the process with its message and its
+    code (1, 130), and the server and the temporary folder are released on every way out."""
+    try:
+        yield
+    except BenchError as error:
+        print(f"bench failed: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        release(server, workdir, keep=keep)
+
+
 def project_env(workdir: Path, db: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("REDIS_URL", None)
@@ -496,7 +514,7 @@ def parent_main(args: argparse.Namespace) -> int:
     db = workdir / "db.sqlite3"
     env = project_env(workdir, db)
     server = Server(env, workdir / "serve.log")
-    try:
+    with failures_reported(server, workdir, keep=args.keep):
         manage(env, "migrate", "--noinput")
         counts = populate(env, db, args)
         print(f"Database: {counts['inserted']:,} runs inserted in {counts['seconds']:.1f} s "
@@ -541,14 +559,6 @@ def parent_main(args: argparse.Namespace) -> int:
         print(f"\nGoal: p95 <= {GOAL_P95_MS:g} ms on SQLite with {counts['history'] and sum(counts['history'].values()):,} runs of one task:")
         print("\n".join(goal_lines))
         print(f"Goal overall: {'met' if met_all else 'NOT met'}", flush=True)
-    except BenchError as error:
-        print(f"bench failed: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        release(server, workdir, keep=args.keep)
     return 0
 
 

@@ -81,11 +81,11 @@ from bench.api import (  # noqa: E402
     BenchError,
     Server,
     descendants,
+    failures_reported,
     load,
     manage,
     percentile,
     project_env,
-    release,
 )
 
 TASK = "bench-progress"
@@ -459,7 +459,7 @@ def parent_main(args: argparse.Namespace) -> int:
     db = workdir / "db.sqlite3"
     env = project_env(workdir, db)
     server = Server(env, workdir / "serve.log")
-    try:
+    with failures_reported(server, workdir, keep=args.keep):
         raise_fd_limit(2 * args.clients + 256)
         (workdir / "taskdeck.toml").write_text(DEFINITIONS)
         manage(env, "migrate", "--noinput")
@@ -470,21 +470,13 @@ def parent_main(args: argparse.Namespace) -> int:
         session.headers["X-API-Key"] = key
         print(f"Server: manage.py serve on 127.0.0.1:{server.port} (health {health['status']}); {os.cpu_count()} CPU(s); "
               f"{args.repeats} repetition(s) of 1 client, then {args.clients} clients.", flush=True)
-        results = asyncio.run(measure_all(server=server, key=key, session=session, db=db, args=args))
+        try:
+            results = asyncio.run(measure_all(server=server, key=key, session=session, db=db, args=args))
+        except TimeoutError:
+            raise BenchError(f"the streams were not all open after {CONNECT_TIMEOUT:g} s; server log:\n"
+                             f"{server.log_tail()}") from None
         server.check_alive()
         summarise(results, args)
-    except BenchError as error:
-        print(f"bench failed: {error}", file=sys.stderr)
-        return 1
-    except TimeoutError:
-        print(f"bench failed: the streams were not all open after {CONNECT_TIMEOUT:g} s; server log:\n{server.log_tail()}",
-              file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        release(server, workdir, keep=args.keep)
     return 0
 
 
