@@ -1,10 +1,12 @@
 """WebSocket /ws/tasks/: the live events of /api/events as JSON text frames, through Channels.
 
 A client authenticates like an HTTP one: with an API key (``X-API-Key`` or ``Authorization:
-Bearer`` header) or with its admin session cookie. A session counts only from a page of this site
-(the ``Origin`` must be one of ALLOWED_HOSTS), so another site cannot open a socket with a
-visitor's cookie. The socket is accepted, then closed with 4401 when there is no caller and 4403
-when the caller lacks ``tasks:read``.
+Bearer`` header) or with its admin session cookie. A session counts only from a page of this site:
+the ``Origin`` must be the socket's own origin (scheme, host and port) or one of
+CSRF_TRUSTED_ORIGINS, as Django's CSRF check requires of a form post, so no other page (another
+port or scheme on the same host included) can open a socket with a visitor's cookie. The socket is
+accepted, then closed with 4401 when there is no caller and 4403 when the caller lacks
+``tasks:read``.
 
 Frames are ``{"id", "event", "data"}`` with the same ids as SSE. ``?task=`` and ``?run=`` filter
 from the start; a client may change its filter at any time by sending
@@ -21,7 +23,8 @@ from urllib.parse import parse_qs, urlsplit
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.http.request import validate_host
+from django.http.request import split_domain_port, validate_host
+from django.utils.http import is_same_domain
 from django.utils.datastructures import CaseInsensitiveMapping
 
 from tasks_app import events
@@ -32,6 +35,9 @@ from tasks_app.models import Scope
 
 NO_CALLER = 4401
 MISSING_SCOPE = 4403
+MESSAGE_TOO_BIG = 1009
+#: The longest frame a client may send (characters): a subscribe message is under 200.
+MAX_FRAME = 4096
 #: Seconds a quiet socket waits before looking again (frames go out as soon as events come).
 QUIET_WAIT = 30.0
 
@@ -59,10 +65,16 @@ class TaskEventsConsumer(AsyncWebsocketConsumer):
                 await self.send(text_data=json.dumps(event.as_frame()))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        """``{"subscribe": {"task": ..., "run": ...}}`` changes the filter; anything else is ignored."""
+        """``{"subscribe": {"task": ..., "run": ...}}`` changes the filter; anything else is ignored.
+
+        A frame longer than ``MAX_FRAME`` closes the socket (1009, message too big): nothing a
+        client needs to say is longer, and what it sends is never parsed at any cost."""
+        if len(text_data or bytes_data or b"") > MAX_FRAME:
+            await self.close(code=MESSAGE_TOO_BIG)
+            return
         try:
             message = json.loads(text_data or "")
-        except ValueError:
+        except (ValueError, RecursionError):
             return
         wanted = message.get("subscribe") if isinstance(message, dict) else None
         if self.subscription is not None and isinstance(wanted, dict):
@@ -90,12 +102,26 @@ def caller_scopes(scope: dict[str, Any]) -> frozenset[str] | None:
         key = keys.find_key(plain)
         return None if key is None else scopes_of(user=None, key=key)
     user = scope.get("user")
-    if user is None or not user.is_authenticated or not same_site(headers.get("Origin", "")):
+    if user is None or not user.is_authenticated or not same_origin(scope, headers):
         return None
     return scopes_of(user=user, key=None)
 
 
-def same_site(origin: str) -> bool:
-    """Whether a browser's Origin is this site (a host in ALLOWED_HOSTS)."""
-    host = urlsplit(origin).hostname if origin else None
-    return bool(host) and validate_host(host, settings.ALLOWED_HOSTS)
+def same_origin(scope: dict[str, Any], headers: CaseInsensitiveMapping) -> bool:
+    """Whether a browser's Origin is this site, checked as Django's CSRF check checks a form post:
+    the request's own origin (scheme, host and port, for a Host in ALLOWED_HOSTS) or one of
+    CSRF_TRUSTED_ORIGINS (``https://*.example.com`` covering its subdomains)."""
+    origin = headers.get("Origin", "")
+    host = headers.get("Host", "")
+    if not origin or origin == "null" or not host:
+        return False
+    domain, _ = split_domain_port(host)
+    if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+        return False
+    scheme = "https" if scope.get("scheme") in ("wss", "https") else "http"
+    if origin == f"{scheme}://{host}" or origin in settings.CSRF_TRUSTED_ORIGINS:
+        return True
+    parsed = urlsplit(origin)
+    wildcards = [urlsplit(trusted) for trusted in settings.CSRF_TRUSTED_ORIGINS if "*" in trusted]
+    return any(trusted.scheme == parsed.scheme and is_same_domain(parsed.netloc, trusted.netloc.lstrip("*"))
+               for trusted in wildcards)

@@ -14,6 +14,7 @@ execution through.
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -171,14 +172,21 @@ def beat_while_worker_lives(**kwargs: object) -> None:
     """django-q2's post_spawn: each worker process reports it is alive, busy or idle."""
     import threading
 
-    from django.db import connection
+    from django.db import OperationalError, connection
 
     from tasks_app import services
+    from tasks_app.models import HeartbeatRole
 
     def loop() -> None:
+        failing = False
         while True:
             try:
-                services.beat("worker")
+                services.beat(HeartbeatRole.WORKER)
+                failing = False
+            except OperationalError as error:  # a full disk, a lock: health reports the database
+                if not failing:
+                    logger.warning("Worker heartbeat refused by the database (%s).", error)
+                failing = True
             except Exception:  # a missed beat only makes the health check say "none" for a while
                 logger.exception("Worker heartbeat failed")
             connection.close()
@@ -200,3 +208,46 @@ def hide_queue_admin(site: Any) -> None:
     for model in (queue_models.Schedule, queue_models.Success, queue_models.Failure, queue_models.OrmQ):
         if site.is_registered(model):
             site.unregister(model)
+
+
+class Cluster:
+    """django-q2's worker cluster (sentinel, pusher, monitor, workers), forked from this process.
+
+    ``workers.Worker`` keeps it: django-q2's own signal handling is taken back, because its stop
+    waits for every running task to finish, however long that takes.
+    """
+
+    def __init__(self) -> None:
+        from django_q.cluster import Cluster as QCluster
+
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        self._cluster = QCluster()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+    def start(self) -> None:
+        """Fork the sentinel, which forks the rest; returns once it is up."""
+        connections.close_all()  # never share a database connection with the forked processes
+        self._cluster.start()
+
+    def alive(self) -> bool:
+        sentinel = self._cluster.sentinel
+        return sentinel is not None and sentinel.is_alive()
+
+    @property
+    def exit_code(self) -> int | None:
+        sentinel = self._cluster.sentinel
+        return sentinel.exitcode if sentinel is not None else None
+
+    def stop_taking_work(self) -> None:
+        """The pusher stops taking messages; each worker exits once its current run ends."""
+        if self._cluster.stop_event is not None:
+            self._cluster.stop_event.set()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the sentinel to exit; True if it did."""
+        sentinel = self._cluster.sentinel
+        if sentinel is None:
+            return True
+        sentinel.join(max(0.0, timeout))
+        return not sentinel.is_alive()

@@ -14,14 +14,17 @@
     │   ├── NotIntervalScheduled   not-interval-scheduled
     │   ├── NotCronScheduled       not-cron-scheduled
     │   ├── InvalidSchedule        invalid-schedule (with errors[])
-    │   └── InvalidQuery           invalid-query (with errors[])
-    └── Conflict (409)
-        ├── AlreadyRunning         already-running
-        ├── QueueFull              queue-full
-        ├── TaskDisabled           task-disabled
-        ├── NotManuallyRunnable    not-manually-runnable
-        ├── TaskRemoved            task-removed
-        └── RunActive              run-active
+    │   ├── InvalidQuery           invalid-query (with errors[])
+    │   └── InvalidText            invalid-text (with errors[])
+    ├── RequestTooLarge (413)      request-too-large
+    ├── Conflict (409)
+    │   ├── AlreadyRunning         already-running
+    │   ├── QueueFull              queue-full
+    │   ├── TaskDisabled           task-disabled
+    │   ├── NotManuallyRunnable    not-manually-runnable
+    │   ├── TaskRemoved            task-removed
+    │   └── RunActive              run-active
+    └── DatabaseUnavailable (503)  database-unavailable (the database refused to read or write)
 
 Each class carries a problem ``slug``, an HTTP ``status`` and a ``title``: the API renders them
 as RFC 9457 problem documents, the admin as messages, commands as one-line CommandErrors.
@@ -121,6 +124,32 @@ class InvalidSchedule(BadRequest):
 class InvalidQuery(BadRequest):
     slug = "invalid-query"
     title = "Invalid query parameters"
+
+
+class InvalidText(BadRequest):
+    """Text that cannot be stored: a lone UTF-16 surrogate or a NUL character; errors[] names it."""
+
+    slug = "invalid-text"
+    title = "Text that cannot be stored"
+
+
+class RequestTooLarge(TaskdeckError):
+    """The request body is larger than the API accepts (1 MiB)."""
+
+    status = 413
+    slug = "request-too-large"
+    title = "Request too large"
+
+
+class DatabaseUnavailable(TaskdeckError):
+    """The database refused the request (full disk, read-only, locked or unreachable); try again later.
+
+    Nothing was changed. Retry-After says when to try again.
+    """
+
+    status = 503
+    slug = "database-unavailable"
+    title = "Database unavailable"
 
 
 class Conflict(TaskdeckError):

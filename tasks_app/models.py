@@ -11,6 +11,8 @@ from typing import Any
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from tasks_app.fields import StorableJSONField
+
 
 class TaskKind(models.TextChoices):
     PYTHON = "python", _("Python callable")
@@ -177,7 +179,7 @@ class Task(models.Model):
     supports_cancel = models.BooleanField(default=True)
     supports_dry_run = models.BooleanField(default=False)
     supports_history = models.BooleanField(default=True)
-    parameters = models.JSONField(default=list, blank=True)
+    parameters = StorableJSONField(default=list, blank=True)
 
     on_overlap = models.CharField(max_length=10, choices=OverlapPolicy.choices, default=OverlapPolicy.SKIP)
     max_concurrent = models.PositiveIntegerField(default=1)
@@ -200,7 +202,7 @@ class Task(models.Model):
     last_startup_at = models.DateTimeField(
         null=True, blank=True, help_text=_("When a scheduler last fired its run_on_start run"))
 
-    definition = models.JSONField(default=dict, blank=True, help_text=_("Values as last declared"))
+    definition = StorableJSONField(default=dict, blank=True, help_text=_("Values as last declared"))
     overrides = models.JSONField(default=list, blank=True, help_text=_("Fields an operator changed"))
     removed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -266,7 +268,7 @@ class Run(models.Model):
     end_reason = models.CharField(max_length=15, choices=EndReason.choices, blank=True)
     trigger = models.CharField(max_length=10, choices=RunTrigger.choices)
     triggered_by = models.CharField(max_length=200, blank=True)
-    parameters = models.JSONField(default=dict, blank=True)
+    parameters = StorableJSONField(default=dict, blank=True)
     dry_run = models.BooleanField(default=False)
     attempt = models.PositiveIntegerField(default=1)
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
@@ -283,8 +285,8 @@ class Run(models.Model):
     progress_message = models.CharField(max_length=500, blank=True)
     items_processed = models.PositiveIntegerField(default=0)
     items_affected = models.PositiveIntegerField(default=0)
-    summary = models.JSONField(default=dict, blank=True)
-    result = models.JSONField(null=True, blank=True)
+    summary = StorableJSONField(default=dict, blank=True)
+    result = StorableJSONField(null=True, blank=True)
     error = models.TextField(blank=True, help_text=_("A message, never a traceback"))
     traceback = models.TextField(blank=True, help_text=_("Shown to superusers only"))
     exit_code = models.IntegerField(null=True, blank=True)
@@ -389,7 +391,7 @@ class Activity(models.Model):
     action = models.CharField(max_length=50)
     status = models.CharField(max_length=20)
     message = models.TextField(blank=True)
-    data = models.JSONField(default=dict, blank=True)
+    data = StorableJSONField(default=dict, blank=True)
     timestamp = models.DateTimeField()
 
     class Meta:
@@ -427,7 +429,7 @@ class Event(models.Model):
     name = models.CharField(max_length=30, choices=EventName.choices)
     task_id = models.CharField(max_length=200)
     run_id = models.UUIDField(null=True, blank=True)
-    data = models.JSONField(default=dict)
+    data = StorableJSONField(default=dict)
     created_at = models.DateTimeField()
 
     class Meta:
@@ -494,13 +496,27 @@ class ApiKey(models.Model):
         return frozenset().union(*(SCOPE_GRANTS.get(scope, frozenset()) for scope in self.scopes))
 
 
-class Heartbeat(models.Model):
-    """A process saying it is alive (scheduler, worker), for the health check and the dashboard."""
+class HeartbeatRole(models.TextChoices):
+    """Which kind of Taskdeck process a heartbeat comes from."""
 
-    role = models.CharField(max_length=20)
+    WORKER = "worker", _("Worker")
+    """A worker process of a cluster: it executes runs (busy or idle, it beats every 10 s)."""
+    SCHEDULER = "scheduler", _("Scheduler")
+    """The scheduler loop: ticks, reaping, held runs, retention."""
+    WEB = "web", _("Web")
+    """A web process; its beat is the health check's proof that the database takes writes."""
+    SERVE = "serve", _("Serve")
+    """``manage.py serve``, supervising its children; ``details`` counts their restarts."""
+
+
+class Heartbeat(models.Model):
+    """A process saying it is alive, for the health check and the dashboard."""
+
+    role = models.CharField(max_length=20, choices=HeartbeatRole.choices)
     host = models.CharField(max_length=255)
     pid = models.PositiveIntegerField()
     seen_at = models.DateTimeField()
+    details = models.JSONField(default=dict, blank=True, help_text=_("What the process reports: serve's restarts"))
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["role", "host", "pid"], name="heartbeat_process")]

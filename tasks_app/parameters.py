@@ -11,11 +11,14 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from tasks_app import text
 from tasks_app.exceptions import DefinitionError, InvalidParameters
 
 TYPES = ("string", "number", "boolean")
 KINDS = ("option", "env", "arg", "flag")
 KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+#: The longest string value a parameter takes (characters): a watcher's changed_paths fit.
+MAX_VALUE_LENGTH = 65536
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 
@@ -76,7 +79,7 @@ def resolve(spec: list[dict[str, Any]], given: Mapping[str, Any] | None) -> dict
     errors: list[dict[str, Any]] = []
     values: dict[str, Any] = {}
     known = {item["key"] for item in spec}
-    for key in sorted(set(given) - known):
+    for key in sorted(set(given) - known, key=str):
         errors.append(_error(key, "Unknown parameter.", given[key]))
     for item in spec:
         key = item["key"]
@@ -84,6 +87,10 @@ def resolve(spec: list[dict[str, Any]], given: Mapping[str, Any] | None) -> dict
             if item["required"]:
                 errors.append(_error(key, "This parameter is required.", given.get(key)))
             values[key] = item["default"]
+            continue
+        bad = text.first_unstorable(given[key], location=key)
+        if bad is not None:
+            errors.append(_error(key, bad.message, given[key]))
             continue
         try:
             value = _coerce(item, given[key])
@@ -106,6 +113,8 @@ def _coerce(item: Mapping[str, Any], value: Any) -> Any:
     if type_ == "string":
         if isinstance(value, (dict, list, bool)):
             raise ValueError("Must be a string.")
+        if len(str(value)) > MAX_VALUE_LENGTH:
+            raise ValueError(f"At most {MAX_VALUE_LENGTH:,} characters.")
         return str(value)
     if type_ == "number":
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
@@ -137,5 +146,9 @@ def _empty(type_: str) -> Any:
     return {"string": "", "number": None, "boolean": False}[type_]
 
 
-def _error(key: str, message: str, value: Any) -> dict[str, Any]:
-    return {"location": f"body.parameters.{key}", "message": message, "value": value}
+def _error(key: Any, message: str, value: Any) -> dict[str, Any]:
+    """One error of ``InvalidParameters``, shown back as given (made storable: it is rendered)."""
+    if isinstance(value, str) and len(value) > 200:
+        value = value[:200] + "…"
+    return {"location": f"body.parameters.{text.storable(str(key))}", "message": message,
+            "value": text.storable_data(value)}

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import re
 import tomllib
-import zoneinfo
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from django.utils.module_loading import import_string
 
-from tasks_app import schedules
+from tasks_app import schedules, text
 from tasks_app.conf import taskdeck_settings
 from tasks_app.exceptions import DefinitionError
 from tasks_app.models import CatchUp, DefinitionSource, IntervalUnit, OverlapPolicy, RetryBackoff, TaskKind
@@ -109,8 +108,12 @@ def load_definitions_file(path: str | Path | None = None) -> list[dict[str, Any]
     path = Path(path if path is not None else taskdeck_settings.DEFINITIONS)
     if not str(path) or not path.is_file():
         return []
+    raw = path.read_bytes()
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
+        document = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        line = raw[:error.start].count(b"\n") + 1
+        raise DefinitionError(path.name, "(file)", f"not UTF-8 text (line {line})") from None
     except tomllib.TOMLDecodeError as error:
         raise DefinitionError(path.name, "(file)", f"not valid TOML: {error}") from None
     unknown = set(document) - {"tasks"}
@@ -148,7 +151,11 @@ def build_definition(
         raise DefinitionError(str(task_id), "id", "must be 1-200 characters of a-z, 0-9, _ . -")
     unknown = set(fields) - set(FIELD_DEFAULTS)
     if unknown:
-        raise DefinitionError(task_id, sorted(unknown)[0], "unknown field")
+        raise DefinitionError(task_id, text.storable(str(sorted(unknown)[0])), "unknown field")
+    for name, value in fields.items():
+        bad = text.first_unstorable(value, location=name)
+        if bad is not None:
+            raise DefinitionError(task_id, bad.location, bad.clause)
     clean = {**FIELD_DEFAULTS, **fields}
     check = _Checker(task_id, clean)
 
@@ -246,7 +253,5 @@ class _Checker:
 
     def timezone(self, name: str) -> None:
         value = self.fields[name]
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        if not schedules.is_valid_timezone(value):
             self.fail(name, f"unknown time zone {value!r}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -18,13 +19,14 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 from uuid import UUID
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import OperationalError, connections, transaction
+from django.db import DatabaseError, OperationalError, connections, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
 
@@ -32,6 +34,7 @@ from tasks_app import clock, events, services
 from tasks_app.conf import taskdeck_settings
 from tasks_app.models import REASON_FOR_STOP, Activity, EndReason, EventName, Run, RunStatus, StopRequest
 from tasks_app.registry import resolve_callable
+from tasks_app.text import storable, storable_data
 
 logger = logging.getLogger(__name__)
 
@@ -59,36 +62,64 @@ def execute_run(run_id: str | UUID, task_id: str | None = None) -> str:
         outcome = _call_task(run, ctx)
     except BaseException as error:  # django-q2's own timeout (SystemExit) or interpreter exit
         outcome = {"reason": EndReason.TIMEOUT if "timeout" in type(error).__name__.lower() else EndReason.FAILED,
-                   "error": _message(error), "traceback": traceback.format_exc()}
+                   "error": _message(error), "traceback": storable(traceback.format_exc())}
         raise
     finally:
         if watchdog is not None:
             watchdog.finish()
-        if ctx is not None:
-            try:
-                ctx.flush(force=True)
-            except Exception:  # the run must still end, even if its last progress cannot be written
-                logger.exception("Could not write the final progress of run %s.", run.pk)
         reason = outcome.pop("reason", EndReason.FAILED)
-        if reason == "stop":
-            stop_requested = Run.objects.filter(pk=run.pk).values_list("stop_requested", flat=True).first()
-            reason = REASON_FOR_STOP.get(stop_requested or StopRequest.CANCEL, EndReason.CANCELLED)
-        _finish(ctx.current_run if ctx is not None else run, reason, outcome)
+        reason = _record_end(ctx, ctx.current_run if ctx is not None else run, reason, outcome)
     return reason
 
 
-def _finish(run: Run, reason: str, outcome: dict[str, Any], *, attempts: int = 3) -> None:
-    """Record the end; a database that stays locked past its busy timeout gets a few more tries,
-    since giving up would leave the run for the reaper to end as crashed though it finished."""
-    for attempt in range(1, attempts + 1):
+def _stop_reason(run: Run) -> str:
+    """Why a run that stopped on request ends: cancelled, terminated or shutdown."""
+    stop_requested = Run.objects.filter(pk=run.pk).values_list("stop_requested", flat=True).first()
+    return REASON_FOR_STOP.get(stop_requested or StopRequest.CANCEL, EndReason.CANCELLED)
+
+
+def _record_end(ctx: RunContext | None, run: Run, reason: str, outcome: dict[str, Any]) -> str:
+    """Write the run's last progress and its end, however long the database takes to answer;
+    returns the end reason (``"stop"`` becomes the reason the stop was asked for).
+
+    A database that refuses writes for a while (a full disk, a lock held past the busy timeout,
+    a dropped connection) is waited for: giving up would leave the run to the reaper, which would
+    end it ``crashed`` though it finished. An outcome the database cannot take (a result it
+    refuses) is replaced by a message saying so, so the run still ends with its reason.
+    """
+    refused = False
+    for delay in _retry_delays():
         try:
+            if reason == "stop":
+                reason = _stop_reason(run)
+            if ctx is not None:
+                ctx.flush(force=True)
             services.finish_run(run, reason, **outcome)
-            return
-        except OperationalError:
-            if attempt == attempts:
+            return reason
+        except OperationalError as error:
+            _wait_for_database(run, error, delay)
+        except (DatabaseError, ValueError) as error:
+            if refused:
                 raise
-            logger.warning("Could not record the end of run %s (attempt %d); retrying.", run.pk, attempt)
-            time.sleep(attempt)
+            refused = True
+            logger.exception("The outcome of run %s cannot be stored; recording its end without it.", run.pk)
+            ctx = None
+            outcome = {"error": f"The run ended {reason}, but its outcome could not be stored ({type(error).__name__}).",
+                       "result": None, "traceback": ""}
+
+
+def _retry_delays() -> Iterator[float]:
+    """0.5 s, doubling to 5 s, for ever."""
+    delay = 0.5
+    while True:
+        yield delay
+        delay = min(delay * 2, 5.0)
+
+
+def _wait_for_database(run: Run, error: Exception, delay: float) -> None:
+    logger.warning("Could not record the end of run %s (%s); trying again in %g s.", run.pk, error, delay)
+    connections.close_all()  # a broken connection is replaced on the next try
+    time.sleep(delay)
 
 
 def _call_task(run: Run, ctx: RunContext) -> dict[str, Any]:
@@ -101,19 +132,35 @@ def _call_task(run: Run, ctx: RunContext) -> dict[str, Any]:
         return {"reason": "stop"}
     except Exception as error:
         ctx.log.error("%s", _message(error))
-        return {"reason": EndReason.FAILED, "error": _message(error), "traceback": traceback.format_exc()}
+        return {"reason": EndReason.FAILED, "error": _message(error), "traceback": storable(traceback.format_exc())}
     if ctx.stop_seen:
         return {"reason": "stop"}
     try:
-        result = json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+        result = json_data(value)
     except (TypeError, ValueError) as error:
         return {"reason": EndReason.FAILED, "error": f"The task's return value is not JSON-serialisable: {error}"}
     return {"reason": EndReason.SUCCESS, "result": result}
 
 
+def json_data(value: Any) -> Any:
+    """What task code hands over (result, activity data) as storable JSON: dates and decimals as
+    DjangoJSONEncoder writes them, no NaN or infinity (PostgreSQL's jsonb refuses them), text
+    made storable."""
+    return storable_data(json.loads(json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False)))
+
+
 def _message(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-    return text[:ERROR_MAX_LENGTH]
+    message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return storable(message[:ERROR_MAX_LENGTH])
+
+
+def _finite(value: Any) -> float | None:
+    """A progress figure as a number the database and JSON take (NaN and infinity are not)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 class _OutputStream:
@@ -194,10 +241,10 @@ class RunContext:
 
     def progress(self, current: float, total: float | None = None, message: str = "") -> None:
         with self._lock:
-            self._run.progress_current = current
+            self._run.progress_current = _finite(current)
             if total is not None:
-                self._run.progress_total = total
-            self._run.progress_message = str(message)[:500]
+                self._run.progress_total = _finite(total)
+            self._run.progress_message = storable(str(message)[:500])
             self._progress_dirty = True
         self.flush()
 
@@ -214,13 +261,13 @@ class RunContext:
     ) -> None:
         row = Activity(
             run_id=self.run_id,
-            item_id=str(item_id)[:300],
-            item_title=str(item_title)[:500],
-            item_type=str(item_type)[:50],
-            action=str(action)[:50],
-            status=str(status)[:20],
-            message=str(message),
-            data=json.loads(json.dumps(dict(data or {}), cls=DjangoJSONEncoder)),
+            item_id=storable(str(item_id)[:300]),
+            item_title=storable(str(item_title)[:500]),
+            item_type=storable(str(item_type)[:50]),
+            action=storable(str(action)[:50]),
+            status=storable(str(status)[:20]),
+            message=storable(str(message)),
+            data=json_data(dict(data or {})),
             timestamp=clock.now(),
         )
         with self._lock:
@@ -236,7 +283,7 @@ class RunContext:
     def write_output(self, text: str) -> None:
         if text:
             with self._lock:
-                self._output_pending.append(text)
+                self._output_pending.append(storable(text))
 
     @property
     def current_run(self) -> Run:
@@ -248,7 +295,12 @@ class RunContext:
         return {"items": len(self._items), "actions": dict(self._actions), "statuses": dict(self._statuses)}
 
     def flush(self, *, force: bool = False) -> None:
-        """Write what is buffered, if the throttle allows (always when forced)."""
+        """Write what is buffered, if the throttle allows (always when forced).
+
+        A write the database refuses for a while (OperationalError: a full disk, a lock, a lost
+        connection) keeps everything buffered for the next flush; task code never sees the error.
+        A forced flush (the run's end) raises it instead, so the end can be retried.
+        """
         if not force and time.monotonic() - self._last_flush < taskdeck_settings.PROGRESS_INTERVAL:
             return
         with self._lock:
@@ -270,31 +322,52 @@ class RunContext:
                 self._run.summary = self.summary()
                 fields.update(items_processed=self._run.items_processed, items_affected=self._affected,
                               summary=self._run.summary)
-            if pending:
-                fields.update(self._output_fields(pending))
+            output = self._output_after(pending) if pending else None
+            if output is not None:
+                fields.update(output.fields)
         if not (rows or fields):
             return
-        with transaction.atomic():
-            if rows:
-                Activity.objects.bulk_create(rows)
-            if fields:
-                Run.objects.filter(pk=self.run_id).update(**fields)
-            if progress_dirty:
-                events.emit_run_event(EventName.PROGRESS, self._run, message=self._run.progress_message)
+        try:
+            with transaction.atomic():
+                if rows:
+                    Activity.objects.bulk_create(rows)
+                if fields:
+                    Run.objects.filter(pk=self.run_id).update(**fields)
+                if progress_dirty:
+                    events.emit_run_event(EventName.PROGRESS, self._run, message=self._run.progress_message)
+        except OperationalError as error:
+            with self._lock:  # put it all back, in front of what came meanwhile
+                self._activity[:0] = rows
+                self._output_pending.insert(0, pending)
+                self._progress_dirty |= progress_dirty
+                self._counts_dirty |= counts_dirty
+            if force:
+                raise
+            logger.warning("Could not write the progress of run %s (%s); it stays buffered.", self.run_id, error)
+            return
+        if output is not None:
+            self._output_kept, self._output_dropped = output.kept, output.dropped
 
-    def _output_fields(self, pending: str) -> dict[str, Any]:
-        """Append to the captured output; past LOG_MAX_SIZE the oldest text is dropped."""
+    def _output_after(self, pending: str) -> _Output:
+        """The captured output with ``pending`` appended; past LOG_MAX_SIZE the oldest text is dropped."""
         combined = self._output_kept + pending
         size = len(combined.encode("utf-8"))
         if size <= self._output_max:
-            self._output_kept = combined
-            return {"output": Concat(F("output"), Value(pending))}
+            return _Output(combined, self._output_dropped, {"output": Concat(F("output"), Value(pending))})
         raw = combined.encode("utf-8")
         cut = size - self._output_max
         kept = raw[cut:].decode("utf-8", errors="ignore")
-        self._output_dropped += size - len(kept.encode("utf-8"))
-        self._output_kept = kept
-        return {"output": kept, "output_dropped": self._output_dropped}
+        dropped = self._output_dropped + size - len(kept.encode("utf-8"))
+        return _Output(kept, dropped, {"output": kept, "output_dropped": dropped})
+
+
+@dataclass(frozen=True)
+class _Output:
+    """The captured output once a flush lands, and the fields that write it."""
+
+    kept: str
+    dropped: int
+    fields: dict[str, Any]
 
 
 class Watchdog(threading.Thread):
@@ -315,12 +388,23 @@ class Watchdog(threading.Thread):
         self.join(timeout=5)
 
     def run(self) -> None:
+        """Tick until the run ends. A tick the database refuses is tried again at the next one:
+        the watchdog outlives an outage, and keeps the heartbeat going once the database is back."""
         interval = min(0.5, float(taskdeck_settings.HEARTBEAT_INTERVAL))
+        failing = False
         try:
             while not self._done.wait(interval):
-                self.tick()
-        except Exception:
-            logger.exception("Watchdog of run %s failed; the reaper will watch its heartbeat.", self.run_id)
+                try:
+                    self.tick()
+                    failing = False
+                except OperationalError as error:
+                    if not failing:
+                        logger.warning("Watchdog of run %s cannot reach the database (%s); still watching.",
+                                       self.run_id, error)
+                    failing = True
+                    connections.close_all()
+                except Exception:
+                    logger.exception("Watchdog tick of run %s failed; still watching.", self.run_id)
         finally:
             connections.close_all()
 

@@ -26,11 +26,11 @@ import threading
 import time
 from datetime import datetime, timedelta
 
-from django.db import close_old_connections
+from django.db import OperationalError, close_old_connections, connections
 
 from tasks_app import clock, retention, services
 from tasks_app.conf import taskdeck_settings
-from tasks_app.models import Run, Task
+from tasks_app.models import HeartbeatRole, Run, Task
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,9 @@ class Scheduler:
         """Whether a task with jitter is waiting for the gate (the loop then wakes early)."""
         self.planned: dict[str, services.TickPlan] = {}
         """Plans made ahead for ticks due before the next pass, by task id."""
+        self.database_failed_at: datetime | None = None
+        """When a pass last failed because the database refused it (full disk, read-only, away):
+        heartbeats written meanwhile could not land, so the reaper does not judge them for a while."""
 
     def start(self) -> None:
         """What happens once per start: run_on_start tasks fire."""
@@ -65,9 +68,9 @@ class Scheduler:
         """One pass; safe to run from several schedulers at once (every step is conditional)."""
         if time.monotonic() >= self._next_beat:
             self._next_beat = time.monotonic() + HEARTBEAT_EVERY
-            services.beat("scheduler")
+            services.beat(HeartbeatRole.SCHEDULER)
         self.fire_due_ticks()
-        services.reap_lost_runs()
+        services.reap_lost_runs(database_failed_at=self.database_failed_at)
         for task_id in Run.objects.held().due(clock.now()).values_list("task_id", flat=True).distinct():
             services.release_held_runs(task_id)
         if time.monotonic() >= self._next_redelivery:
@@ -135,6 +138,12 @@ class Scheduler:
             close_old_connections()
             try:
                 self.tick()
+            except OperationalError as error:  # the database refused (full, read-only, locked, away)
+                if self.database_failed_at is None or clock.now() - self.database_failed_at > timedelta(minutes=1):
+                    logger.warning("The database refused a scheduler pass (%s); retrying every %.1f s.",
+                                   error, self.interval)
+                self.database_failed_at = clock.now()
+                connections.close_all()
             except Exception:  # one bad pass must not stop the loop that keeps runs honest
                 logger.exception("Scheduler pass failed; retrying in %.1f s.", self.interval)
             self.stopping.wait(self.pause())

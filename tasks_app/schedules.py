@@ -96,11 +96,20 @@ def is_valid_cron(expression: str) -> bool:
     return True
 
 
+#: The longest time zone name accepted (the Task column's length; IANA names are far shorter).
+MAX_TIMEZONE_LENGTH = 64
+
+
 def is_valid_timezone(name: str) -> bool:
-    """An IANA name zoneinfo can load; anything else would fail at the task's first fire."""
+    """An IANA name zoneinfo can load; anything else would fail at the task's first fire.
+
+    Names are looked up as file paths: an over-long one fails with OSError, not a lookup error.
+    """
+    if not isinstance(name, str) or not name or len(name) > MAX_TIMEZONE_LENGTH:
+        return False
     try:
         zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, OSError):
         return False
     return True
 

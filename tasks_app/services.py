@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -594,37 +594,45 @@ def _stop(run: Run, request: str, *, now: Any) -> None:
     )
 
 
-def request_shutdown() -> int:
-    """Ask every running run to stop because Taskdeck is stopping; returns how many were asked."""
-    return Run.objects.filter(status=RunStatus.RUNNING).update(
+def request_shutdown(*, pids: Collection[int], host: str = HOSTNAME) -> int:
+    """Ask the runs that worker processes ``pids`` of ``host`` are running to stop because their
+    worker is stopping; returns how many were asked. Each ends ``shutdown``."""
+    return Run.objects.filter(status=RunStatus.RUNNING, worker_host=host, worker_pid__in=list(pids)).update(
         stop_requested=StopRequest.SHUTDOWN, stop_requested_at=clock.now()
     )
 
 
-def end_shutdown_runs(*, host: str = HOSTNAME) -> list[Run]:
-    """After workers stopped: runs of this host still running end ``shutdown``."""
+def end_shutdown_runs(*, pids: Collection[int], host: str = HOSTNAME) -> list[Run]:
+    """After worker processes ``pids`` of ``host`` were stopped: the runs they still held end ``shutdown``."""
     ended = []
-    for run_id in Run.objects.running().filter(worker_host=host).values_list("pk", flat=True):
+    for run_id in Run.objects.running().filter(worker_host=host, worker_pid__in=list(pids)).values_list("pk", flat=True):
         run = finish_run(run_id, EndReason.SHUTDOWN, error="Taskdeck stopped while the run was running.")
         if run:
             ended.append(run)
     return ended
 
 
-def reap_lost_runs(*, stale_after: float | None = None) -> list[Run]:
+def reap_lost_runs(*, stale_after: float | None = None, database_failed_at: datetime | None = None) -> list[Run]:
     """End as crashed every running run whose worker is gone.
 
-    A worker is gone when its process no longer exists on this host, or, on any host, when its
-    heartbeat is older than ``HEARTBEAT_STALE_AFTER``. A run past its timeout ends ``timeout``.
+    A worker is gone when its process no longer exists on this host, or, for a worker on another
+    host, when its heartbeat is older than ``HEARTBEAT_STALE_AFTER``. A worker of this host that
+    is alive is never taken for gone, whatever its heartbeat says: it may be waiting for the
+    database to take its writes, and will record the run's real end. Nor is a heartbeat stale
+    while the database refused writes less than ``stale_after`` ago (``database_failed_at``, as
+    the caller saw it): no worker could beat then. A run past its timeout ends ``timeout``.
     """
     stale_after = taskdeck_settings.HEARTBEAT_STALE_AFTER if stale_after is None else stale_after
     now = clock.now()
+    heartbeats_count = database_failed_at is None or (now - database_failed_at).total_seconds() > stale_after
     candidates = Run.objects.running().select_related("task")
     reaped = []
     for run in candidates:
-        lost = run.heartbeat_at is None or run.heartbeat_at < now - timedelta(seconds=stale_after)
-        if not lost and run.worker_host == HOSTNAME and run.worker_pid and not _pid_alive(run.worker_pid):
-            lost = True
+        if run.worker_host == HOSTNAME and run.worker_pid:
+            lost = not _pid_alive(run.worker_pid)
+        else:
+            lost = heartbeats_count and (
+                run.heartbeat_at is None or run.heartbeat_at < now - timedelta(seconds=stale_after))
         if not lost:
             continue
         timed_out = bool(run.task.timeout and run.started_at and (now - run.started_at).total_seconds() > run.task.timeout)
@@ -635,7 +643,7 @@ def reap_lost_runs(*, stale_after: float | None = None) -> list[Run]:
             error = "Worker stopped before the run could end." if reason == EndReason.SHUTDOWN else ""
         else:
             reason, error = EndReason.CRASHED, "The worker running this run was lost."
-        ended = finish_run(run.id, reason, error=error, exit_code=-2 if reason == EndReason.CRASHED else None)
+        ended = finish_run(run.id, reason, error=error)  # exit_code stays null: the end is unknown (API.md)
         if ended:
             logger.warning("Run %s of %s ended %s: its worker is gone.", run.id, run.task_id, reason)
             reaped.append(ended)
@@ -821,12 +829,13 @@ def set_schedule(task_id: str, cron_string: str, timezone: str | None = None) ->
     return set_operator_fields(task_id, **values)
 
 
-def beat(role: str) -> None:
-    """Record that this process (scheduler, worker) is alive."""
+def beat(role: str, *, details: dict[str, Any] | None = None) -> None:
+    """Record that this process is alive (and what it reports, when it has ``details``)."""
     now = clock.now()
-    updated = Heartbeat.objects.filter(role=role, host=HOSTNAME, pid=os.getpid()).update(seen_at=now)
+    fields: dict[str, Any] = {"seen_at": now} if details is None else {"seen_at": now, "details": details}
+    updated = Heartbeat.objects.filter(role=role, host=HOSTNAME, pid=os.getpid()).update(**fields)
     if not updated:
-        Heartbeat.objects.get_or_create(role=role, host=HOSTNAME, pid=os.getpid(), defaults={"seen_at": now})
+        Heartbeat.objects.get_or_create(role=role, host=HOSTNAME, pid=os.getpid(), defaults=fields)
 
 
 # --- Lookups used by writers (reads for display live in selectors.py) ---------------------------

@@ -97,3 +97,25 @@ def hostile(ctx):
     ctx.activity(item_id="x1", item_title=HOSTILE, action="delete", status="failed", message=HOSTILE)
     ctx.progress(1, 2, HOSTILE)
     raise ValueError(HOSTILE)
+
+
+#: A file name os.listdir() gives for bytes that are not UTF-8 (a lone surrogate, surrogateescape).
+ODD_NAME = b"caf\xe9.rom".decode("utf-8", "surrogateescape")
+
+
+def odd_text(ctx):
+    """Writes text no database or page takes as it is (a lone surrogate, a NUL) everywhere task
+    code writes text, and a NaN where a number goes."""
+    ctx.progress(1, float("nan"), f"Scanning {ODD_NAME}")
+    ctx.activity(item_id=ODD_NAME, item_title=f"{ODD_NAME}\x00", action="keep", status="success",
+                 message=ODD_NAME, data={ODD_NAME: [ODD_NAME]})
+    print(f"found {ODD_NAME}\x00")
+    ctx.log.info("logged %s", ODD_NAME)
+    if ctx.params.get("fail"):
+        raise ValueError(f"cannot open {ODD_NAME}\x00")
+    ctx.progress(2, 2, "done")
+    return {"file": ODD_NAME, ODD_NAME: ODD_NAME}
+
+
+def nan_result(ctx):
+    return {"ratio": float("nan")}

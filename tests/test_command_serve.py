@@ -57,8 +57,9 @@ def wait_status(project: Project, run_id: str, status: str, timeout: float = 20)
 def test_serve_serves_the_admin_and_runs_tasks_then_stops_everything_on_sigterm(project, tmp_path):
     port = free_port()
     serve = project.start_serve(port, tmp_path / "serve.log")
-    children = descendants(serve.pid)
-    assert len(children) >= 5  # web, scheduler, qcluster with its guard, pusher, monitor and 2 workers
+    # web, scheduler, the worker with its sentinel, pusher, monitor and 2 workers
+    children = wait_until(lambda: found if len(found := descendants(serve.pid)) >= 8 else None,
+                          what="every process of the stack")
     assert requests.get(f"http://127.0.0.1:{port}/static/admin/css/base.css", timeout=5).status_code == 200
     result = project.manage("tasks", "run", "scan_library", "--param", "platforms=gba", "--param", "pace=0", "--wait")
     assert "completed (success)" in result.stdout

@@ -253,3 +253,24 @@ def test_ensure_admin_creates_one_login_once_and_says_where_the_password_is(proj
     assert oct(password_file.stat().st_mode)[-3:] == "600"
     second = project.manage("ensure_admin").stdout
     assert "Created" not in second and password_file.read_text().strip() == password
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    ([b"run", b"scan_library", b"--param", b"platforms=gba\xed\xa0\x80"], '--param: "platforms=gba\\udced\\udca0'),
+    ([b"run", b"scan\xff"], 'task_id: "scan\\udcff" contains'),
+    ([b"set", b"scan_library", b"--timezone", b"Europe/Par\xe9s"], '--timezone: "Europe/Par\\udce9s" contains'),
+])
+def test_arguments_that_are_not_utf8_are_refused_in_one_line_naming_them(project, argv, message):
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    project.manage("tasks", "sync")
+    result = subprocess.run([sys.executable.encode(), b"manage.py", b"tasks", *argv], cwd=ROOT, env=project.env,
+                            capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    stderr = result.stderr.decode("utf-8", "replace").strip()
+    assert result.returncode == 1 and len(stderr.splitlines()) == 1, stderr
+    assert stderr.startswith(f"CommandError: {message}") and "lone surrogate" in stderr
+    assert "Traceback" not in stderr
+    assert project.manage("tasks", "list").stdout.count("\n") >= 3  # nothing broke: the list still renders

@@ -93,3 +93,27 @@ def test_retention_left_out_of_a_definition_comes_from_the_settings(settings):
     explicit = build_definition("report", {"callable": "tests.sample_tasks.noop", "keep_runs": 3, "keep_for": 60},
                                 source="file")
     assert (explicit["keep_runs"], explicit["keep_for"]) == (3, 60)
+
+
+@pytest.mark.parametrize(("fields", "field", "message"), [
+    ({"title": "Report\x00"}, "title", "contains a NUL character"),
+    ({"description": "caf\udce9"}, "description", "contains a lone surrogate (\\udce9)"),
+    ({"parameters": [{"key": "region", "default": "e\ud800u"}]}, "parameters[0].default", "contains a lone surrogate"),
+])
+def test_text_that_cannot_be_stored_names_the_task_and_the_field(fields, field, message):
+    with pytest.raises(DefinitionError) as caught:
+        build_definition("report", {"callable": "tests.sample_tasks.noop", **fields}, source="code")
+    assert caught.value.field == field and message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_definitions_file_with_a_nul_or_bytes_that_are_not_utf8_fails_in_one_line(tmp_path):
+    path = tmp_path / "taskdeck.toml"
+    path.write_text('[tasks.report]\ncallable = "tests.sample_tasks.noop"\ntitle = "Re\\u0000port"\n')
+    with pytest.raises(DefinitionError) as caught:
+        load_definitions_file(path)
+    assert str(caught.value) == "Task 'report': field 'title': contains a NUL character (\\u0000), which cannot be stored."
+    path.write_bytes(b'[tasks.report]\ncallable = "tests.sample_tasks.noop"\ntitle = "Caf\xe9"\n')
+    with pytest.raises(DefinitionError) as caught:
+        load_definitions_file(path)
+    assert str(caught.value) == "Task 'taskdeck.toml': field '(file)': not UTF-8 text (line 3)"

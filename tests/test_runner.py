@@ -116,7 +116,7 @@ def test_a_worker_killed_mid_run_leaves_a_run_that_ends_crashed():
     [reaped] = services.reap_lost_runs()
     assert reaped.pk == run.pk
     run.refresh_from_db()
-    assert (run.status, run.end_reason, run.exit_code) == (RunStatus.FAILED, EndReason.CRASHED, -2)
+    assert (run.status, run.end_reason, run.exit_code) == (RunStatus.FAILED, EndReason.CRASHED, None)
     assert Event.objects.filter(run_id=run.id, name="task:error").exists()
 
 
@@ -148,3 +148,28 @@ def test_the_scheduler_process_ends_a_run_whose_worker_was_killed(process_env):
     finally:
         scheduler.terminate()
         assert scheduler.wait(10) == 0
+
+
+def test_text_no_database_takes_is_escaped_where_task_code_writes_it_and_the_run_completes():
+    task = make_task(callable="tests.sample_tasks.odd_text", parameters=[{"key": "fail", "type": "boolean"}])
+    run = run_until_ended(trigger(task))
+    assert (run.status, run.end_reason) == (RunStatus.COMPLETED, EndReason.SUCCESS), run.error
+    assert run.progress_message == "done" and run.progress_total == 2
+    assert run.result == {"file": "caf\\udce9.rom", "caf\\udce9.rom": "caf\\udce9.rom"}
+    [row] = Activity.objects.filter(run=run)
+    assert (row.item_id, row.item_title, row.message) == ("caf\\udce9.rom", "caf\\udce9.rom\\x00", "caf\\udce9.rom")
+    assert row.data == {"caf\\udce9.rom": ["caf\\udce9.rom"]}
+    assert "found caf\\udce9.rom\\x00" in run.output and "logged caf\\udce9.rom" in run.output
+
+
+def test_a_task_failing_with_such_text_records_its_real_error_not_a_crash():
+    task = make_task(callable="tests.sample_tasks.odd_text", parameters=[{"key": "fail", "type": "boolean"}])
+    run = run_until_ended(trigger(task, parameters={"fail": True}))
+    assert (run.status, run.end_reason) == (RunStatus.FAILED, EndReason.FAILED)
+    assert run.error == "ValueError: cannot open caf\\udce9.rom\\x00"
+    assert "cannot open caf\\udce9.rom" in run.traceback
+
+
+def test_a_result_with_nan_fails_the_run_clearly():
+    run = run_until_ended(trigger(make_task(callable="tests.sample_tasks.nan_result")))
+    assert run.end_reason == EndReason.FAILED and "not JSON-serialisable" in run.error and "Out of range" in run.error

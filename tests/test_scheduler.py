@@ -65,6 +65,27 @@ def test_a_dead_worker_on_this_host_is_noticed_without_waiting_for_the_heartbeat
     assert reaped.pk == run.pk and reaped.end_reason == EndReason.CRASHED
 
 
+def test_a_live_worker_on_this_host_is_never_reaped_whatever_its_heartbeat(clock):
+    """It may be waiting for the database to take its writes: it will record the run's real end."""
+    run = running_run(make_task(), clock, host=services.HOSTNAME, pid=os.getpid())
+    clock.advance(hours=1)
+    assert services.reap_lost_runs(stale_after=30) == []
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING
+
+
+def test_heartbeats_are_not_stale_while_the_database_refused_writes_recently(clock):
+    """No worker can beat while the database refuses writes: a heartbeat counts again only once
+    the database has taken writes for longer than the stale time."""
+    run = running_run(make_task(timeout=3600), clock)
+    clock.advance(seconds=60)
+    refused_at = clock.now() - timedelta(seconds=10)
+    assert services.reap_lost_runs(stale_after=30, database_failed_at=refused_at) == []
+    clock.advance(seconds=21)
+    [reaped] = services.reap_lost_runs(stale_after=30, database_failed_at=refused_at)
+    assert reaped.pk == run.pk and reaped.end_reason == EndReason.CRASHED
+
+
 def test_a_scheduler_pass_reaps_and_admits_held_runs(clock):
     task = make_task(on_overlap="queue", queue_max=1)
     lost = running_run(task, clock)

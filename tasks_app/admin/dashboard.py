@@ -1,5 +1,6 @@
 """The dashboard at the top of the admin index: runs running and queued now (live), failures in
-the last 24 hours, and whether workers and the scheduler are alive.
+the last 24 hours, whether workers and the scheduler are alive, whether the database takes writes,
+and what serve and the workers had to start again (``health.check``, as /api/health).
 
 ``templates/admin/index.html`` shows it through the ``{% taskdeck_dashboard %}`` tag
 (tasks_app/templatetags/taskdeck_admin.py); ``live_view`` re-renders it when run events arrive.
@@ -12,7 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, JsonResponse
 from django.template.loader import render_to_string
 
-from tasks_app import clock, selectors
+from tasks_app import clock, health, selectors
 from tasks_app.admin.actions import live_fragments
 from tasks_app.conf import taskdeck_settings
 
@@ -24,14 +25,15 @@ def can_see(request: HttpRequest) -> bool:
 def dashboard_context(request: HttpRequest) -> dict[str, Any]:
     now = clock.now()
     board = selectors.dashboard(now=now, fresh_for=taskdeck_settings.HEALTH_FRESH_FOR)
-    roles = {process.role for process in board.processes if process.fresh}
+    report = health.check(now=now)
     sections = [
         ("Running now", board.running, board.running_total, "Nothing is running."),
         ("Queued", board.queued, board.queued_total, "Nothing is waiting."),
         ("Failed in the last 24 hours", board.failures, board.failures_total, "No failures."),
     ]
-    return {"board": board, "now": now, "sections": sections,
-            "workers_ok": "worker" in roles, "scheduler_ok": "scheduler" in roles}
+    restarts = sorted((name, count) for name, count in report.restarts.items() if count)
+    return {"board": board, "now": now, "sections": sections, "health": report, "restarts": restarts,
+            "workers_ok": report.workers == "ok", "scheduler_ok": report.scheduler == "ok"}
 
 
 def render_dashboard(request: HttpRequest) -> str:

@@ -9,11 +9,18 @@ from rest_framework import serializers
 from rest_framework.request import Request
 
 from tasks_app.api.problems import validation_errors
-from tasks_app.exceptions import InvalidQuery
+from tasks_app import text
+from tasks_app.exceptions import InvalidQuery, InvalidText
 
 
 def parse_query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
     """Checked query parameters; a bad one is a 400 naming it (location ``query.<name>``)."""
+    for name, values in request.query_params.lists():
+        for value in values:
+            bad = text.first_unstorable(value, location=f"query.{text.storable(name)}")
+            if bad is not None:
+                raise InvalidText(f"Invalid text in {bad.location}.",
+                                  errors=[{"location": bad.location, "message": bad.message}])
     serializer = serializer_class(data=request.query_params)
     if not serializer.is_valid():
         errors = validation_errors(serializer.errors, prefix="query")

@@ -11,17 +11,22 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.html import escape
 from rest_framework import exceptions as drf
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from tasks_app.exceptions import TaskdeckError
+from tasks_app.exceptions import DatabaseUnavailable, RequestTooLarge, TaskdeckError
 
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/problem+json"
+#: Seconds a client is told to wait (Retry-After) when the database refused its request.
+DATABASE_RETRY_AFTER = 5
 
 #: slug -> (status, title, explanation) for the problems DRF and Django raise.
 FRAMEWORK_PROBLEMS: dict[str, tuple[int, str, str]] = {
@@ -75,6 +80,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     request = context.get("request")
     instance = request.path if request is not None else ""
     headers: dict[str, str] = {}
+    if isinstance(exc, RequestDataTooBig):  # Django's own cap (DATA_UPLOAD_MAX_MEMORY_SIZE), met first
+        exc = RequestTooLarge(f"The body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes.")
     if isinstance(exc, TaskdeckError):
         body = problem(exc.status, exc.slug, exc.title, exc.detail, instance, exc.errors)
     elif isinstance(exc, Http404):
@@ -90,6 +97,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
             headers["WWW-Authenticate"] = exc.auth_header
         if getattr(exc, "wait", None):
             headers["Retry-After"] = str(int(exc.wait))
+    elif isinstance(exc, OperationalError):  # a full disk, a read-only file, a lock, a lost server
+        logger.warning("The database refused %s: %s", instance, exc)
+        unavailable = DatabaseUnavailable("The database cannot serve this request right now; nothing was changed.")
+        body = problem(unavailable.status, unavailable.slug, unavailable.title, unavailable.detail, instance)
+        headers["Retry-After"] = str(DATABASE_RETRY_AFTER)
     else:
         logger.exception("Unexpected error serving %s", instance)
         body = problem(500, "server-error", "Server error", "Taskdeck failed unexpectedly; the error was logged.", instance)

@@ -17,7 +17,9 @@ from tasks_app.models import (
     RetryBackoff,
     Run,
     RunStatus,
+    RunTrigger,
     Task,
+    TaskKind,
     TaskTrigger,
 )
 from tasks_app.services import MAX_INTERVAL_SECONDS
@@ -298,8 +300,8 @@ class IntervalRequestSerializer(serializers.Serializer):
 
 
 class ScheduleRequestSerializer(serializers.Serializer):
-    cron_string = serializers.CharField()
-    timezone = serializers.CharField(required=False)
+    cron_string = serializers.CharField(max_length=Task._meta.get_field("cron_string").max_length)
+    timezone = serializers.CharField(required=False, max_length=schedules.MAX_TIMEZONE_LENGTH)
 
     def validate_cron_string(self, value: str) -> str:
         value = " ".join(value.split())
@@ -316,16 +318,25 @@ class ScheduleRequestSerializer(serializers.Serializer):
 # --- Query parameters ------------------------------------------------------------------------------
 
 
+#: The highest offset or event id accepted (the largest 64-bit integer a database column holds).
+MAX_POSITION = 2**63 - 1
+
+
 class PageQuerySerializer(serializers.Serializer):
     page = serializers.IntegerField(min_value=1, required=False, default=1)
     limit = serializers.IntegerField(min_value=1, max_value=500, required=False)
 
 
 class StatusListField(serializers.CharField):
-    """A comma-separated list of run statuses."""
+    """A comma-separated list of run statuses (at least one)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=200, **kwargs)
 
     def to_internal_value(self, data: Any) -> list[str]:
         values = [value.strip() for value in str(super().to_internal_value(data)).split(",") if value.strip()]
+        if not values:
+            raise serializers.ValidationError(f"Give at least one status: {', '.join(RunStatus.values)}.")
         unknown = [value for value in values if value not in RunStatus.values]
         if unknown:
             raise serializers.ValidationError(f"Unknown status {unknown[0]!r}; use {', '.join(RunStatus.values)}.")
@@ -337,27 +348,28 @@ class HistoryQuerySerializer(PageQuerySerializer):
 
 
 class RunsQuerySerializer(HistoryQuerySerializer):
-    task = serializers.CharField(required=False)
-    trigger = serializers.CharField(required=False)
+    task = serializers.CharField(required=False, max_length=Task._meta.get_field("id").max_length)
+    trigger = serializers.ChoiceField(choices=RunTrigger.choices, required=False)
 
 
 class ActivityQuerySerializer(PageQuerySerializer):
-    status = serializers.CharField(required=False)
-    action = serializers.CharField(required=False)
+    status = serializers.CharField(required=False, max_length=Activity._meta.get_field("status").max_length)
+    action = serializers.CharField(required=False, max_length=Activity._meta.get_field("action").max_length)
 
 
 class TaskListQuerySerializer(serializers.Serializer):
-    type = serializers.CharField(required=False)
-    kind = serializers.CharField(required=False)
+    type = serializers.CharField(required=False, max_length=Task._meta.get_field("type").max_length)
+    kind = serializers.ChoiceField(choices=TaskKind.choices, required=False)
     trigger = serializers.ChoiceField(choices=["scheduled", "manual", "watcher"], required=False)
     enabled = serializers.BooleanField(required=False, allow_null=True, default=None)
 
 
 class EventsQuerySerializer(serializers.Serializer):
-    task = serializers.CharField(required=False)
+    task = serializers.CharField(required=False, max_length=Task._meta.get_field("id").max_length)
     run = serializers.UUIDField(required=False)
-    last_event_id = serializers.IntegerField(min_value=0, required=False, help_text="Same as the Last-Event-ID header.")
+    last_event_id = serializers.IntegerField(min_value=0, max_value=MAX_POSITION, required=False,
+                                             help_text="Same as the Last-Event-ID header.")
 
 
 class LogQuerySerializer(serializers.Serializer):
-    offset = serializers.IntegerField(min_value=0, required=False, default=0)
+    offset = serializers.IntegerField(min_value=0, max_value=MAX_POSITION, required=False, default=0)

@@ -3,6 +3,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import SimpleRouter
 
 from tasks_app.api import problems, schema, views  # noqa: F401 (schema registers the key schemes)
+from tasks_app.api.permissions import CanRead
 
 
 class Router(SimpleRouter):
@@ -23,8 +24,9 @@ urlpatterns = [
     path("events", views.EventsView.as_view(), name="events"),
     path("problems/", problems.problem_index, name="problem-index"),
     path("problems/<slug:slug>", problems.problem_page, name="problem"),
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    # Like every route but health, the schema and its viewers need a caller with tasks:read.
+    path("schema/", SpectacularAPIView.as_view(permission_classes=[CanRead]), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[CanRead]), name="docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="schema", permission_classes=[CanRead]), name="redoc"),
     path("", include(router.urls)),
 ]

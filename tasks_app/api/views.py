@@ -5,10 +5,10 @@ Every route names the scope it needs (``required_scopes``); every error is a pro
 """
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from django.db import connection
 from django.db.models import Q, QuerySet
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -20,14 +20,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tasks_app import __version__, clock, events, selectors, services
+from tasks_app import __version__, events, health, selectors, services, text
 from tasks_app.api import serializers as s
 from tasks_app.api.pagination import paginate, pagination, parse_query
 from tasks_app.api.permissions import caller_label
 from tasks_app.conf import taskdeck_settings
 from tasks_app.exceptions import InvalidQuery
-from tasks_app.models import Heartbeat, RunTrigger, Scope, Task, TaskKind
+from tasks_app.models import RunTrigger, Scope, Task, TaskKind
 
+#: A Last-Event-ID: ASCII digits only (str.isdigit would let "²" through to int()).
+EVENT_ID = re.compile(r"[0-9]{1,19}")
 PROBLEM = OpenApiResponse(s.ProblemSerializer, description="Problem document (RFC 9457)")
 
 
@@ -57,7 +59,7 @@ class TaskViewSet(viewsets.ViewSet):
     @extend_schema(request=s.RunRequestSerializer, responses={202: s.RunQueuedSerializer, **problems(400, 404, 409)})
     @action(detail=True, methods=["post"])
     def run(self, request: Request, id: str) -> Response:
-        body = s.RunRequestSerializer(data=request.data or {})
+        body = s.RunRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         run = services.trigger(id, source=RunTrigger.API, requested_by=caller_label(request), **body.validated_data)
         return Response(s.RunQueuedSerializer(run).data, status=status.HTTP_202_ACCEPTED)
@@ -198,25 +200,19 @@ class RunViewSet(viewsets.ViewSet):
 
 
 class HealthView(APIView):
-    """GET /api/health, without authentication: database, workers and scheduler."""
+    """GET /api/health, without authentication: database (a real write), workers, scheduler, and
+    the children serve restarted. 503 when the database cannot serve Taskdeck (``health.check``)."""
 
     authentication_classes: list[Any] = []
     permission_classes: list[Any] = []
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT}, auth=[])
     def get(self, request: Request) -> Response:
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
-            fresh_after = clock.now() - taskdeck_settings.HEALTH_FRESH_FOR
-            beats = set(Heartbeat.objects.filter(seen_at__gte=fresh_after).values_list("role", flat=True))
-        except Exception:  # an unreachable database is what this route reports, not a crash
-            return Response({"status": "error", "version": __version__,
-                             "checks": {"database": "error", "workers": "unknown", "scheduler": "unknown"}}, status=503)
-        checks = {"database": "ok", "workers": "ok" if "worker" in beats else "none",
-                  "scheduler": "ok" if "scheduler" in beats else "stale"}
-        healthy = checks["workers"] == "ok" and checks["scheduler"] == "ok"
-        return Response({"status": "ok" if healthy else "degraded", "version": __version__, "checks": checks})
+        report = health.check()
+        body = {"status": report.status, "version": __version__,
+                "checks": {"database": report.database, "workers": report.workers, "scheduler": report.scheduler},
+                "restarts": report.restarts}
+        return Response(body, status=503 if report.status == "error" else 200)
 
 
 class EventStreamRenderer(BaseRenderer):
@@ -253,9 +249,10 @@ class EventsView(APIView):
         last_id = query.get("last_event_id")
         header = request.headers.get("Last-Event-ID", "").strip()
         if header:
-            if not header.isdigit():
+            if not EVENT_ID.fullmatch(header) or int(header) > s.MAX_POSITION:
                 raise InvalidQuery("Invalid Last-Event-ID header.", errors=[
-                    {"location": "header.Last-Event-ID", "message": "An event id (an integer).", "value": header}])
+                    {"location": "header.Last-Event-ID", "message": "An event id (an integer).",
+                     "value": text.storable(header[:100])}])
             last_id = int(header)
         run_id = str(query["run"]) if query.get("run") else None
         stream = event_stream(task_id=query.get("task") or None, run_id=run_id, last_id=last_id)
@@ -273,7 +270,9 @@ async def event_stream(*, task_id: str | None, run_id: str | None, last_id: int 
     try:
         yield "retry: 2000\n\n"
         if last_id is not None:
-            subscription.skip_through = last_id
+            # An id past the newest (a database that was reset, a client's mistake) resumes from
+            # the newest: skipping through it would silence every event until ids caught up.
+            subscription.skip_through = min(last_id, await events.relay.read(events.latest_event_id))
             while backlog := await events.relay.read(events.events_after, subscription.skip_through,
                                                       task_id=task_id, run_id=run_id):
                 yield "".join(event.as_sse() for event in backlog)

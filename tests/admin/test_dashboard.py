@@ -43,3 +43,14 @@ def test_the_dashboard_is_live_and_only_for_users_who_may_see_runs(root_client):
     assert "td-dashboard" not in no_runs.get("/admin/").content.decode()
     assert no_runs.get("/admin/tasks_app/run/dashboard/live/").status_code == 403
     assert "td-dashboard" in staff_client("view_run", username="runs").get("/admin/").content.decode()
+
+
+def test_the_dashboard_says_what_was_started_again_after_dying(root_client, clock):
+    Heartbeat.objects.create(role="serve", host="box", pid=3, seen_at=clock.now(),
+                             details={"restarts": {"web": 0, "worker": 2, "scheduler": 1}})
+    Heartbeat.objects.create(role="worker", host="box", pid=4, seen_at=clock.now(), details={"restarts": {"cluster": 1}})
+
+    page = root_client.get("/admin/").content.decode()
+
+    assert "Started again after dying: cluster 1×, scheduler 1×, worker 2×" in page
+    assert "refuses writes" not in page  # the database took the health check's write

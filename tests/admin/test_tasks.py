@@ -187,3 +187,14 @@ def test_a_declared_task_offers_only_the_operator_fields_for_editing(root_client
                                                                 "timezone"}
     assert "Declared in code (@task): change it there" in page
     assert 'name="keep_runs"' in root_client.get("/admin/tasks_app/task/made_5Fhere/change/").content.decode()
+
+
+def test_text_that_cannot_be_stored_is_a_form_error_in_the_run_now_and_task_forms(root_client):
+    make_task(id="scan", parameters=[string("platforms")], cron_string="0 3 * * *")
+
+    page = root_client.post("/admin/tasks_app/task/scan/run/", {"param_platforms": "gba\x00"}).content.decode()
+    assert "Null characters are not allowed." in page and not Run.objects.exists()
+    page = root_client.post("/admin/tasks_app/task/scan/change/", {
+        "cron_string": "0 3 * * *", "timezone": "E" * 5000, "enabled": "on"}).content.decode()
+    assert "Ensure this value has at most 64 characters" in page
+    assert Task.objects.get(pk="scan").timezone == "UTC"

@@ -69,6 +69,8 @@ def live(process_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
     read_key = project.manage("create_api_key", "--name", "reader", "--scopes", "tasks:read").stdout.split()[-1]
     run_key = project.manage("create_api_key", "--name", "runner", "--scopes", "tasks:run").stdout.split()[-1]
     visitor = project.manage("shell", "-c", MAKE_SESSION).stdout.split()[-1]
+    project.manage("shell", "-c", "from django.contrib.auth.models import User; "
+                                  "User.objects.create_superuser('root', password='root-password')")
     port = free_port()
     serve = project.start_serve(port, folder / "serve.log")
     web = next(pid for pid in descendants(serve.pid) if "uvicorn" in Path(f"/proc/{pid}/cmdline").read_text())
@@ -263,11 +265,83 @@ def test_a_websocket_client_can_change_what_it_follows(live):
 @pytest.mark.parametrize(("headers", "code"), [
     ({}, 4401),
     ({"X-API-Key": "td_not-a-key"}, 4401),
-    ({"Cookie": "sessionid=SESSION", "Origin": "http://127.0.0.1"}, 4403),  # a user with no scopes
+    ({"Cookie": "sessionid=SESSION", "Origin": "BASE"}, 4403),  # this site's page, a user with no scopes
     ({"Cookie": "sessionid=SESSION", "Origin": "http://evil.example"}, 4401),  # another site's page
+    # The same host, another origin: another port, another scheme, no port (issue 11).
+    ({"Cookie": "sessionid=SESSION", "Origin": "http://localhost:6666"}, 4401),
+    ({"Cookie": "sessionid=SESSION", "Origin": "http://127.0.0.1:6666"}, 4401),
+    ({"Cookie": "sessionid=SESSION", "Origin": "https://127.0.0.1:1"}, 4401),
+    ({"Cookie": "sessionid=SESSION", "Origin": "http://127.0.0.1"}, 4401),
+    ({"Cookie": "sessionid=SESSION", "Origin": "null"}, 4401),
+    ({"Cookie": "sessionid=SESSION"}, 4401),
 ])
 def test_the_websocket_closes_4401_without_a_caller_and_4403_without_the_scope(live, headers, code):
-    headers = {name: value.replace("SESSION", live.visitor_session) for name, value in headers.items()}
+    headers = {name: value.replace("SESSION", live.visitor_session).replace("BASE", live.base)
+               for name, value in headers.items()}
     with connect(live.ws, additional_headers=headers) as socket, pytest.raises(ConnectionClosed) as closed:
         socket.recv(timeout=10)
     assert closed.value.rcvd.code == code
+
+
+def test_the_admin_session_opens_the_socket_from_this_sites_pages_only(live):
+    """A superuser's session reads events from a page of this site, and from nowhere else on its host."""
+    admin = requests.Session()
+    page = admin.get(f"{live.base}/admin/login/", timeout=10)
+    token = page.cookies["csrftoken"]
+    admin.post(f"{live.base}/admin/login/", data={"username": "root", "password": "root-password",
+                                                  "csrfmiddlewaretoken": token, "next": "/admin/"},
+               headers={"Referer": f"{live.base}/admin/login/"}, timeout=10)
+    cookie = f"sessionid={admin.cookies['sessionid']}"
+    with connect(f"{live.ws}?task=quick", additional_headers={"Cookie": cookie, "Origin": live.base}) as socket:
+        run_id = trigger(live, "quick")
+        frame = json.loads(socket.recv(timeout=10))
+        assert frame["data"]["run_id"] == run_id
+    for origin in ("http://localhost:6666", live.base.replace("http:", "https:")):
+        with connect(live.ws, additional_headers={"Cookie": cookie, "Origin": origin}) as socket, \
+                pytest.raises(ConnectionClosed) as closed:
+            socket.recv(timeout=10)
+        assert closed.value.rcvd.code == 4401
+
+
+def test_a_websocket_frame_too_big_or_too_deep_never_kills_the_stream(live):
+    with connect(f"{live.ws}?task=quick", additional_headers={"X-API-Key": live.read_key}) as socket:
+        socket.send("[" * 4000 + "]" * 4)  # deep, within the size limit: ignored
+        run_id = trigger(live, "quick")
+        frame = json.loads(socket.recv(timeout=10))
+        assert frame["data"]["run_id"] == run_id
+        socket.send("[" * 100_000)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                socket.recv(timeout=10)
+        assert closed.value.rcvd.code == 1009
+    with connect(f"{live.ws}?task=quick", additional_headers={"X-API-Key": live.read_key}) as socket:
+        run_id = trigger(live, "quick")  # the web process still serves sockets
+        assert json.loads(socket.recv(timeout=10))["data"]["task_id"] == "quick"
+
+
+def test_a_last_event_id_past_the_newest_resumes_from_the_newest(live):
+    database = sqlite3.connect(live.database)
+    newest = database.execute("SELECT MAX(id) FROM tasks_app_event").fetchone()[0] or 0
+    resumed = Stream(live, "?task=quick", headers={"Last-Event-ID": str(newest + 1_000_000)})
+    run_id = trigger(live, "quick")
+    seen = resumed.until(ended(run_id))
+    resumed.close()
+    assert seen[0]["event"] == "task:queued" and seen[0]["id"] > newest
+
+
+def test_the_stream_takes_any_header_or_query_string_without_a_server_error(live):
+    """Hypothesis over what /api/events reads (test_fuzz.py does the other routes)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from .test_fuzz import FUZZ, header_values, query_strings
+
+    @settings(FUZZ, max_examples=max(FUZZ.max_examples // 2, 10))
+    @given(last_event_id=header_values, key=header_values, query=query_strings, use_key=st.booleans())
+    def send(last_event_id: str, key: str, query: str, use_key: bool) -> None:
+        headers = {"Last-Event-ID": last_event_id, "X-API-Key": live.read_key if use_key else key}
+        with requests.get(f"{live.base}/api/events?{query}", headers=headers, stream=True, timeout=10) as response:
+            assert response.status_code < 500, (headers, query, response.text[:300] if response.status_code != 200 else "")
+
+    send()
+    assert requests.get(f"{live.base}/api/tasks", headers={"X-API-Key": live.read_key}, timeout=10).status_code == 200

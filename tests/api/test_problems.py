@@ -18,7 +18,7 @@ from tasks_app.models import Task
 from ..conftest import ROOT, wait_until
 from ..factories import make_run, make_task
 from ..processes import free_port
-from .conftest import make_key
+from .conftest import assert_problem, make_key
 
 
 def handle(exc):
@@ -101,13 +101,25 @@ def test_every_run_route_is_404_once_a_run_is_deleted(api):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("page", ["/api/schema/", "/api/schema/?format=json", "/api/docs/", "/api/redoc/"])
+def test_the_schema_and_its_viewers_need_a_caller_with_read(live_server, page):
+    assert_problem(requests.get(f"{live_server.url}{page}", timeout=10), 401, "not-authenticated")
+    nobody = User.objects.create_user("plain", password="pw")  # logged in, but not staff: no scopes
+    client = Client()
+    client.force_login(nobody)
+    response = client.get(page)
+    assert response.status_code == 403 and response["Content-Type"] == "application/problem+json"
+
+
+@pytest.mark.django_db(transaction=True)
 def test_schema_swagger_and_redoc_are_served_with_no_outside_network(live_server):
-    yaml_schema = requests.get(f"{live_server.url}/api/schema/", timeout=10)
+    reader = {"X-API-Key": make_key("tasks:read")}
+    yaml_schema = requests.get(f"{live_server.url}/api/schema/", headers=reader, timeout=10)
     assert yaml_schema.status_code == 200 and "openapi: 3" in yaml_schema.text
-    json_schema = requests.get(f"{live_server.url}/api/schema/?format=json", timeout=10).json()
+    json_schema = requests.get(f"{live_server.url}/api/schema/?format=json", headers=reader, timeout=10).json()
     assert {"ApiKeyHeader", "BearerKey", "cookieAuth"} <= set(json_schema["components"]["securitySchemes"])
     for page in ("/api/docs/", "/api/redoc/"):
-        html = requests.get(f"{live_server.url}{page}", timeout=10).text
+        html = requests.get(f"{live_server.url}{page}", headers=reader, timeout=10).text
         assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', html)
         assert assets, html[:500]
         for asset in assets:

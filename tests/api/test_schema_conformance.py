@@ -33,6 +33,7 @@ swapped for the ids of the example tasks and of runs triggered when the server s
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -55,7 +56,10 @@ from schemathesis.config import SchemathesisConfig
 from ..conftest import ROOT, wait_until
 from ..processes import Project, free_port, stop_serve
 
-MAX_EXAMPLES = 25
+#: Cases per operation: 25 in the suite; ``make fuzz`` asks for more (TASKDECK_FUZZ_EXAMPLES) and
+#: for schemathesis's random mode (TASKDECK_FUZZ_RANDOM=1: new cases every run, not the same ones).
+MAX_EXAMPLES = int(os.environ.get("TASKDECK_FUZZ_EXAMPLES", "25"))
+DETERMINISTIC = not os.environ.get("TASKDECK_FUZZ_RANDOM")
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
@@ -139,7 +143,7 @@ def api_schema(live_taskdeck: LiveServer) -> Any:
         "headers": {"X-API-Key": live_taskdeck.key},
         "request-timeout": 10,
         "wait-for-schema": 10,
-        "generation": {"max-examples": MAX_EXAMPLES, "database": "none", "deterministic": True},
+        "generation": {"max-examples": MAX_EXAMPLES, "database": "none", "deterministic": DETERMINISTIC},
         "phases": {"stateful": {"enabled": False}},
     })
     schema = schemathesis.openapi.from_url(f"{live_taskdeck.base_url}/api/schema/?format=json", config=config)

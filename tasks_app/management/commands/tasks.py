@@ -15,7 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import OperationalError, transaction
 
-from tasks_app import schedules, selectors, services
+from tasks_app import schedules, selectors, services, text
 from tasks_app.exceptions import DefinitionError, TaskdeckError
 from tasks_app.models import IntervalUnit, Run, RunStatus, RunTrigger, Task
 from tasks_app.registry import all_definitions
@@ -65,6 +65,7 @@ class Command(BaseCommand):
         sub.add_parser("sync", help="Load task definitions (code and definitions file) into the database.")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
+        refuse_unstorable(options)
         try:
             getattr(self, f"do_{action}")(**options)
         except (TaskdeckError, DefinitionError) as error:
@@ -286,3 +287,19 @@ def _next_run_text(task: Task) -> str:
     if task.next_run_at is None:
         return "no next run"
     return f"next run {task.next_run_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+#: The command's own options (Django's, such as --settings, are not text Taskdeck stores).
+_TEXT_OPTIONS = ("task_id", "run_id", "param", "interval", "cron", "timezone")
+
+
+def refuse_unstorable(options: dict[str, Any]) -> None:
+    """Arguments are text the database must take: bytes that are not UTF-8 (which Python hands
+    over as lone surrogates) or a NUL are refused here, naming the argument."""
+    for name in _TEXT_OPTIONS:
+        values = options.get(name)
+        for value in values if isinstance(values, list) else [values]:
+            bad = text.first_unstorable(value, location=name) if isinstance(value, str) else None
+            if bad is not None:
+                label = name if name.endswith("_id") else f"--{name}"
+                raise CommandError(f'{label}: "{text.storable(value)}" {bad.clause}')
