@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-sqlite test-postgres setup bench screenshots clean
+.PHONY: run test test-sqlite test-postgres setup bench fuzz screenshots clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,15 @@ test-postgres: setup
 screenshots: setup
 	scripts/install-test-deps
 	UPDATE_SCREENSHOTS=1 $(PY) -m pytest tests/browser -q
+
+## fuzz: longer than CI's suite: schemathesis in random mode over the whole schema of a real
+## serve, and the Hypothesis fuzzers of bodies, query strings and headers, with many more cases
+FUZZ_EXAMPLES ?= 300
+fuzz: setup
+	scripts/install-test-deps
+	TASKDECK_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) TASKDECK_FUZZ_RANDOM=1 $(PY) -m pytest \
+		tests/api/test_schema_conformance.py tests/api/test_fuzz.py \
+		"tests/api/test_events.py::test_the_stream_takes_any_header_or_query_string_without_a_server_error"
 
 ## bench: throughput and latency against raw django-q2
 bench: setup
