@@ -42,7 +42,7 @@ screenshots: setup
 FUZZ_EXAMPLES ?= 300
 fuzz: setup
 	scripts/install-test-deps
-	TASKDECK_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) TASKDECK_FUZZ_RANDOM=1 $(PY) -m pytest \
+	TASKDECK_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) TASKDECK_FUZZ_RANDOM=1 $(PY) -m pytest --hypothesis-show-statistics \
 		tests/api/test_schema_conformance.py tests/api/test_fuzz.py \
 		"tests/api/test_events.py::test_the_stream_takes_any_header_or_query_string_without_a_server_error"
 

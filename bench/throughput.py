@@ -6,7 +6,8 @@ Run from the project root::
     .venv/bin/python bench/throughput.py [--runs 2000] [--repeats 3] [--latency-samples 30]
 
 Two sides, each on a fresh SQLite file (WAL, the PRAGMAs of config.settings) with a real
-``manage.py qcluster`` of the same worker count:
+worker cluster of the same worker count (``manage.py worker`` for Taskdeck, as ``serve`` runs it;
+``manage.py qcluster`` for the peer):
 
 * taskdeck: the project's settings as they are; ``services.trigger`` on a python task whose
   callable does nothing, every run recorded as a Run row (queued, started, completed events).
@@ -247,16 +248,18 @@ def _die_with_parent() -> None:
 
 
 class Cluster:
-    """A ``manage.py qcluster`` in its own process group, output to a log file, stopped with it."""
+    """A worker cluster (``manage.py worker`` or ``qcluster``) in its own process group, output to
+    a log file, stopped with it."""
 
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, *, command: str) -> None:
         self.log_path = log_path
+        self.command = command
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Cluster:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "manage.py", "qcluster"],
+                [sys.executable, "manage.py", self.command],
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -353,7 +356,8 @@ def side_main(args: argparse.Namespace) -> None:
     django.setup()
     side: Side = TaskdeckSide() if args.side == "taskdeck" else PeerSide()
     side.setup()
-    with Cluster(Path(args.db).with_suffix(".qcluster.log")) as cluster:
+    command = "worker" if args.side == "taskdeck" else "qcluster"
+    with Cluster(Path(args.db).with_suffix(".qcluster.log"), command=command) as cluster:
         # Readiness and warm-up at once: the first stamp runs prove the whole pipeline (broker,
         # pusher, worker, monitor) is up and have the workers import the bench's callables.
         stamp_once(side, cluster, timeout=60.0)

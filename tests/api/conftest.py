@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import itertools
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -10,6 +11,17 @@ import requests
 from django.core.management import call_command
 
 _names = itertools.count(1)
+
+#: Cases each fuzzer sent (schemathesis by operation, the Hypothesis fuzzers by route family);
+#: printed at the end of the session, so ``make fuzz`` says how many cases it ran.
+FUZZ_CASES: Counter[str] = Counter()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FUZZ_CASES:
+        terminalreporter.write_sep("-", f"fuzzed cases: {sum(FUZZ_CASES.values())}")
+        for name, count in sorted(FUZZ_CASES.items()):
+            terminalreporter.write_line(f"{count:7d}  {name}")
 
 
 def make_key(*scopes: str, **options: Any) -> str:

@@ -334,11 +334,13 @@ def test_the_stream_takes_any_header_or_query_string_without_a_server_error(live
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
+    from .conftest import FUZZ_CASES
     from .test_fuzz import FUZZ, header_values, query_strings
 
     @settings(FUZZ, max_examples=max(FUZZ.max_examples // 2, 10))
     @given(last_event_id=header_values, key=header_values, query=query_strings, use_key=st.booleans())
     def send(last_event_id: str, key: str, query: str, use_key: bool) -> None:
+        FUZZ_CASES["hypothesis GET /api/events"] += 1
         headers = {"Last-Event-ID": last_event_id, "X-API-Key": live.read_key if use_key else key}
         with requests.get(f"{live.base}/api/events?{query}", headers=headers, stream=True, timeout=10) as response:
             assert response.status_code < 500, (headers, query, response.text[:300] if response.status_code != 200 else "")

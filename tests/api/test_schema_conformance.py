@@ -55,6 +55,7 @@ from schemathesis.config import SchemathesisConfig
 
 from ..conftest import ROOT, wait_until
 from ..processes import Project, free_port, stop_serve
+from .conftest import FUZZ_CASES
 
 #: Cases per operation: 25 in the suite; ``make fuzz`` asks for more (TASKDECK_FUZZ_EXAMPLES) and
 #: for schemathesis's random mode (TASKDECK_FUZZ_RANDOM=1: new cases every run, not the same ones).
@@ -174,4 +175,5 @@ def _pytest_9_2_node_id(request: pytest.FixtureRequest) -> None:
 
 @schema.parametrize()
 def test_api_conforms_to_its_schema(case: schemathesis.Case) -> None:
+    FUZZ_CASES[f"schemathesis {case.operation.label}"] += 1
     case.call_and_validate(checks=CHECKS)
