@@ -25,12 +25,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
 
 from tasks_app import clock
 from tasks_app.conf import taskdeck_settings
+from tasks_app.db.locks import lock_task, retry_on_conflict
 from tasks_app.models import Event, Run, RunQuerySet, Task
 
 #: Events younger than this (seconds) are kept whatever EVENT_RETENTION says: reconnecting
@@ -66,7 +68,7 @@ def sweep(*, now: datetime | None = None, batch_size: int = 500) -> SweepReport:
         for doomed in (_beyond_newest(ended, keep_runs=keep_runs), _ended_before(ended, now=now, keep_for=keep_for)):
             if doomed is None:
                 continue
-            runs, events = _delete_in_batches(doomed, batch_size=batch_size)
+            runs, events = _delete_in_batches(task_id, doomed, batch_size=batch_size)
             runs_deleted += runs
             events_deleted += events
     events_deleted += prune_events(now=now, batch_size=batch_size)
@@ -118,7 +120,7 @@ def _ended_before(ended: RunQuerySet, *, now: datetime, keep_for: float) -> RunQ
     return ended.filter(Q(ended_at__lt=cut_off) | Q(ended_at__isnull=True), created_at__lt=cut_off)
 
 
-def _delete_in_batches(doomed: RunQuerySet, *, batch_size: int) -> tuple[int, int]:
+def _delete_in_batches(task_id: str, doomed: RunQuerySet, *, batch_size: int) -> tuple[int, int]:
     """Delete runs (and their events and activity) ``batch_size`` per transaction.
 
     Returns (runs, events) deleted. Each pass reads the next ids before taking the write lock;
@@ -128,13 +130,21 @@ def _delete_in_batches(doomed: RunQuerySet, *, batch_size: int) -> tuple[int, in
     events_deleted = 0
     doomed = doomed.order_by()
     while ids := list(doomed.values_list("id", flat=True)[:batch_size]):
-        with transaction.atomic():
-            events_deleted += Event.objects.filter(run_id__in=ids).delete()[0]
-            # only("id"): the collector loads the rows it deletes; a run's captured output can
-            # be a megabyte, and none of it is needed to delete the row.
-            _, per_model = Run.objects.filter(id__in=ids).ended().only("id").delete()
-        batch_deleted = per_model.get(Run._meta.label, 0)
+        batch_deleted, batch_events = _delete_batch(task_id, ids)
+        events_deleted += batch_events
         if not batch_deleted:
             break  # another process deleted them first; the next sweep finishes, no spinning
         runs_deleted += batch_deleted
     return runs_deleted, events_deleted
+
+
+@retry_on_conflict
+def _delete_batch(task_id: str, ids: list[Any]) -> tuple[int, int]:
+    """One batch of one task's ended runs, the task's row locked first (db/locks.py)."""
+    with transaction.atomic():
+        lock_task(task_id)
+        events_deleted = Event.objects.filter(run_id__in=ids).delete()[0]
+        # only("id"): the collector loads the rows it deletes; a run's captured output can
+        # be a megabyte, and none of it is needed to delete the row.
+        _, per_model = Run.objects.filter(id__in=ids).ended().only("id").delete()
+    return per_model.get(Run._meta.label, 0), events_deleted

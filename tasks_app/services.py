@@ -23,6 +23,7 @@ from django.db.models import Count, Q
 
 from tasks_app import clock, dispatch, events, parameters, schedules
 from tasks_app.conf import taskdeck_settings
+from tasks_app.db.locks import lock_task, retry_on_conflict
 from tasks_app.exceptions import (
     AlreadyRunning,
     CancelUnsupported,
@@ -70,6 +71,7 @@ HOSTNAME = socket.gethostname()
 # --- Triggering ---------------------------------------------------------------------------------
 
 
+@retry_on_conflict
 def trigger(
     task: Task | str,
     *,
@@ -243,6 +245,7 @@ def _check_triggerable(task: Task, *, source: str, dry_run: bool) -> None:
         raise DryRunUnsupported(f"Task {task.id!r} does not support dry runs.")
 
 
+@retry_on_conflict
 def release_held_runs(task_id: str) -> list[Run]:
     """Admit held runs, oldest first, while the task has free slots. Returns those admitted."""
     admitted: list[Run] = []
@@ -356,6 +359,7 @@ def _tick_run(task: Task, *, source: str, now: datetime) -> tuple[Run, dispatch.
     return run, dispatch.prepare(run)
 
 
+@retry_on_conflict
 def fire_ticks(plans: list[TickPlan], *, now: datetime) -> list[Run]:
     """Claim and fire planned ticks in one short write transaction; returns the runs written.
 
@@ -443,13 +447,19 @@ def fire_startup_runs(*, now: datetime) -> list[Run]:
 # --- Worker transitions -------------------------------------------------------------------------
 
 
+@retry_on_conflict
 def claim_run(run_id: UUID | str, task_id: str | None = None, *, pid: int | None = None) -> Run | None:
     """queued -> running for exactly one worker; a duplicate delivery gets None and does nothing.
 
-    The transaction only writes (the claim, the task's last_run_at, the event); the run is read
-    for execution after it commits.
+    The transaction only writes (the claim, the task's last_run_at, the event), the task's row
+    locked first (db/locks.py); the run is read for execution after it commits.
     """
+    if task_id is None:
+        task_id = Run.objects.filter(pk=run_id).values_list("task_id", flat=True).first()
+        if task_id is None:
+            return None
     with transaction.atomic():
+        lock_task(task_id)
         now = clock.now()
         won = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
             status=RunStatus.RUNNING,
@@ -460,8 +470,6 @@ def claim_run(run_id: UUID | str, task_id: str | None = None, *, pid: int | None
         )
         if not won:
             return None
-        if task_id is None:
-            task_id = Run.objects.filter(pk=run_id).values_list("task_id", flat=True).get()
         Task.objects.filter(pk=task_id).update(last_run_at=now)
         events.emit_run_event(EventName.STARTED, Run(id=UUID(str(run_id)), task_id=task_id, status=RunStatus.RUNNING))
     return Run.objects.select_related("task").only(*_FOR_EXECUTION).get(pk=run_id)
@@ -493,19 +501,28 @@ def finish_run(
         run = Run.objects.filter(pk=run).first()
         if run is None:
             return None
+    if not _end(run, reason, from_statuses=list(from_statuses), fields=fields):
+        return None
+    after_run_ended(run)
+    return run
+
+
+@retry_on_conflict
+def _end(run: Run, reason: str, *, from_statuses: list[str], fields: dict[str, Any]) -> bool:
+    """finish_run's transaction: the task's row locked first (db/locks.py), then the conditional end."""
     with transaction.atomic():
+        lock_task(run.task_id)
         now = clock.now()
         status = STATUS_FOR_REASON[reason]
-        won = Run.objects.filter(pk=run.pk, status__in=list(from_statuses)).update(
+        won = Run.objects.filter(pk=run.pk, status__in=from_statuses).update(
             status=status, end_reason=reason, ended_at=now, **fields
         )
         if not won:
-            return None
+            return False
         for name, value in {"status": status, "end_reason": reason, "ended_at": now, **fields}.items():
             setattr(run, name, value)
         events.emit_run_end(run)
-    after_run_ended(run)
-    return run
+    return True
 
 
 def after_run_ended(run: Run) -> None:
@@ -550,9 +567,10 @@ def cancel_run(run_id: UUID | str) -> Run:
         raise RunAlreadyEnded(f"Run {run.id} already ended ({run.status}).")
     if run.status == RunStatus.RUNNING and not run.task.supports_cancel:
         raise CancelUnsupported(f"Task {run.task_id!r} does not support cancelling a running run.")
-    with transaction.atomic():
-        _stop(run, StopRequest.CANCEL, now=clock.now())
-    run.refresh_from_db()
+    _request_stop(run, StopRequest.CANCEL)
+    # Read again: it may have ended meanwhile. Retention may even have removed it already (an
+    # ended run); the caller then gets it as the stop left it.
+    run = Run.objects.select_related("task").filter(pk=run.pk).first() or run
     if not run.is_active:
         after_run_ended(run)
     return run
@@ -573,6 +591,13 @@ def cancel_task(task_id: str) -> list[Run]:
         except RunAlreadyEnded:
             continue  # it ended while we went through the list
     return cancelled
+
+
+@retry_on_conflict
+def _request_stop(run: Run, request: str) -> None:
+    with transaction.atomic():
+        lock_task(run.task_id)
+        _stop(run, request, now=clock.now())
 
 
 def _stop(run: Run, request: str, *, now: Any) -> None:
@@ -712,6 +737,7 @@ def _pid_alive(pid: int) -> bool:
 # --- Definitions --------------------------------------------------------------------------------
 
 
+@retry_on_conflict
 def sync_definitions(definitions: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
     """Write declared tasks to the Task table; keep operator changes; mark vanished ones removed.
 
@@ -855,9 +881,12 @@ def get_run(run_id: UUID | str) -> Run:
         raise RunNotFound(f"Run {run_id} does not exist (or was removed by retention).") from None
 
 
+@retry_on_conflict
 def delete_run(run_id: UUID | str) -> None:
     """Remove an ended run with its activity, captured output and events; active runs refuse."""
+    task_id = get_run(run_id).task_id
     with transaction.atomic():
+        lock_task(task_id)
         run = get_run(run_id)
         if run.is_active:
             raise RunActive(f"Run {run.id} is {run.status}; cancel it first.")

@@ -68,17 +68,21 @@ def test_task_object_matches_the_contract(api, manage_key):
 
 
 def test_run_a_task(api, manage_key):
-    make_task(id="report", parameters=[string("region", choices=["eu", "us"]), number("limit", 5)])
+    # Cooperative: if the session's worker cluster takes the run, it runs until cancelled below,
+    # so the second trigger meets it in progress whatever the timing.
+    make_task(id="report", callable="tests.sample_tasks.cooperative",
+              parameters=[string("region", choices=["eu", "us"]), number("limit", 5), number("seconds", 30)])
     response = api.post("/api/tasks/report/run", key=manage_key, json={"parameters": {"region": "us"}})
     assert response.status_code == 202
     body = response.json()
     assert set(body) == {"run_id", "task_id", "status", "created_at", "enqueued_at"}
     assert body["status"] == "queued" and body["created_at"].endswith("Z")
     run = Run.objects.get(pk=body["run_id"])
-    assert run.parameters == {"region": "us", "limit": 5} and run.triggered_by.startswith("key:")
+    assert run.parameters == {"region": "us", "limit": 5, "seconds": 30} and run.triggered_by.startswith("key:")
     body = assert_problem(api.post("/api/tasks/report/run", key=manage_key), 409, "already-running")
     assert str(run.pk) in body["detail"]
     assert api.post("/api/tasks/report/run", key=manage_key, json={"force": True}).status_code == 202
+    services.cancel_task("report")
 
 
 def test_run_refusals(api, manage_key):
