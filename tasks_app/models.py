@@ -317,6 +317,15 @@ class Run(models.Model):
             models.Index(fields=["status", "-created_at", "id"], name="run_status_recent"),
             # All runs, newest first, any statuses.
             models.Index(fields=["-created_at", "status", "id"], name="run_recent"),
+            # Held runs (queued, not yet handed to the queue) in the order they are admitted, and
+            # those waiting for a later time (retries): only held runs are in them, so admitting
+            # the next one, or counting those not yet due, costs the same behind 10 or 10,000.
+            # The statements that use them (services) spell the same conditions out as literals:
+            # SQLite uses a partial index only for a WHERE clause that matches it as written.
+            models.Index(fields=["task", "created_at", "not_before", "id"], name="run_held_fifo",
+                         condition=models.Q(status="queued", enqueued_at__isnull=True)),
+            models.Index(fields=["task", "not_before"], name="run_held_later",
+                         condition=models.Q(status="queued", enqueued_at__isnull=True, not_before__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -366,15 +375,18 @@ class RunCount(models.Model):
     """How many runs a task has in each status, kept exact by database triggers on the run table.
 
     The API's pagination totals read these few rows instead of counting a history that may hold
-    hundreds of thousands of runs. Triggers (migration 0005), not Python code, keep them, so
-    every write path counts: a bulk insert, a conditional update, a cascade, retention.
-    SQLite drops a table's triggers when a migration rebuilds it: such a migration on Run must
-    install them again (as 0007 does); tests/test_selectors.py fails if they are missing.
+    hundreds of thousands of runs, and a trigger reads its task's slots from them (running, queued,
+    and ``held``: queued but not handed to the queue) instead of counting a backlog. Triggers
+    (migration 0009), not Python code, keep them, so every write path counts: a bulk insert, a
+    conditional update, a cascade, retention. SQLite drops a table's triggers when a migration
+    rebuilds it: such a migration on Run must install them again (as 0007 does);
+    tests/test_selectors.py fails if they are missing.
     """
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="run_counts")
     status = models.CharField(max_length=10, choices=RunStatus.choices)
     count = models.BigIntegerField(default=0)
+    held = models.BigIntegerField(default=0, help_text=_("Of the queued runs, those not yet handed to the queue"))
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["task", "status"], name="run_count_task_status")]

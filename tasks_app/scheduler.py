@@ -30,6 +30,7 @@ from django.db import OperationalError, close_old_connections, connections
 
 from tasks_app import clock, retention, services
 from tasks_app.conf import taskdeck_settings
+from tasks_app.db import slots
 from tasks_app.models import HeartbeatRole, Run, Task
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class Scheduler:
             services.beat(HeartbeatRole.SCHEDULER)
         self.fire_due_ticks()
         services.reap_lost_runs(database_failed_at=self.database_failed_at)
-        for task_id in Run.objects.held().due(clock.now()).values_list("task_id", flat=True).distinct():
+        for task_id in slots.tasks_with_held_runs():
             services.release_held_runs(task_id)
         if time.monotonic() >= self._next_redelivery:
             self._next_redelivery = time.monotonic() + REDELIVERY_CHECK_INTERVAL

@@ -19,11 +19,12 @@ from uuid import UUID
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Q
 
 from tasks_app import clock, dispatch, events, parameters, schedules
 from tasks_app.conf import taskdeck_settings
 from tasks_app.db.locks import lock_task, retry_on_conflict
+from tasks_app.db.slots import Slots, count_slots, has_held_runs, next_held
 from tasks_app.exceptions import (
     AlreadyRunning,
     CancelUnsupported,
@@ -116,20 +117,12 @@ def trigger(
         # Read again under the lock: an operator may just have changed the task.
         policy, occupied, waiting = _lock_and_count(task.pk, now=now)
         _check_triggerable(policy, source=source, dry_run=dry_run)
-        _place(run, package, policy, _Slots(occupied, waiting), writes, source=source, force=force, now=now)
+        _place(run, package, policy, Slots(occupied, waiting), writes, source=source, force=force, now=now)
         writes.flush()
     return run
 
 
-@dataclass
-class _Slots:
-    """A task's runs holding a slot (running or handed to the queue), and its held runs due."""
-
-    occupied: int
-    waiting: int
-
-
-def _place(run: Run, package: dispatch.Package, policy: Task, slots: _Slots, writes: _Writes, *,
+def _place(run: Run, package: dispatch.Package, policy: Task, slots: Slots, writes: _Writes, *,
            source: str, force: bool, now: datetime) -> None:
     """The overlap policy, for one new run of a task whose row is locked. Updates ``slots``."""
     if run.not_before is not None and run.not_before > now:
@@ -199,13 +192,14 @@ class _Writes:
 def _lock_and_count(task_id: str, *, now: Any) -> tuple[Task, int, int]:
     """The task's policy (its row locked), then its runs holding a slot and its held runs due.
 
-    Two statements on purpose: on PostgreSQL a statement that waited for the row lock still
-    reads with the snapshot it started with, so counts taken in the locking statement would miss
-    the run the previous lock holder just committed. (On SQLite the IMMEDIATE transaction already
-    serialises writers.) Hand-written SQL because this runs inside the write lock of every
-    trigger, where building the equivalent ORM queries cost several times the queries.
+    The counts come after the locking statement on purpose: on PostgreSQL a statement that waited
+    for the row lock still reads with the snapshot it started with, so counts taken in it would
+    miss the run the previous lock holder just committed. (On SQLite the IMMEDIATE transaction
+    already serialises writers.) Hand-written SQL because this runs inside the write lock of
+    every trigger, where building the equivalent ORM queries cost several times the queries; the
+    counts come from counters and indexes that do not grow with the backlog (db/slots.py).
     """
-    task_table, run_table = Task._meta.db_table, Run._meta.db_table
+    task_table = Task._meta.db_table
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     fields = ("enabled", "removed_at", "manual_run", "supports_dry_run", "on_overlap", "max_concurrent", "queue_max")
     with connection.cursor() as cursor:
@@ -213,20 +207,11 @@ def _lock_and_count(task_id: str, *, now: Any) -> tuple[Task, int, int]:
         row = cursor.fetchone()
         if row is None:
             raise TaskNotFound(f"Task {task_id!r} does not exist.")
-        cursor.execute(
-            f"""SELECT
-                  SUM(CASE WHEN status = %s OR enqueued_at IS NOT NULL THEN 1 ELSE 0 END),
-                  SUM(CASE WHEN status = %s AND enqueued_at IS NULL
-                           AND (not_before IS NULL OR not_before <= %s) THEN 1 ELSE 0 END)
-                FROM {run_table} WHERE task_id = %s AND status IN (%s, %s)""",
-            [RunStatus.RUNNING.value, RunStatus.QUEUED.value, connection.ops.adapt_datetimefield_value(now),
-             task_id, RunStatus.QUEUED.value, RunStatus.RUNNING.value],
-        )
-        occupied, waiting = cursor.fetchone()
+    task_slots = count_slots([task_id], now=now)[task_id]
     values = dict(zip(fields, row, strict=True))
     if isinstance(values["removed_at"], str):  # SQLite returns text from a raw query
         values["removed_at"] = datetime.fromisoformat(values["removed_at"])
-    return Task(id=task_id, **values), occupied or 0, waiting or 0
+    return Task(id=task_id, **values), task_slots.occupied, task_slots.waiting
 
 
 def parameters_for(task: Task, given: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -249,13 +234,16 @@ def _check_triggerable(task: Task, *, source: str, dry_run: bool) -> None:
 def release_held_runs(task_id: str) -> list[Run]:
     """Admit held runs, oldest first, while the task has free slots. Returns those admitted."""
     admitted: list[Run] = []
+    if not next_held(task_id, now=clock.now(), limit=1):
+        return admitted  # none due (a plain read: no write lock for a task whose retries wait)
     with transaction.atomic():
         now = clock.now()
         policy, occupied, _ = _lock_and_count(task_id, now=now)
         free = policy.max_concurrent - occupied
         if free <= 0:
             return admitted
-        for run in Run.objects.filter(task_id=task_id).held().due(now).select_related("task").order_by("created_at")[:free]:
+        ids = next_held(task_id, now=now, limit=free)
+        for run in Run.objects.filter(pk__in=ids).select_related("task").order_by("created_at"):
             if Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED, enqueued_at__isnull=True).update(enqueued_at=now):
                 run.enqueued_at = now
                 dispatch.enqueue(dispatch.prepare(run))
@@ -373,11 +361,11 @@ def fire_ticks(plans: list[TickPlan], *, now: datetime) -> list[Run]:
     written: list[Run] = []
     with transaction.atomic():
         locked = _lock_tasks([plan.task.pk for plan in plans])
-        slots = _count_slots(list(locked), now=now)
+        slots = count_slots(list(locked), now=now)
         claimed = [plan for plan in plans if plan.task.pk in locked and locked[plan.task.pk].next_run_at == plan.due_at]
         for plan in claimed:
             policy = locked[plan.task.pk]
-            task_slots = slots.get(plan.task.pk, _Slots(0, 0))
+            task_slots = slots[plan.task.pk]
             for run, package in plan.runs:
                 if package is None:
                     writes.record_unexecuted(run, EndReason.FAILED, now=now, message=run.error)
@@ -416,18 +404,6 @@ def _lock_tasks(task_ids: list[str]) -> dict[str, Task]:
     if connection.features.has_select_for_update_skip_locked:
         tasks = tasks.select_for_update(skip_locked=True)
     return {task.pk: task for task in tasks}
-
-
-def _count_slots(task_ids: list[str], *, now: datetime) -> dict[str, _Slots]:
-    """``_Slots`` of many tasks in one query (a statement after the lock: see _lock_and_count)."""
-    counts = (
-        Run.objects.filter(task_id__in=task_ids).active().order_by().values("task_id").annotate(
-            occupied=Count("pk", filter=Q(status=RunStatus.RUNNING) | Q(enqueued_at__isnull=False)),
-            waiting=Count("pk", filter=Q(status=RunStatus.QUEUED, enqueued_at__isnull=True)
-                          & (Q(not_before__isnull=True) | Q(not_before__lte=now))),
-        )
-    )
-    return {row["task_id"]: _Slots(row["occupied"], row["waiting"]) for row in counts}
 
 
 def fire_startup_runs(*, now: datetime) -> list[Run]:
@@ -530,10 +506,10 @@ def after_run_ended(run: Run) -> None:
     reason is retryable and attempts remain, and the freed slot for the next held run."""
     if run.end_reason in RETRYABLE_REASONS:
         schedule_retry(run)
-    # Only the queue policy holds runs for a slot. A plain read first, so the common case
-    # (nothing held) takes no write lock; a run held by a trigger racing with this end is
-    # admitted by the scheduler's next pass.
-    if run.task.on_overlap == OverlapPolicy.QUEUE and Run.objects.held().filter(task_id=run.task_id).exists():
+    # Only the queue policy holds runs for a slot. A plain read of its counter first, so the
+    # common case (nothing held) takes no write lock; a run held by a trigger racing with this
+    # end is admitted by the scheduler's next pass.
+    if run.task.on_overlap == OverlapPolicy.QUEUE and has_held_runs(run.task_id):
         release_held_runs(run.task_id)
 
 
