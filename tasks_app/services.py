@@ -201,7 +201,8 @@ def _lock_and_count(task_id: str, *, now: Any) -> tuple[Task, int, int]:
     """
     task_table = Task._meta.db_table
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    fields = ("enabled", "removed_at", "manual_run", "supports_dry_run", "on_overlap", "max_concurrent", "queue_max")
+    fields = ("enabled", "removed_at", "manual_run", "supports_dry_run", "on_overlap", "max_concurrent", "queue_max",
+              "timeout")
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {', '.join(fields)} FROM {task_table} WHERE id = %s{lock}", [task_id])
         row = cursor.fetchone()
@@ -233,21 +234,27 @@ def _check_triggerable(task: Task, *, source: str, dry_run: bool) -> None:
 @retry_on_conflict
 def release_held_runs(task_id: str) -> list[Run]:
     """Admit held runs, oldest first, while the task has free slots. Returns those admitted."""
-    admitted: list[Run] = []
     if not next_held(task_id, now=clock.now(), limit=1):
-        return admitted  # none due (a plain read: no write lock for a task whose retries wait)
+        return []  # none due (a plain read: no write lock for a task whose retries wait)
     with transaction.atomic():
-        now = clock.now()
-        policy, occupied, _ = _lock_and_count(task_id, now=now)
-        free = policy.max_concurrent - occupied
-        if free <= 0:
-            return admitted
-        ids = next_held(task_id, now=now, limit=free)
-        for run in Run.objects.filter(pk__in=ids).select_related("task").order_by("created_at"):
-            if Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED, enqueued_at__isnull=True).update(enqueued_at=now):
-                run.enqueued_at = now
-                dispatch.enqueue(dispatch.prepare(run))
-                admitted.append(run)
+        return _admit_held(task_id, now=clock.now())
+
+
+def _admit_held(task_id: str, *, now: datetime) -> list[Run]:
+    """Hand the oldest due held runs to the queue, one per free slot. Inside a transaction.
+
+    It takes the task's row lock (db/locks.py) if the transaction does not hold it yet. Under that
+    lock nothing else can admit, cancel or delete the task's runs, so the runs ``next_held`` names
+    are still held when the one UPDATE marks them."""
+    policy, occupied, _ = _lock_and_count(task_id, now=now)
+    free = policy.max_concurrent - occupied
+    ids = next_held(task_id, now=now, limit=free) if free > 0 else []
+    if not ids:
+        return []
+    Run.objects.filter(pk__in=ids).update(enqueued_at=now)
+    admitted = [Run(id=run_id, task_id=task_id, task=policy, status=RunStatus.QUEUED, enqueued_at=now)
+                for run_id in ids]
+    dispatch.enqueue_many([dispatch.prepare(run) for run in admitted])
     return admitted
 
 
@@ -498,19 +505,25 @@ def _end(run: Run, reason: str, *, from_statuses: list[str], fields: dict[str, A
         for name, value in {"status": status, "end_reason": reason, "ended_at": now, **fields}.items():
             setattr(run, name, value)
         events.emit_run_end(run)
+        _admit_after_end(run, now=now)
     return True
+
+
+def _admit_after_end(run: Run, *, now: datetime) -> None:
+    """The slot a run frees goes to the task's next held run in the same transaction, under the
+    lock already held: one write per run instead of two, and no wait for the scheduler. Only the
+    queue policy holds runs; a run held by a trigger racing with this end is admitted by the
+    scheduler's next pass."""
+    if run.task.on_overlap == OverlapPolicy.QUEUE and has_held_runs(run.task_id):
+        _admit_held(run.task_id, now=now)
 
 
 def after_run_ended(run: Run) -> None:
     """What a run's end sets off, whoever ended it (runner, watchdog, reaper): a retry when the
-    reason is retryable and attempts remain, and the freed slot for the next held run."""
+    reason is retryable and attempts remain. (The freed slot went to the next held run in the
+    end's own transaction.)"""
     if run.end_reason in RETRYABLE_REASONS:
         schedule_retry(run)
-    # Only the queue policy holds runs for a slot. A plain read of its counter first, so the
-    # common case (nothing held) takes no write lock; a run held by a trigger racing with this
-    # end is admitted by the scheduler's next pass.
-    if run.task.on_overlap == OverlapPolicy.QUEUE and has_held_runs(run.task_id):
-        release_held_runs(run.task_id)
 
 
 def schedule_retry(run: Run) -> Run | None:
@@ -573,11 +586,13 @@ def cancel_task(task_id: str) -> list[Run]:
 def _request_stop(run: Run, request: str) -> None:
     with transaction.atomic():
         lock_task(run.task_id)
-        _stop(run, request, now=clock.now())
+        now = clock.now()
+        if _stop(run, request, now=now):
+            _admit_after_end(run, now=now)
 
 
-def _stop(run: Run, request: str, *, now: Any) -> None:
-    """Queued: end it now. Running: record why it must stop; its watchdog does the rest."""
+def _stop(run: Run, request: str, *, now: Any) -> bool:
+    """Queued: end it now (True). Running: record why it must stop; its watchdog does the rest."""
     if run.status == RunStatus.QUEUED:
         ended = Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
             status=STATUS_FOR_REASON[REASON_FOR_STOP[request]],
@@ -589,10 +604,11 @@ def _stop(run: Run, request: str, *, now: Any) -> None:
         if ended:
             run.refresh_from_db()
             events.emit_run_end(run)
-            return
+            return True
     Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, stop_requested="").update(
         stop_requested=request, stop_requested_at=now
     )
+    return False
 
 
 def request_shutdown(*, pids: Collection[int], host: str = HOSTNAME) -> int:

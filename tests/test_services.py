@@ -4,7 +4,7 @@ import pytest
 from django.db import connection
 from django_q.models import OrmQ
 
-from tasks_app import services
+from tasks_app import dispatch, services
 from tasks_app.exceptions import (
     AlreadyRunning,
     CancelUnsupported,
@@ -123,6 +123,7 @@ class TestOverlap:
         held[0].refresh_from_db()
         held[1].refresh_from_db()
         assert held[0].enqueued_at is not None and held[1].enqueued_at is None
+        assert str(held[0].pk) in dispatch.pending_run_ids()  # handed over by the end itself
 
     def test_a_new_run_waits_behind_held_runs_even_when_a_slot_is_free(self):
         task = make_task(on_overlap="queue", queue_max=5)
