@@ -36,8 +36,11 @@ class TaskTrigger(models.TextChoices):
 
 class IntervalUnit(models.TextChoices):
     MINUTES = "minutes", _("minutes")
+    """Every N minutes."""
     HOURS = "hours", _("hours")
+    """Every N hours."""
     DAYS = "days", _("days")
+    """Every N days (each 86,400 s, whatever the clocks do)."""
 
     @property
     def seconds(self) -> int:
@@ -55,20 +58,29 @@ class OverlapPolicy(models.TextChoices):
 
 class RetryBackoff(models.TextChoices):
     CONSTANT = "constant", _("Constant")
+    """Each retry waits retry_delay."""
     LINEAR = "linear", _("Linear")
+    """Retry n waits n × retry_delay."""
     EXPONENTIAL = "exponential", _("Exponential")
+    """Retry n waits retry_delay × 2^(n-1); every curve is capped (TASKDECK_RETRY_MAX_DELAY)."""
 
 
 class CatchUp(models.TextChoices):
     LATEST = "latest", _("Run once")
+    """After downtime, one run for all the ticks missed; a missed run records the gap."""
     ALL = "all", _("Run each missed tick (capped)")
+    """One run per missed tick, up to max_catch_up_runs; a missed run records the gap."""
     SKIP = "skip", _("Run none")
+    """No run for the missed ticks; a missed run records the gap."""
 
 
 class DefinitionSource(models.TextChoices):
     CODE = "code", _("Code (@task)")
+    """Declared with the @task decorator in an installed app."""
     FILE = "file", _("Definitions file")
+    """Declared in the TOML definitions file (TASKDECK_DEFINITIONS)."""
     ADMIN = "admin", _("Admin")
+    """Created in the admin by a superuser."""
 
 
 class RunStatus(models.TextChoices):
@@ -86,21 +98,42 @@ class RunStatus(models.TextChoices):
     """Never executed by policy: skipped, queue_full or missed. Not a failure."""
 
 
+class TaskStatus(models.TextChoices):
+    """A task's status, derived from its runs (selectors.task_status), never stored."""
+
+    IDLE = "idle", _("Idle")
+    """No run queued or running, and the latest ended run did not fail."""
+    QUEUED = "queued", _("Queued")
+    """A run waits (handed to the queue or held) and none runs."""
+    RUNNING = "running", _("Running")
+    """A run is running."""
+    ERROR = "error", _("Error")
+    """Nothing active, and the latest ended run failed."""
+    REMOVED = "removed", _("Removed")
+    """Gone from its definitions; its runs are kept (the admin shows it, the API hides it)."""
+
+
 class EndReason(models.TextChoices):
     SUCCESS = "success", _("Success")
+    """The callable returned, or the process exited with a code in exit_codes."""
     FAILED = "failed", _("Failed")
     """The task raised, or its process exited with a code not in exit_codes."""
     TIMEOUT = "timeout", _("Timed out")
+    """Ran past the task's timeout and was stopped."""
     CRASHED = "crashed", _("Crashed")
     """Its worker was lost (killed, or the system stopped hard)."""
     CANCELLED = "cancelled", _("Cancelled")
+    """An operator cancelled it (a queued run at once, a running one once it stopped)."""
     TERMINATED = "terminated", _("Terminated")
     """Stopped by the overlap policy terminate."""
     SKIPPED = "skipped", _("Skipped")
+    """A non-interactive trigger met a busy skip task: recorded, never executed."""
     QUEUE_FULL = "queue_full", _("Queue full")
+    """A non-interactive trigger met a queue task whose queue_max runs were already waiting."""
     MISSED = "missed", _("Missed")
     """Records a catch-up gap."""
     LOG_OVERFLOW = "log_overflow", _("Log overflow")
+    """Its output passed log_max_size with log_on_full kill_task."""
     SHUTDOWN = "shutdown", _("Shut down")
     """Taskdeck stopped while the run was running."""
 
@@ -126,12 +159,19 @@ RETRYABLE_REASONS = frozenset({EndReason.FAILED, EndReason.TIMEOUT, EndReason.CR
 
 class RunTrigger(models.TextChoices):
     SCHEDULE = "schedule", _("Schedule")
+    """A cron or interval tick."""
     MANUAL = "manual", _("Manual (admin or command line)")
+    """Someone asked, in the admin or on the command line."""
     API = "api", _("API")
+    """Someone asked through the REST API, with a key."""
     STARTUP = "startup", _("Start-up")
+    """The scheduler started and the task has run_on_start."""
     CATCH_UP = "catch_up", _("Catch-up")
+    """A tick missed while Taskdeck was down, run by the catch-up policy."""
     RETRY = "retry", _("Retry")
+    """The next attempt of a failed, timed-out or crashed run."""
     WATCHER = "watcher", _("Watcher")
+    """A file watcher saw changes settle and triggered its target."""
 
 
 #: Triggers that count as "someone asked": they need the task's manual_run.
@@ -142,8 +182,11 @@ class StopRequest(models.TextChoices):
     """Why a running run was asked to stop; it decides the end reason once it stops."""
 
     CANCEL = "cancel", _("Cancel")
+    """An operator cancelled it; it ends cancelled."""
     TERMINATE = "terminate", _("Terminate (overlap)")
+    """A newer run of a terminate task took its slot; it ends terminated."""
     SHUTDOWN = "shutdown", _("Shutdown")
+    """Its worker is stopping; it ends shutdown."""
 
 
 REASON_FOR_STOP: dict[str, str] = {
@@ -421,13 +464,21 @@ class Activity(models.Model):
 
 class EventName(models.TextChoices):
     QUEUED = "task:queued", _("Queued")
+    """A run was created: handed to the queue, or held for a slot or its time."""
     STARTED = "task:started", _("Started")
+    """A worker claimed a run and began it."""
     PROGRESS = "task:progress", _("Progress")
+    """A running run reported progress, counts or a message (coalesced)."""
     COMPLETED = "task:completed", _("Completed")
+    """A run ended completed."""
     ERROR = "task:error", _("Error")
+    """A run ended failed (any failing end reason)."""
     CANCELLED = "task:cancelled", _("Cancelled")
+    """A run ended cancelled or terminated."""
     SKIPPED = "task:skipped", _("Skipped")
+    """A run ended skipped, queue_full or missed without executing."""
     UPDATED = "task:updated", _("Definition updated")
+    """A task's definition or operator settings changed."""
 
 
 class Event(models.Model):
@@ -459,8 +510,11 @@ class Scope(models.TextChoices):
     """What an API caller may do; each scope implies the ones below it."""
 
     READ = "tasks:read", _("Read tasks, runs, activity, logs and streams")
+    """GET routes and the live streams."""
     RUN = "tasks:run", _("Trigger and cancel (implies read)")
+    """Trigger and cancel runs, and everything read allows."""
     MANAGE = "tasks:manage", _("Enable, disable, reschedule, delete runs (implies run and read)")
+    """Change a task's operator settings and delete runs, and everything run allows."""
 
 
 #: Every scope a scope grants, itself included.

@@ -18,6 +18,7 @@ from tasks_app.models import (
     RunQuerySet,
     RunStatus,
     Task,
+    TaskStatus,
 )
 
 
@@ -29,17 +30,17 @@ def task_status(task: Task) -> str:
 def task_statuses(tasks: Iterable[Task]) -> dict[str, str]:
     """The status of many tasks in two queries, whatever their number."""
     ids = [task.pk for task in tasks]
-    statuses = {task_id: "idle" for task_id in ids}
+    statuses: dict[str, str] = {task_id: TaskStatus.IDLE for task_id in ids}
     # order_by(): without it the model's ordering joins the DISTINCT and reads every run of the task.
     active = Run.objects.filter(task_id__in=ids).active().order_by().values_list("task_id", "status").distinct()
     for task_id, status in active:
-        if status == RunStatus.RUNNING or statuses[task_id] == "idle":
-            statuses[task_id] = str(status)
-    idle = [task_id for task_id, status in statuses.items() if status == "idle"]
+        if status == RunStatus.RUNNING or statuses[task_id] == TaskStatus.IDLE:
+            statuses[task_id] = TaskStatus(status)
+    idle = [task_id for task_id, status in statuses.items() if status == TaskStatus.IDLE]
     latest = Run.objects.filter(task_id=OuterRef("pk")).ended().order_by("-created_at").values("status")[:1]
     for task_id, status in Task.objects.filter(pk__in=idle).annotate(latest=Subquery(latest)).values_list("pk", "latest"):
         if status == RunStatus.FAILED:
-            statuses[task_id] = "error"
+            statuses[task_id] = TaskStatus.ERROR
     return statuses
 
 

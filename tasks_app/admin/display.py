@@ -14,17 +14,15 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince, timeuntil
 
-from tasks_app.models import Run, RunStatus
+from tasks_app.models import Run, RunStatus, TaskStatus
 from tasks_app.selectors import RecentRun
-
-#: A task's derived status (selectors.task_status) beside the run statuses, for badges.
-TASK_STATUS_LABELS = {"idle": "Idle", "error": "Error", "removed": "Removed"}
-
 
 def status_badge(status: str, label: str | None = None) -> SafeString:
     """A coloured pill; the colour comes from the status alone (static/taskdeck/admin.css)."""
     if label is None:
-        label = RunStatus(status).label if status in RunStatus.values else TASK_STATUS_LABELS.get(status, status)
+        # A run's status, or a task's (selectors.task_status): the two share queued and running.
+        label = RunStatus(status).label if status in RunStatus.values else \
+            TaskStatus(status).label if status in TaskStatus.values else status
     return format_html('<span class="td-badge td-badge-{}">{}</span>', status, label)
 
 

@@ -36,7 +36,7 @@ from tasks_app.admin import display
 from tasks_app.admin.actions import apply_each, caller_label, live_fragments
 from tasks_app.admin.forms import PARAMETER_PREFIX, RunNowForm, TaskForm
 from tasks_app.exceptions import InvalidParameters, TaskdeckError
-from tasks_app.models import DefinitionSource, RunTrigger, Task, TaskKind, TaskTrigger
+from tasks_app.models import DefinitionSource, RunTrigger, Task, TaskKind, TaskStatus, TaskTrigger
 from tasks_app.registry import OPERATOR_FIELDS
 
 #: Runs drawn in a task's durations chart, and listed on its page.
@@ -54,7 +54,7 @@ class TaskRow:
 def read_rows(tasks: list[Task]) -> dict[str, TaskRow]:
     statuses = selectors.task_statuses(tasks)
     recent = selectors.recent_runs([task.pk for task in tasks], limit=RECENT_RUNS)
-    return {task.pk: TaskRow("removed" if task.is_removed else statuses[task.pk], recent[task.pk]) for task in tasks}
+    return {task.pk: TaskRow(TaskStatus.REMOVED if task.is_removed else statuses[task.pk], recent[task.pk]) for task in tasks}
 
 
 def render_cells(task: Task, row: TaskRow, *, now: datetime) -> dict[str, SafeString]:

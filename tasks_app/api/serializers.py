@@ -20,12 +20,13 @@ from tasks_app.models import (
     RunTrigger,
     Task,
     TaskKind,
+    TaskStatus,
     TaskTrigger,
 )
 from tasks_app.services import MAX_INTERVAL_SECONDS
 
-#: A task's status (API.md): derived from its runs, not stored.
-TASK_STATUSES = ["idle", "queued", "running", "error"]
+#: A task's status (API.md): derived from its runs, not stored. Removed tasks are not in the API.
+TASK_STATUSES = [status for status in TaskStatus.values if status != TaskStatus.REMOVED]
 
 POLICY_FIELDS = (
     "on_overlap", "max_concurrent", "queue_max", "timeout", "retry_attempts", "retry_backoff", "retry_delay",
