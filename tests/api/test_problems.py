@@ -120,6 +120,8 @@ def test_schema_swagger_and_redoc_are_served_with_no_outside_network(live_server
     assert {"ApiKeyHeader", "BearerKey", "cookieAuth"} <= set(json_schema["components"]["securitySchemes"])
     for page in ("/api/docs/", "/api/redoc/"):
         html = requests.get(f"{live_server.url}{page}", headers=reader, timeout=10).text
+        outside = re.findall(r'(?:src|href)="((?:[a-z]+:)?//[^"]*)"', html)
+        assert not outside, f"{page} links {outside}"
         assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', html)
         assert assets, html[:500]
         for asset in assets:
