@@ -1,7 +1,7 @@
 """The one source of "now" for Taskdeck, so tests move time without sleeping.
 
 Call it as ``clock.now()`` / ``clock.monotonic()`` (module attribute lookup at call time): the
-test ``clock`` fixture replaces ``now`` on this module.
+test ``clock`` fixture replaces both on this module and moves them together.
 """
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ relay reads when it hears one rather than polling (``announcements.py``).
 from __future__ import annotations
 
 import asyncio
-import time
 import contextvars
 import json
 import logging
@@ -300,7 +299,7 @@ class Relay:
         last = self.last_id or 0
         late = [replace(event, late=True) for event in events_with_ids(self.holes)] if self.holes else []
         fresh = events_after(last)
-        now = time.monotonic()
+        now = clock.monotonic()
         for event in late:
             del self.holes[event.id]
         self.holes = {hole: until for hole, until in self.holes.items() if until > now}

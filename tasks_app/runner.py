@@ -206,7 +206,7 @@ class RunContext:
         self._stop = stop_event
         self.stop_seen = False
         self._lock = threading.Lock()
-        self._last_flush = time.monotonic()
+        self._last_flush = clock.monotonic()
         self._progress_dirty = False
         self._activity: list[Activity] = []
         self._items: set[str] = set()
@@ -301,10 +301,10 @@ class RunContext:
         connection) keeps everything buffered for the next flush; task code never sees the error.
         A forced flush (the run's end) raises it instead, so the end can be retried.
         """
-        if not force and time.monotonic() - self._last_flush < taskdeck_settings.PROGRESS_INTERVAL:
+        if not force and clock.monotonic() - self._last_flush < taskdeck_settings.PROGRESS_INTERVAL:
             return
         with self._lock:
-            self._last_flush = time.monotonic()
+            self._last_flush = clock.monotonic()
             rows, self._activity = self._activity, []
             pending, self._output_pending = "".join(self._output_pending), []
             progress_dirty, self._progress_dirty = self._progress_dirty, False
@@ -380,7 +380,7 @@ class Watchdog(threading.Thread):
         self.ctx = ctx
         self.stop_event = stop_event
         self._done = threading.Event()
-        self._began = time.monotonic()
+        self._began = clock.monotonic()
         self._last_beat = self._began
 
     def finish(self) -> None:
@@ -409,7 +409,7 @@ class Watchdog(threading.Thread):
             connections.close_all()
 
     def tick(self) -> None:
-        now = time.monotonic()
+        now = clock.monotonic()
         if now - self._last_beat >= taskdeck_settings.HEARTBEAT_INTERVAL:
             self._last_beat = now
             Run.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(heartbeat_at=clock.now())

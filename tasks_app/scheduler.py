@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from datetime import datetime, timedelta
 
 from django.db import OperationalError, close_old_connections, connections
@@ -48,9 +47,9 @@ class Scheduler:
     def __init__(self, *, interval: float | None = None) -> None:
         self.interval = float(interval if interval is not None else taskdeck_settings.SCHEDULER_INTERVAL)
         self.stopping = threading.Event()
-        self._next_redelivery = time.monotonic()
-        self._next_beat = time.monotonic()
-        self._next_sweep = time.monotonic()
+        self._next_redelivery = clock.monotonic()
+        self._next_beat = clock.monotonic()
+        self._next_sweep = clock.monotonic()
         self.gate_opens_at: datetime | None = None
         """When the jitter gate lets the next task through (clock time)."""
         self.gate_waiting = False
@@ -67,19 +66,19 @@ class Scheduler:
 
     def tick(self) -> None:
         """One pass; safe to run from several schedulers at once (every step is conditional)."""
-        if time.monotonic() >= self._next_beat:
-            self._next_beat = time.monotonic() + HEARTBEAT_EVERY
+        if clock.monotonic() >= self._next_beat:
+            self._next_beat = clock.monotonic() + HEARTBEAT_EVERY
             services.beat(HeartbeatRole.SCHEDULER)
         self.fire_due_ticks()
         services.reap_lost_runs(database_failed_at=self.database_failed_at)
         for task_id in slots.tasks_with_held_runs():
             services.release_held_runs(task_id)
-        if time.monotonic() >= self._next_redelivery:
-            self._next_redelivery = time.monotonic() + REDELIVERY_CHECK_INTERVAL
+        if clock.monotonic() >= self._next_redelivery:
+            self._next_redelivery = clock.monotonic() + REDELIVERY_CHECK_INTERVAL
             services.redeliver_lost_runs(older_than=taskdeck_settings.REDELIVER_AFTER)
             retention.prune_events(now=clock.now())
-        if time.monotonic() >= self._next_sweep:
-            self._next_sweep = time.monotonic() + taskdeck_settings.RETENTION_SWEEP_INTERVAL
+        if clock.monotonic() >= self._next_sweep:
+            self._next_sweep = clock.monotonic() + taskdeck_settings.RETENTION_SWEEP_INTERVAL
             report = retention.sweep(now=clock.now())
             if report.runs_deleted:
                 logger.info("Retention removed %d ended run(s).", report.runs_deleted)

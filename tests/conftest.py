@@ -44,14 +44,23 @@ def wait_until(predicate: Callable[[], T], *, timeout: float = 10, interval: flo
 
 
 class FakeClock:
+    """``now`` stands still until the test moves it; ``monotonic`` keeps flowing (loops and waits
+    in the code under test still see time pass) and jumps by what the test moves."""
+
     def __init__(self, start: datetime) -> None:
         self.current = start
+        self.moved = 0.0
 
     def now(self) -> datetime:
         return self.current
 
+    def monotonic(self) -> float:
+        return time.monotonic() + self.moved
+
     def advance(self, **delta: float) -> datetime:
-        self.current += timedelta(**delta)
+        step = timedelta(**delta)
+        self.current += step
+        self.moved += step.total_seconds()
         return self.current
 
 
@@ -60,6 +69,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """Taskdeck's clock, frozen at the real now and moved by the test (``clock.advance(seconds=…)``)."""
     fake = FakeClock(datetime.now(UTC).replace(microsecond=0))
     monkeypatch.setattr(clock_module, "now", fake.now)
+    monkeypatch.setattr(clock_module, "monotonic", fake.monotonic)
     return fake
 
 

@@ -34,15 +34,13 @@ def test_an_id_a_read_skipped_is_relayed_when_it_commits_later(monkeypatch):
 
 
 @pytest.mark.django_db
-def test_a_hole_that_never_fills_is_forgotten_after_the_wait(monkeypatch):
-    now = [1000.0]
-    monkeypatch.setattr(events.time, "monotonic", lambda: now[0])
+def test_a_hole_that_never_fills_is_forgotten_after_the_wait(clock):
     relay = events.Relay()
     relay.last_id = FAR
     write_event(FAR + 3, "after two rolled-back ids")
     relay.fetch()
     assert set(relay.holes) == {FAR + 1, FAR + 2}
-    now[0] += relay.HOLE_WAIT + 0.1
+    clock.advance(seconds=relay.HOLE_WAIT + 0.1)
     relay.fetch()
     assert relay.holes == {}
 
