@@ -14,7 +14,7 @@ from typing import Any
 
 from django.utils.module_loading import import_string
 
-from tasks_app import schedules, text
+from tasks_app import schedule_rules, text
 from tasks_app.conf import taskdeck_settings
 from tasks_app.exceptions import DefinitionError
 from tasks_app.models import CatchUp, DefinitionSource, IntervalUnit, OverlapPolicy, RetryBackoff, TaskKind
@@ -175,15 +175,13 @@ def build_definition(
     for name in ("enabled", "manual_run", "supports_cancel", "supports_dry_run", "supports_history", "run_on_start"):
         check.boolean(name)
     check.text("cron_string")
-    clean["cron_string"] = " ".join(clean["cron_string"].split())
-    if clean["cron_string"] and not schedules.is_valid_cron(clean["cron_string"]):
-        raise DefinitionError(task_id, "cron_string", f"not a valid 5-field cron expression: {clean['cron_string']!r}")
+    clean["cron_string"] = check.rule(schedule_rules.check_cron, clean["cron_string"]) if clean["cron_string"].strip() else ""
     clean["timezone"] = clean["timezone"] or taskdeck_settings.DEFAULT_TIMEZONE
-    check.timezone("timezone")
+    check.rule(schedule_rules.check_timezone, clean["timezone"])
     if clean["interval"] is not None:
-        check.integer("interval", minimum=1)
         clean["interval_unit"] = clean["interval_unit"] or IntervalUnit.MINUTES.value
-        check.choice("interval_unit", IntervalUnit)
+        clean["interval"], clean["interval_unit"] = check.rule(schedule_rules.check_interval, clean["interval"],
+                                                               clean["interval_unit"])
     elif clean["interval_unit"]:
         raise DefinitionError(task_id, "interval_unit", "given without an interval")
     if clean["interval"] is not None and clean["cron_string"]:
@@ -251,7 +249,9 @@ class _Checker:
             self.fail(name, f"must be one of {', '.join(choices.values)}")
         self.fields[name] = str(self.fields[name])
 
-    def timezone(self, name: str) -> None:
-        value = self.fields[name]
-        if not schedules.is_valid_timezone(value):
-            self.fail(name, f"unknown time zone {value!r}")
+    def rule(self, check: Any, *values: Any) -> Any:
+        """A schedule rule (schedule_rules): the value as stored, or the rule's message."""
+        try:
+            return check(*values)
+        except schedule_rules.InvalidValue as error:
+            self.fail(error.field, error.message())

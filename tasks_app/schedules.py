@@ -1,8 +1,8 @@
 """When a task fires: cron on the wall clock of the task's time zone, or an interval.
 
 Every function here is pure: it reads a task-like object (``SchedulableTask``) and the times it
-is given, never the database or the clock (except ``is_valid_cron``, which asks whether an
-expression fires at all from now). Should a task hold both a cron string and an interval, the
+is given, never the database or the clock (whether a schedule is valid at all is
+schedule_rules.py's business). Should a task hold both a cron string and an interval, the
 cron string schedules it, everywhere here.
 
 Cron and daylight saving time. A cron expression is read in the task's IANA time zone, on local
@@ -40,7 +40,6 @@ from typing import Protocol
 
 from croniter import CroniterBadDateError, croniter
 
-from tasks_app import clock
 from tasks_app.models import IntervalUnit, RetryBackoff
 
 #: ``fire_times`` stops counting cron ticks here; past it the count is a lower bound.
@@ -80,38 +79,6 @@ class FireTimes:
     latest: list[datetime]
     count: int
     complete: bool
-
-
-def is_valid_cron(expression: str) -> bool:
-    """Five fields (or an alias such as @daily) that parse and fire at least once."""
-    fields = expression.split()
-    if not fields or not (len(fields) == 5 or (len(fields) == 1 and fields[0].startswith("@"))):
-        return False
-    if not croniter.is_valid(expression):
-        return False
-    try:
-        croniter(expression, clock.now()).get_next(datetime)
-    except CroniterBadDateError:
-        return False  # valid syntax that never fires, e.g. "0 0 30 2 *"
-    return True
-
-
-#: The longest time zone name accepted (the Task column's length; IANA names are far shorter).
-MAX_TIMEZONE_LENGTH = 64
-
-
-def is_valid_timezone(name: str) -> bool:
-    """An IANA name zoneinfo can load; anything else would fail at the task's first fire.
-
-    Names are looked up as file paths: an over-long one fails with OSError, not a lookup error.
-    """
-    if not isinstance(name, str) or not name or len(name) > MAX_TIMEZONE_LENGTH:
-        return False
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, OSError):
-        return False
-    return True
 
 
 def interval_seconds(task: SchedulableTask) -> int | None:

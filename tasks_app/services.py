@@ -21,7 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Q
 
-from tasks_app import clock, dispatch, events, parameters, schedules
+from tasks_app import clock, dispatch, events, parameters, schedule_rules, schedules
 from tasks_app.conf import taskdeck_settings
 from tasks_app.db.locks import lock_task, retry_on_conflict
 from tasks_app.db.slots import Slots, count_slots, has_held_runs, next_held
@@ -54,7 +54,6 @@ from tasks_app.models import (
     Event,
     EventName,
     Heartbeat,
-    IntervalUnit,
     OverlapPolicy,
     Run,
     RunStatus,
@@ -804,26 +803,15 @@ def set_enabled(task_id: str, enabled: bool) -> Task:
     return set_operator_fields(task_id, enabled=enabled)
 
 
-#: The longest interval accepted (ten years), so next_run_at stays within datetime's range.
-MAX_INTERVAL_SECONDS = 10 * 366 * 86400
-
-
 def set_interval(task_id: str, interval: int, unit: str) -> Task:
-    """A new interval for an interval-scheduled task (a cron task keeps its cron).
-
-    Checked here whoever calls (API, admin, command line): a whole number of at least 1, a known
-    unit, at most ten years.
-    """
+    """A new interval for an interval-scheduled task (a cron task keeps its cron), checked here
+    whoever calls (API, admin, command line) by schedule_rules."""
     if not get_task(task_id).interval:
         raise NotIntervalScheduled(f"Task {task_id!r} is not interval-scheduled.")
-    if unit not in IntervalUnit.values:
-        raise InvalidSchedule(f"Unknown interval unit {unit!r}.", errors=[
-            {"location": "body.unit", "message": f"Use one of {', '.join(IntervalUnit.values)}.", "value": unit}])
-    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1 \
-            or interval * IntervalUnit(unit).seconds > MAX_INTERVAL_SECONDS:
-        raise InvalidSchedule(f"Invalid interval {interval!r}.", errors=[
-            {"location": "body.interval", "message": "A whole number of at least 1, at most ten years.",
-             "value": interval}])
+    try:
+        interval, unit = schedule_rules.check_interval(interval, unit)
+    except schedule_rules.InvalidValue as error:
+        raise _invalid_schedule([error], body={"interval_unit": "unit"}) from None
     return set_operator_fields(task_id, interval=interval, interval_unit=unit)
 
 
@@ -831,20 +819,27 @@ def set_schedule(task_id: str, cron_string: str, timezone: str | None = None) ->
     """A new cron string (and optionally time zone) for a cron-scheduled task, checked here."""
     if not get_task(task_id).cron_string:
         raise NotCronScheduled(f"Task {task_id!r} is not cron-scheduled.")
-    cron_string = " ".join(cron_string.split())
-    errors = []
-    if not schedules.is_valid_cron(cron_string) or len(cron_string) > Task._meta.get_field("cron_string").max_length:
-        errors.append({"location": "body.cron_string", "value": cron_string,
-                       "message": "Not a 5-field cron expression (or @daily-style alias) that fires."})
-    if timezone and not schedules.is_valid_timezone(timezone):
-        errors.append({"location": "body.timezone", "value": timezone, "message": "Unknown IANA time zone."})
+    values, errors = {}, []
+    for field, check, value in (("cron_string", schedule_rules.check_cron, cron_string),
+                                ("timezone", schedule_rules.check_timezone, timezone)):
+        if value is None or (field == "timezone" and not value):
+            continue  # no time zone given: the task keeps its own
+        try:
+            values[field] = check(value)
+        except schedule_rules.InvalidValue as error:
+            errors.append(error)
     if errors:
-        raise InvalidSchedule("Invalid schedule: " + ", ".join(error["location"].removeprefix("body.") for error in errors)
-                              + ".", errors=errors)
-    values = {"cron_string": cron_string}
-    if timezone:
-        values["timezone"] = timezone
+        raise _invalid_schedule(errors)
     return set_operator_fields(task_id, **values)
+
+
+def _invalid_schedule(errors: list[schedule_rules.InvalidValue], *, body: Mapping[str, str] | None = None) -> InvalidSchedule:
+    """The API's problem for rule failures, each located in the request body (``body`` maps a
+    rule's field to the request's name for it)."""
+    located = [{"location": f"body.{(body or {}).get(error.field, error.field)}", "message": error.message(),
+                "value": error.value} for error in errors]
+    return InvalidSchedule("Invalid schedule: " + ", ".join(item["location"].removeprefix("body.") for item in located)
+                           + ".", errors=located)
 
 
 def beat(role: str, *, details: dict[str, Any] | None = None) -> None:

@@ -44,6 +44,8 @@ def test_a_missing_definitions_file_declares_nothing(tmp_path):
     ({"callable": "tests.sample_tasks.noop", "interval": 0}, "interval"),
     ({"callable": "tests.sample_tasks.noop", "interval": 1.5}, "interval"),
     ({"callable": "tests.sample_tasks.noop", "interval": 5, "interval_unit": "weeks"}, "interval_unit"),
+    ({"callable": "tests.sample_tasks.noop", "interval": 3700, "interval_unit": "days"}, "interval"),  # > 10 years
+    ({"callable": "tests.sample_tasks.noop", "interval": True}, "interval"),
     ({"callable": "tests.sample_tasks.noop", "interval": 5, "cron_string": "* * * * *"}, "cron_string"),
     ({"callable": "tests.sample_tasks.noop", "on_overlap": "panic"}, "on_overlap"),
     ({"callable": "tests.sample_tasks.noop", "max_concurrent": 0}, "max_concurrent"),

@@ -8,7 +8,7 @@ from django import forms
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from tasks_app import schedules
+from tasks_app import schedule_rules
 from tasks_app.models import ApiKey, Scope, Task
 
 
@@ -20,29 +20,39 @@ class TaskForm(forms.ModelForm):
         fields = "__all__"
 
     def clean_cron_string(self) -> str:
-        value = " ".join(self.cleaned_data.get("cron_string", "").split())
-        if value and not schedules.is_valid_cron(value):
-            raise forms.ValidationError("Not a 5-field cron expression (or @daily-style alias) that ever fires.")
-        return value
+        value = self.cleaned_data.get("cron_string", "")
+        return _checked(schedule_rules.check_cron, value) if value.strip() else ""
 
     def clean_timezone(self) -> str:
-        value = self.cleaned_data.get("timezone", "")
-        if not schedules.is_valid_timezone(value):
-            raise forms.ValidationError(f"Unknown time zone {value!r} (use an IANA name such as Europe/Paris).")
-        return value
+        return _checked(schedule_rules.check_timezone, self.cleaned_data.get("timezone", ""))
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         interval, unit = data.get("interval"), data.get("interval_unit")
-        if interval is not None and interval < 1:
-            self.add_error("interval", "An interval is a whole number of at least 1.")
-        if interval and not unit:
+        if interval is not None and not unit:
             self.add_error("interval_unit", "Give the interval's unit.")
+        elif interval is not None:
+            try:
+                schedule_rules.check_interval(interval, unit)
+            except schedule_rules.InvalidValue as error:
+                self.add_error(error.field, _sentence(error.message()))
         if interval and data.get("cron_string"):
             self.add_error("cron_string", "A task has a cron string or an interval, not both.")
         if not interval:
             data["interval_unit"] = ""
         return data
+
+
+def _checked(check: Any, value: Any) -> Any:
+    """``check``'s stored value, or its message as the field's error."""
+    try:
+        return check(value)
+    except schedule_rules.InvalidValue as error:
+        raise forms.ValidationError(_sentence(error.message())) from None
+
+
+def _sentence(message: str) -> str:
+    return message[:1].upper() + message[1:] + "."
 
 
 class SuggestionsInput(forms.TextInput):

@@ -7,7 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from tasks_app import parameters, schedules
+from tasks_app import parameters, schedule_rules
 from tasks_app.models import (
     Activity,
     CatchUp,
@@ -23,7 +23,6 @@ from tasks_app.models import (
     TaskStatus,
     TaskTrigger,
 )
-from tasks_app.services import MAX_INTERVAL_SECONDS
 
 #: A task's status (API.md): derived from its runs, not stored. Removed tasks are not in the API.
 TASK_STATUSES = [status for status in TaskStatus.values if status != TaskStatus.REMOVED]
@@ -291,29 +290,38 @@ class StrictIntegerField(serializers.IntegerField):
 
 
 class IntervalRequestSerializer(serializers.Serializer):
-    interval = StrictIntegerField(min_value=1, max_value=MAX_INTERVAL_SECONDS // 60)
+    interval = StrictIntegerField(min_value=1, max_value=schedule_rules.MAX_INTERVAL_SECONDS // 60)
     unit = serializers.ChoiceField(choices=IntervalUnit.choices)
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
-        if data["interval"] * IntervalUnit(data["unit"]).seconds > MAX_INTERVAL_SECONDS:
-            raise serializers.ValidationError({"interval": "An interval can be at most 10 years."})
+        data["interval"], data["unit"] = _checked(schedule_rules.check_interval, data["interval"], data["unit"],
+                                                  fields={"interval_unit": "unit"})
         return data
 
 
 class ScheduleRequestSerializer(serializers.Serializer):
-    cron_string = serializers.CharField(max_length=Task._meta.get_field("cron_string").max_length)
-    timezone = serializers.CharField(required=False, max_length=schedules.MAX_TIMEZONE_LENGTH)
+    cron_string = serializers.CharField(max_length=schedule_rules.MAX_CRON_LENGTH)
+    timezone = serializers.CharField(required=False, max_length=schedule_rules.MAX_TIMEZONE_LENGTH)
 
     def validate_cron_string(self, value: str) -> str:
-        value = " ".join(value.split())
-        if not schedules.is_valid_cron(value):
-            raise serializers.ValidationError(f"Not a valid 5-field cron expression that fires: {value!r}.")
-        return value
+        return _checked(schedule_rules.check_cron, value)
 
     def validate_timezone(self, value: str) -> str:
-        if not schedules.is_valid_timezone(value):
-            raise serializers.ValidationError(f"Unknown time zone {value!r}.")
-        return value
+        return _checked(schedule_rules.check_timezone, value)
+
+
+def _checked(check: Any, *values: Any, fields: dict[str, str] | None = None) -> Any:
+    """A schedule rule (schedule_rules) as a DRF validation error. ``fields`` renames the rule's
+    field to the request's (``interval_unit`` is ``unit`` here); in a field's own validator the
+    error is that field's whatever the rule calls it."""
+    try:
+        return check(*values)
+    except schedule_rules.InvalidValue as error:
+        message = error.message()
+        message = message[:1].upper() + message[1:] + "."
+        if fields is None:
+            raise serializers.ValidationError(message) from None
+        raise serializers.ValidationError({fields.get(error.field, error.field): message}) from None
 
 
 # --- Query parameters ------------------------------------------------------------------------------

@@ -15,11 +15,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import OperationalError, transaction
 
-from tasks_app import schedules, selectors, services, text
+from tasks_app import schedule_rules, selectors, services, text
 from tasks_app.exceptions import DefinitionError, TaskdeckError
 from tasks_app.models import IntervalUnit, Run, RunStatus, RunTrigger, Task
 from tasks_app.registry import all_definitions
-from tasks_app.services import MAX_INTERVAL_SECONDS
 
 BAR_WIDTH = 30
 
@@ -165,9 +164,10 @@ class Command(BaseCommand):
         if interval is None and cron is None and timezone is None and not (enable or disable):
             raise CommandError("Nothing to change: give --interval, --cron, --timezone, --enable or --disable.")
         every = _parse_interval(interval) if interval is not None else None
-        cron = _checked_cron(cron) if cron is not None else None
-        if timezone is not None and not schedules.is_valid_timezone(timezone):
-            raise CommandError(f"--timezone: unknown time zone {_quoted(timezone)} (like UTC, Europe/Paris).")
+        if cron is not None:
+            cron = _checked("--cron", schedule_rules.check_cron, " ".join(cron.split()), cron)
+        if timezone is not None:
+            _checked("--timezone", schedule_rules.check_timezone, timezone, timezone)
 
         lines = []
         with transaction.atomic():
@@ -246,36 +246,25 @@ def _quoted(value: str) -> str:
 
 
 def _parse_interval(value: str) -> tuple[int, str]:
-    """``--interval`` as (number, unit) for services.set_interval, within the API's 10-year limit.
-
-    The limit matters beyond politeness: past it the next run overflows a datetime.
-    """
+    """``--interval`` ("90m", "6h", "2d") as (number, unit) for services.set_interval, checked
+    by schedule_rules (at least 1, at most 10 years: past that the next run overflows a datetime)."""
     match = INTERVAL_PATTERN.fullmatch(value.strip())
     if match is None:
         raise CommandError(
             f"--interval: {_quoted(value)} is not a whole number of minutes, hours or days {INTERVAL_EXAMPLES}."
         )
-    number, unit = int(match[1]), INTERVAL_UNITS[match[2]]
-    if number == 0:
-        raise CommandError(f"--interval: {_quoted(value)} must be at least 1 {INTERVAL_EXAMPLES}.")
-    if number * unit.seconds > MAX_INTERVAL_SECONDS:
-        raise CommandError(f"--interval: {_quoted(value)} is longer than 10 years.")
-    return number, unit.value
+    return _checked("--interval", schedule_rules.check_interval, value, int(match[1]), INTERVAL_UNITS[match[2]].value)
 
 
-def _checked_cron(value: str) -> str:
-    """``--cron`` with its whitespace normalised, as the API and definitions store it.
+def _checked(option: str, check: Any, typed: str, *values: Any) -> Any:
+    """``check(*values)``, or a one-line CommandError naming ``option`` and quoting what was typed.
 
-    services.set_schedule trusts its caller, so a bad expression must stop here: stored, it
-    would break computing the task's next run.
-    """
-    expression = " ".join(value.split())
-    if not schedules.is_valid_cron(expression):
-        raise CommandError(f"--cron: {_quoted(expression)} is not a 5-field cron expression that fires (like \"30 2 * * *\").")
-    limit = Task._meta.get_field("cron_string").max_length
-    if limit is not None and len(expression) > limit:
-        raise CommandError(f"--cron: the expression is {len(expression)} characters long; at most {limit} fit.")
-    return expression
+    services.set_interval and set_schedule check again; a bad value must stop here anyway, with
+    the option's name in the message."""
+    try:
+        return check(*values)
+    except schedule_rules.InvalidValue as error:
+        raise CommandError(f"{option}: {error.message(_quoted(typed))}.") from None
 
 
 def _interval_text(task: Task) -> str:
