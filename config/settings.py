@@ -1,6 +1,7 @@
 """Taskdeck settings: the one place that reads the environment (django-environ, `.env`)."""
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -159,20 +160,25 @@ if REDIS_URL:
         },
     }
 
-# Taskdeck's own settings: read through tasks_app.conf.taskdeck_settings, defaults live there.
+# Taskdeck's own settings: read through tasks_app.conf.taskdeck_settings, whose DEFAULTS is the
+# one place each default is written. Here only what the environment sets (and the two paths,
+# which depend on BASE_DIR).
+_TASKDECK_FROM_ENV = {
+    "HEARTBEAT_INTERVAL": ("TASKDECK_HEARTBEAT_INTERVAL", env.float),
+    "HEARTBEAT_STALE_AFTER": ("TASKDECK_HEARTBEAT_STALE_AFTER", env.float),
+    "CANCEL_GRACE": ("TASKDECK_CANCEL_GRACE", env.float),
+    "SCHEDULER_INTERVAL": ("TASKDECK_SCHEDULER_INTERVAL", env.float),
+    "WEB_THREADS": ("TASKDECK_WEB_THREADS", env.int),
+    "DEFAULT_KEEP_RUNS": ("TASKDECK_KEEP_RUNS", env.int),
+    "DEFAULT_KEEP_FOR": ("TASKDECK_KEEP_FOR", env.float),
+    "EVENT_RETENTION": ("TASKDECK_EVENT_RETENTION", env.float),
+    "SSE_KEEPALIVE": ("TASKDECK_SSE_KEEPALIVE", env.float),
+    "EVENT_FALLBACK_POLL": ("TASKDECK_EVENT_FALLBACK_POLL", env.float),
+}
 TASKDECK = {
     "DEFINITIONS": env.str("TASKDECK_DEFINITIONS", default=str(BASE_DIR / "taskdeck.toml")),
     "DATA_DIR": env.str("TASKDECK_DATA_DIR", default=str(BASE_DIR / "var")),
-    "HEARTBEAT_INTERVAL": env.float("TASKDECK_HEARTBEAT_INTERVAL", default=2.0),
-    "HEARTBEAT_STALE_AFTER": env.float("TASKDECK_HEARTBEAT_STALE_AFTER", default=30.0),
-    "CANCEL_GRACE": env.float("TASKDECK_CANCEL_GRACE", default=10.0),
-    "SCHEDULER_INTERVAL": env.float("TASKDECK_SCHEDULER_INTERVAL", default=1.0),
-    "WEB_THREADS": env.int("TASKDECK_WEB_THREADS", default=8),
-    "DEFAULT_KEEP_RUNS": env.int("TASKDECK_KEEP_RUNS", default=100),
-    "DEFAULT_KEEP_FOR": env.float("TASKDECK_KEEP_FOR", default=30 * 86400),
-    "EVENT_RETENTION": env.float("TASKDECK_EVENT_RETENTION", default=3600),
-    "SSE_KEEPALIVE": env.float("TASKDECK_SSE_KEEPALIVE", default=10),
-    "EVENT_FALLBACK_POLL": env.float("TASKDECK_EVENT_FALLBACK_POLL", default=1.0),
+    **{name: read(variable) for name, (variable, read) in _TASKDECK_FROM_ENV.items() if variable in os.environ},
 }
 
 LOGGING = {

@@ -35,7 +35,8 @@ DEFAULTS: dict[str, Any] = {
     # Threads of the web process answering plain HTTP requests (config/asgi.py); one database
     # connection each at most.
     "WEB_THREADS": 8,
-    # Task defaults applied when a definition leaves a policy field out.
+    # Task defaults: for a definition that leaves a field out, and a task added in the admin
+    # (models.default_*; a task added in the admin starts with no timeout).
     "DEFAULT_TIMEOUT": 3600,
     "DEFAULT_TIMEZONE": "UTC",
     # Retention defaults for tasks whose definition leaves them out: ended runs kept per task,

@@ -11,6 +11,7 @@ from typing import Any
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from tasks_app.conf import taskdeck_settings
 from tasks_app.fields import StorableJSONField
 
 
@@ -196,6 +197,28 @@ REASON_FOR_STOP: dict[str, str] = {
 }
 
 
+def default_timezone() -> str:
+    """A new task's time zone: TASKDECK_DEFAULT_TIMEZONE (tasks_app/conf.py)."""
+    return taskdeck_settings.DEFAULT_TIMEZONE
+
+
+def default_keep_runs() -> int:
+    """Ended runs a new task keeps: TASKDECK_KEEP_RUNS."""
+    return taskdeck_settings.DEFAULT_KEEP_RUNS
+
+
+def default_keep_for() -> float:
+    """Seconds a new task keeps its ended runs: TASKDECK_KEEP_FOR."""
+    return taskdeck_settings.DEFAULT_KEEP_FOR
+
+
+#: A task's policy fields, in the order the API and the admin show them.
+POLICY_FIELDS = (
+    "on_overlap", "max_concurrent", "queue_max", "timeout", "retry_attempts", "retry_backoff", "retry_delay",
+    "catch_up", "max_catch_up_runs", "jitter", "keep_runs", "keep_for", "run_on_start",
+)
+
+
 class TaskQuerySet(models.QuerySet):
     def present(self) -> TaskQuerySet:
         """Tasks still defined somewhere; removed ones keep their history but are hidden here."""
@@ -214,7 +237,7 @@ class Task(models.Model):
     enabled = models.BooleanField(default=True)
     manual_run = models.BooleanField(default=True)
     cron_string = models.CharField(max_length=120, blank=True)
-    timezone = models.CharField(max_length=64, default="UTC")
+    timezone = models.CharField(max_length=64, default=default_timezone)
     interval = models.PositiveIntegerField(null=True, blank=True)
     interval_unit = models.CharField(max_length=10, choices=IntervalUnit.choices, blank=True)
     default_interval = models.PositiveIntegerField(null=True, blank=True)
@@ -234,8 +257,8 @@ class Task(models.Model):
     catch_up = models.CharField(max_length=10, choices=CatchUp.choices, default=CatchUp.LATEST)
     max_catch_up_runs = models.PositiveIntegerField(default=3)
     jitter = models.FloatField(default=0)
-    keep_runs = models.PositiveIntegerField(default=100)
-    keep_for = models.FloatField(default=30 * 86400, help_text=_("Seconds"))
+    keep_runs = models.PositiveIntegerField(default=default_keep_runs)
+    keep_for = models.FloatField(default=default_keep_for, help_text=_("Seconds"))
     run_on_start = models.BooleanField(default=False)
 
     last_run_at = models.DateTimeField(null=True, blank=True, help_text=_("When its latest run started"))

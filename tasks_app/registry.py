@@ -12,12 +12,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from django.db import models
 from django.utils.module_loading import import_string
 
 from tasks_app import schedule_rules, text
 from tasks_app.conf import taskdeck_settings
 from tasks_app.exceptions import DefinitionError
-from tasks_app.models import CatchUp, DefinitionSource, IntervalUnit, OverlapPolicy, RetryBackoff, TaskKind
+from tasks_app.models import (
+    POLICY_FIELDS,
+    CatchUp,
+    DefinitionSource,
+    IntervalUnit,
+    OverlapPolicy,
+    RetryBackoff,
+    Task,
+    TaskKind,
+)
 from tasks_app.parameters import normalize_spec
 
 TASK_ID_PATTERN = re.compile(r"^[a-z0-9_.-]{1,200}$")
@@ -25,37 +35,22 @@ TASK_ID_PATTERN = re.compile(r"^[a-z0-9_.-]{1,200}$")
 #: Fields an operator may change; a sync leaves them alone once changed (Task.overrides).
 OPERATOR_FIELDS = ("enabled", "interval", "interval_unit", "cron_string", "timezone")
 
-#: Every field a definition may set, with its default and a checker returning the clean value.
-FIELD_DEFAULTS: dict[str, Any] = {
-    "title": "",
-    "description": "",
-    "type": "generic",
-    "kind": TaskKind.PYTHON.value,
-    "callable": "",
-    "enabled": True,
-    "manual_run": True,
-    "cron_string": "",
-    "timezone": None,  # settings.DEFAULT_TIMEZONE
-    "interval": None,
-    "interval_unit": "",
-    "supports_cancel": True,
-    "supports_dry_run": False,
-    "supports_history": True,
-    "parameters": [],
-    "on_overlap": OverlapPolicy.SKIP.value,
-    "max_concurrent": 1,
-    "queue_max": 0,
-    "timeout": None,  # settings.DEFAULT_TIMEOUT
-    "retry_attempts": 0,
-    "retry_backoff": RetryBackoff.EXPONENTIAL.value,
-    "retry_delay": 30,
-    "catch_up": CatchUp.LATEST.value,
-    "max_catch_up_runs": 3,
-    "jitter": 0,
-    "keep_runs": None,  # settings.DEFAULT_KEEP_RUNS
-    "keep_for": None,  # settings.DEFAULT_KEEP_FOR
-    "run_on_start": False,
-}
+#: Every field a definition may set. Its default is the Task model's (``definition_defaults``).
+DEFINITION_FIELDS = (
+    "title", "description", "type", "kind", "callable", "enabled", "manual_run", "cron_string", "timezone",
+    "interval", "interval_unit", "supports_cancel", "supports_dry_run", "supports_history", "parameters",
+    *POLICY_FIELDS,
+)
+
+
+def definition_defaults() -> dict[str, Any]:
+    """What a definition that leaves a field out gets: the model's default, read now (some follow
+    settings). One exception: a definition without ``timeout`` gets TASKDECK_DEFAULT_TIMEOUT,
+    where a task added in the admin starts with none."""
+    defaults = {name: Task._meta.get_field(name).get_default() for name in DEFINITION_FIELDS}
+    defaults = {name: str(value) if isinstance(value, models.Choices) else value for name, value in defaults.items()}
+    defaults["timeout"] = taskdeck_settings.DEFAULT_TIMEOUT
+    return defaults
 
 
 class CodeRegistry:
@@ -149,14 +144,15 @@ def build_definition(
     """Check every field of one definition and return the complete, clean field dict."""
     if not isinstance(task_id, str) or not TASK_ID_PATTERN.match(task_id):
         raise DefinitionError(str(task_id), "id", "must be 1-200 characters of a-z, 0-9, _ . -")
-    unknown = set(fields) - set(FIELD_DEFAULTS)
+    unknown = set(fields) - set(DEFINITION_FIELDS)
     if unknown:
         raise DefinitionError(task_id, text.storable(str(sorted(unknown)[0])), "unknown field")
     for name, value in fields.items():
         bad = text.first_unstorable(value, location=name)
         if bad is not None:
             raise DefinitionError(task_id, bad.location, bad.clause)
-    clean = {**FIELD_DEFAULTS, **fields}
+    defaults = definition_defaults()
+    clean = {**defaults, **fields}
     check = _Checker(task_id, clean)
 
     check.choice("kind", TaskKind)
@@ -176,7 +172,7 @@ def build_definition(
         check.boolean(name)
     check.text("cron_string")
     clean["cron_string"] = check.rule(schedule_rules.check_cron, clean["cron_string"]) if clean["cron_string"].strip() else ""
-    clean["timezone"] = clean["timezone"] or taskdeck_settings.DEFAULT_TIMEZONE
+    clean["timezone"] = clean["timezone"] or defaults["timezone"]
     check.rule(schedule_rules.check_timezone, clean["timezone"])
     if clean["interval"] is not None:
         clean["interval_unit"] = clean["interval_unit"] or IntervalUnit.MINUTES.value
@@ -190,7 +186,7 @@ def build_definition(
     check.integer("max_concurrent", minimum=1)
     check.integer("queue_max", minimum=0)
     if clean["timeout"] is None:
-        clean["timeout"] = taskdeck_settings.DEFAULT_TIMEOUT
+        clean["timeout"] = defaults["timeout"]
     if clean["timeout"] != 0:
         check.number("timeout", minimum=0.001)
     clean["timeout"] = clean["timeout"] or None  # 0 means no timeout
@@ -200,11 +196,9 @@ def build_definition(
     check.choice("catch_up", CatchUp)
     check.integer("max_catch_up_runs", minimum=1)
     check.number("jitter", minimum=0)
-    if clean["keep_runs"] is None:
-        clean["keep_runs"] = taskdeck_settings.DEFAULT_KEEP_RUNS
+    for name in ("keep_runs", "keep_for"):  # None (from @task) means the default too
+        clean[name] = defaults[name] if clean[name] is None else clean[name]
     check.integer("keep_runs", minimum=1)
-    if clean["keep_for"] is None:
-        clean["keep_for"] = taskdeck_settings.DEFAULT_KEEP_FOR
     check.number("keep_for", minimum=1)
     clean["parameters"] = normalize_spec(task_id, clean["parameters"])
     clean["id"] = task_id

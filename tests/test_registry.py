@@ -4,6 +4,7 @@ import sys
 import pytest
 
 from tasks_app.exceptions import DefinitionError
+from tasks_app.models import Task
 from tasks_app.registry import build_definition, code_registry, load_definitions_file
 
 from .conftest import ROOT
@@ -95,6 +96,16 @@ def test_retention_left_out_of_a_definition_comes_from_the_settings(settings):
     explicit = build_definition("report", {"callable": "tests.sample_tasks.noop", "keep_runs": 3, "keep_for": 60},
                                 source="file")
     assert (explicit["keep_runs"], explicit["keep_for"]) == (3, 60)
+
+
+def test_a_task_made_anywhere_else_gets_the_same_defaults_as_a_definition(settings):
+    settings.TASKDECK = {**settings.TASKDECK, "DEFAULT_KEEP_RUNS": 7, "DEFAULT_KEEP_FOR": 3600.0,
+                         "DEFAULT_TIMEZONE": "Europe/Paris"}
+    made = Task(id="added")  # as the admin's add form starts one
+    defined = build_definition("report", {"callable": "tests.sample_tasks.noop"}, source="file")
+    for name in ("keep_runs", "keep_for", "timezone", "max_concurrent", "on_overlap", "retry_delay", "catch_up"):
+        assert getattr(made, name) == defined[name], name
+    assert (made.keep_runs, made.timezone) == (7, "Europe/Paris")
 
 
 @pytest.mark.parametrize(("fields", "field", "message"), [

@@ -36,7 +36,7 @@ from tasks_app.admin import display
 from tasks_app.admin.actions import apply_each, caller_label, live_fragments
 from tasks_app.admin.forms import PARAMETER_PREFIX, RunNowForm, TaskForm
 from tasks_app.exceptions import InvalidParameters, TaskdeckError
-from tasks_app.models import DefinitionSource, RunTrigger, Task, TaskKind, TaskStatus, TaskTrigger
+from tasks_app.models import POLICY_FIELDS, DefinitionSource, RunTrigger, Task, TaskKind, TaskStatus, TaskTrigger
 from tasks_app.registry import OPERATOR_FIELDS
 
 #: Runs drawn in a task's durations chart, and listed on its page.
@@ -134,9 +134,7 @@ class TaskAdmin(admin.ModelAdmin):
                                "last_run_at", "next_run_at"),
                       "description": "A cron expression (in its time zone) or an interval, not both; neither "
                                      "for a task that only runs on demand."}),
-        ("Policy", {"fields": ("on_overlap", "max_concurrent", "queue_max", "timeout", "retry_attempts", "retry_backoff",
-                               "retry_delay", "catch_up", "max_catch_up_runs", "jitter", "keep_runs", "keep_for",
-                               "run_on_start")}),
+        ("Policy", {"fields": POLICY_FIELDS}),
         ("Capabilities", {"fields": ("supports_cancel", "supports_dry_run", "supports_history", "parameters")}),
         ("Bookkeeping", {"classes": ("collapse",), "fields": ("removed_at", "created_at", "updated_at")}),
     )

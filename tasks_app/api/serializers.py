@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from tasks_app import parameters, schedule_rules
 from tasks_app.models import (
+    POLICY_FIELDS,
     Activity,
     CatchUp,
     EndReason,
@@ -27,10 +28,6 @@ from tasks_app.models import (
 #: A task's status (API.md): derived from its runs, not stored. Removed tasks are not in the API.
 TASK_STATUSES = [status for status in TaskStatus.values if status != TaskStatus.REMOVED]
 
-POLICY_FIELDS = (
-    "on_overlap", "max_concurrent", "queue_max", "timeout", "retry_attempts", "retry_backoff", "retry_delay",
-    "catch_up", "max_catch_up_runs", "jitter", "keep_runs", "keep_for", "run_on_start",
-)
 
 
 class ProblemErrorSerializer(serializers.Serializer):
