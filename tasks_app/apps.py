@@ -11,5 +11,6 @@ class TasksAppConfig(AppConfig):
         # Import every installed app's tasks.py so its @task declarations register.
         autodiscover_modules("tasks")
         from tasks_app import dispatch
+        from tasks_app.services import heartbeats
 
-        dispatch.connect_worker_heartbeat()
+        dispatch.on_worker_start(heartbeats.beat_worker_in_background)

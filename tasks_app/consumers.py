@@ -28,7 +28,7 @@ from django.utils.http import is_same_domain
 from django.utils.datastructures import CaseInsensitiveMapping
 
 from tasks_app import events
-from tasks_app.api import keys
+from tasks_app.services import keys
 from tasks_app.api.authentication import key_from_headers
 from tasks_app.api.permissions import scopes_of
 from tasks_app.models import Scope

@@ -18,6 +18,7 @@ import signal
 import time
 from dataclasses import dataclass
 from functools import cache
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -36,8 +37,6 @@ from tasks_app.conf import taskdeck_settings
 from tasks_app.models import Run
 
 EXECUTE = "tasks_app.runner.execute_run"
-#: Seconds between a worker's heartbeats.
-WORKER_HEARTBEAT_EVERY = 10.0
 
 logger = logging.getLogger(__name__)
 
@@ -168,35 +167,13 @@ def _delete_messages(ids: list[int]) -> set[int]:
     return {message_id for message_id in ids if OrmQ.objects.using(Conf.ORM).filter(pk=message_id).delete()[0]}
 
 
-def beat_while_worker_lives(**kwargs: object) -> None:
-    """django-q2's post_spawn: each worker process reports it is alive, busy or idle."""
-    import threading
+def on_worker_start(callback: Callable[[], None]) -> None:
+    """Call ``callback`` in each worker process django-q2 starts (its post_spawn signal)."""
 
-    from django.db import OperationalError, connection
+    def receiver(**kwargs: object) -> None:
+        callback()
 
-    from tasks_app import services
-    from tasks_app.models import HeartbeatRole
-
-    def loop() -> None:
-        failing = False
-        while True:
-            try:
-                services.beat(HeartbeatRole.WORKER)
-                failing = False
-            except OperationalError as error:  # a full disk, a lock: health reports the database
-                if not failing:
-                    logger.warning("Worker heartbeat refused by the database (%s).", error)
-                failing = True
-            except Exception:  # a missed beat only makes the health check say "none" for a while
-                logger.exception("Worker heartbeat failed")
-            connection.close()
-            time.sleep(WORKER_HEARTBEAT_EVERY)
-
-    threading.Thread(target=loop, name="taskdeck-worker-heartbeat", daemon=True).start()
-
-
-def connect_worker_heartbeat() -> None:
-    post_spawn.connect(beat_while_worker_lives, dispatch_uid="taskdeck-worker-heartbeat")
+    post_spawn.connect(receiver, weak=False, dispatch_uid=f"taskdeck-{callback.__module__}.{callback.__qualname__}")
 
 
 def hide_queue_admin(site: Any) -> None:

@@ -1,7 +1,7 @@
 """Taskdeck's data: Task (definition + operational state), Run, Activity, Event.
 
 States are TextChoices with a docstring per member; transitions are conditional updates that
-report whether they won (see services.py and runner.py), never read-modify-write.
+report whether they won (services/transitions.py), never read-modify-write.
 """
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ class RunCancelled(Exception):
 
 def execute_run(run_id: str | UUID, task_id: str | None = None) -> str:
     """django-q2's entry point. Returns a short note for django-q2's own logs."""
-    run = services.claim_run(run_id, task_id)
+    run = services.claim_run(run_id, task_id=task_id)
     if run is None:
         return "not claimed (already taken, ended or removed)"
     outcome: dict[str, Any] = {}
@@ -94,7 +94,7 @@ def _record_end(ctx: RunContext | None, run: Run, reason: str, outcome: dict[str
                 reason = _stop_reason(run)
             if ctx is not None:
                 ctx.flush(force=True)
-            services.finish_run(run, reason, **outcome)
+            services.finish_run(run, reason=reason, **outcome)
             return reason
         except OperationalError as error:
             _wait_for_database(run, error, delay)
@@ -429,7 +429,7 @@ class Watchdog(threading.Thread):
 
     def end_and_kill(self, reason: str, error: str) -> None:
         """End the run, then stop the process running the task code that would not stop."""
-        services.finish_run(self.run_id, reason, error=error)
+        services.finish_run(self.run_id, reason=reason, error=error)
         if multiprocessing.parent_process() is None:
             # Not inside a worker process (an in-process call): never kill the caller.
             logger.error("Run %s ended %s; task code still running in the main process.", self.run_id, reason)

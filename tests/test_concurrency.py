@@ -87,9 +87,9 @@ def test_triggers_claims_finishes_cancels_and_retention_of_one_task_never_deadlo
         queued = list(Run.objects.filter(task_id=task.pk, status=RunStatus.QUEUED, enqueued_at__isnull=False)
                       .values_list("pk", flat=True)[:5])
         for run_id in queued:
-            run = services.claim_run(run_id, task.pk)
+            run = services.claim_run(run_id, task_id=task.pk)
             if run is not None:
-                services.finish_run(run, random.choice([EndReason.SUCCESS, EndReason.FAILED]))
+                services.finish_run(run, reason=random.choice([EndReason.SUCCESS, EndReason.FAILED]))
 
     def canceller() -> None:
         run_id = Run.objects.filter(task_id=task.pk, status=RunStatus.QUEUED).order_by("?").values_list(

@@ -69,12 +69,12 @@ def test_the_services_check_with_the_same_rules_and_locate_each_error():
     make_task(id="every", interval=10, interval_unit="minutes")
     make_task(id="nightly", cron_string="0 3 * * *")
     with pytest.raises(InvalidSchedule) as caught:
-        services.set_interval("every", 3700, "days")
+        services.set_interval("every", interval=3700, unit="days")
     assert caught.value.errors[0]["location"] == "body.interval"
     with pytest.raises(InvalidSchedule) as caught:
-        services.set_interval("every", 5, "weeks")
+        services.set_interval("every", interval=5, unit="weeks")
     assert caught.value.errors[0]["location"] == "body.unit"
     with pytest.raises(InvalidSchedule) as caught:
-        services.set_schedule("nightly", "61 * * * *", "Mars/Olympus")
+        services.set_schedule("nightly", cron_string="61 * * * *", timezone="Mars/Olympus")
     assert [error["location"] for error in caught.value.errors] == ["body.cron_string", "body.timezone"]
-    assert services.set_schedule("nightly", " 30  2 * * * ", "Europe/Paris").cron_string == "30 2 * * *"
+    assert services.set_schedule("nightly", cron_string=" 30  2 * * * ", timezone="Europe/Paris").cron_string == "30 2 * * *"

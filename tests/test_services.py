@@ -119,7 +119,7 @@ class TestOverlap:
         assert (full.status, full.end_reason) == (RunStatus.SKIPPED, EndReason.QUEUE_FULL)
         # The slot frees when the running one ends: the oldest held run is admitted, in order.
         Run.objects.filter(pk=running.pk).update(status=RunStatus.RUNNING)
-        services.finish_run(running.pk, EndReason.SUCCESS)
+        services.finish_run(running.pk, reason=EndReason.SUCCESS)
         held[0].refresh_from_db()
         held[1].refresh_from_db()
         assert held[0].enqueued_at is not None and held[1].enqueued_at is None
@@ -224,8 +224,8 @@ class TestCancel:
 def test_finish_run_is_won_once():
     run = api_trigger(make_task())
     Run.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING)
-    assert services.finish_run(run.pk, EndReason.SUCCESS) is not None
-    assert services.finish_run(run.pk, EndReason.CRASHED) is None
+    assert services.finish_run(run.pk, reason=EndReason.SUCCESS) is not None
+    assert services.finish_run(run.pk, reason=EndReason.CRASHED) is None
     run.refresh_from_db()
     assert run.end_reason == EndReason.SUCCESS
     assert events_of(run).count("task:completed") == 1
@@ -275,7 +275,7 @@ class TestSync:
 def fail(run, reason=EndReason.FAILED):
     """The worker side of a failing attempt: claimed, then ended with ``reason``."""
     assert services.claim_run(run.pk) is not None
-    return services.finish_run(run.pk, reason, error="boom")
+    return services.finish_run(run.pk, reason=reason, error="boom")
 
 
 def next_attempt(run):
@@ -361,22 +361,22 @@ def test_operator_changes_recompute_the_next_tick_at_once_and_announce_it(clock)
     services.initialise_schedules(now=clock.now())
     assert Task.objects.get(pk=every.pk).next_run_at == clock.now() + timedelta(hours=5)
 
-    assert services.set_interval(every.pk, 2, "hours").next_run_at == clock.now() + timedelta(hours=1)
-    assert services.set_interval(every.pk, 45, "minutes").next_run_at == clock.now() + timedelta(minutes=30)  # 11:00 + 2 x 45
-    changed = services.set_schedule(nightly.pk, "0 9 * * *", "America/New_York")
+    assert services.set_interval(every.pk, interval=2, unit="hours").next_run_at == clock.now() + timedelta(hours=1)
+    assert services.set_interval(every.pk, interval=45, unit="minutes").next_run_at == clock.now() + timedelta(minutes=30)  # 11:00 + 2 x 45
+    changed = services.set_schedule(nightly.pk, cron_string="0 9 * * *", timezone="America/New_York")
     assert changed.next_run_at == datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # 09:00 EST
-    assert services.set_enabled(nightly.pk, False).next_run_at is None
-    assert services.set_enabled(nightly.pk, True).next_run_at == datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
+    assert services.set_enabled(nightly.pk, enabled=False).next_run_at is None
+    assert services.set_enabled(nightly.pk, enabled=True).next_run_at == datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
     updates = Event.objects.filter(name="task:updated")
     assert updates.filter(task_id=every.pk).count() == 2 and updates.filter(task_id=nightly.pk).count() == 3
 
 
 @pytest.mark.parametrize(("call", "location"), [
-    (lambda task: services.set_interval(task.pk, 0, "hours"), "body.interval"),
-    (lambda task: services.set_interval(task.pk, 1.5, "hours"), "body.interval"),
-    (lambda task: services.set_interval(task.pk, True, "hours"), "body.interval"),
-    (lambda task: services.set_interval(task.pk, 11 * 366, "days"), "body.interval"),
-    (lambda task: services.set_interval(task.pk, 6, "weeks"), "body.unit"),
+    (lambda task: services.set_interval(task.pk, interval=0, unit="hours"), "body.interval"),
+    (lambda task: services.set_interval(task.pk, interval=1.5, unit="hours"), "body.interval"),
+    (lambda task: services.set_interval(task.pk, interval=True, unit="hours"), "body.interval"),
+    (lambda task: services.set_interval(task.pk, interval=11 * 366, unit="days"), "body.interval"),
+    (lambda task: services.set_interval(task.pk, interval=6, unit="weeks"), "body.unit"),
 ])
 def test_set_interval_refuses_bad_values_whoever_calls(call, location):
     from tasks_app.exceptions import InvalidSchedule
@@ -394,8 +394,8 @@ def test_set_schedule_refuses_a_bad_cron_or_zone_naming_each():
 
     task = make_task(cron_string="0 3 * * *")
     with pytest.raises(InvalidSchedule) as refused:
-        services.set_schedule(task.pk, "61 * * * *", "Mars/Olympus")
+        services.set_schedule(task.pk, cron_string="61 * * * *", timezone="Mars/Olympus")
     assert [error["location"] for error in refused.value.errors] == ["body.cron_string", "body.timezone"]
     task.refresh_from_db()
     assert (task.cron_string, task.timezone) == ("0 3 * * *", "UTC")
-    assert services.set_schedule(task.pk, "  30   2 * * * ", "Europe/Paris").cron_string == "30 2 * * *"
+    assert services.set_schedule(task.pk, cron_string="  30   2 * * * ", timezone="Europe/Paris").cron_string == "30 2 * * *"

@@ -73,7 +73,7 @@ def test_a_queue_ten_thousand_deep_admits_in_order_as_slots_free(clock):
     admitted = services.release_held_runs(task.pk)
     assert [run.pk for run in admitted] == [held[0].pk, held[1].pk]
     assert services.release_held_runs(task.pk) == []  # both slots taken
-    services.finish_run(services.claim_run(held[0].pk, task.pk), EndReason.SUCCESS)  # frees one, admits the next
+    services.finish_run(services.claim_run(held[0].pk, task_id=task.pk), reason=EndReason.SUCCESS)  # frees one, admits the next
     assert Run.objects.get(pk=held[2].pk).enqueued_at is not None
     assert Run.objects.get(pk=held[3].pk).enqueued_at is None
 

@@ -13,7 +13,7 @@ from django.utils.safestring import SafeString
 from tasks_app import clock
 from tasks_app.admin import display
 from tasks_app.admin.forms import ApiKeyCreationForm
-from tasks_app.api import keys
+from tasks_app.services import keys
 from tasks_app.exceptions import TaskdeckError
 from tasks_app.models import ApiKey
 

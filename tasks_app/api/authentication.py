@@ -7,7 +7,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
-from tasks_app.api import keys
+from tasks_app.services import keys
 from tasks_app.models import ApiKey
 
 

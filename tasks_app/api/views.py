@@ -74,13 +74,13 @@ class TaskViewSet(viewsets.ViewSet):
     @action(detail=True, methods=["put"])
     def enabled(self, request: Request, id: str) -> Response:
         body = parse_task_body(id, s.EnabledRequestSerializer, request)
-        return Response(s.TaskSerializer(services.set_enabled(id, body["enabled"])).data)
+        return Response(s.TaskSerializer(services.set_enabled(id, enabled=body["enabled"])).data)
 
     @extend_schema(request=s.IntervalRequestSerializer, responses={200: s.IntervalResultSerializer, **problems(400, 404)})
     @action(detail=True, methods=["put"])
     def interval(self, request: Request, id: str) -> Response:
         body = parse_task_body(id, s.IntervalRequestSerializer, request)
-        task = services.set_interval(id, body["interval"], body["unit"])
+        task = services.set_interval(id, interval=body["interval"], unit=body["unit"])
         return Response({"task_id": task.id, "interval": task.interval, "interval_unit": task.interval_unit,
                          "next_run_at": task.next_run_at})
 
@@ -88,7 +88,7 @@ class TaskViewSet(viewsets.ViewSet):
     @action(detail=True, methods=["put"])
     def schedule(self, request: Request, id: str) -> Response:
         body = parse_task_body(id, s.ScheduleRequestSerializer, request)
-        task = services.set_schedule(id, body["cron_string"], body.get("timezone"))
+        task = services.set_schedule(id, cron_string=body["cron_string"], timezone=body.get("timezone"))
         return Response(s.TaskSerializer(task).data)
 
     @extend_schema(parameters=[s.HistoryQuerySerializer], responses={200: s.HistorySerializer, **problems(400, 404)})

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from tasks_app.api import keys
+from tasks_app.services import keys
 
 pytestmark = pytest.mark.django_db
 

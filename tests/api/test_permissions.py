@@ -7,7 +7,7 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from tasks_app import clock, services
-from tasks_app.api import keys
+from tasks_app.services import keys
 from tasks_app.models import ApiKey, Run, RunStatus, RunTrigger
 
 from ..factories import make_task

@@ -72,7 +72,7 @@ STAFF = Login("viewer", "browser-viewer-password")
 
 MAKE_USERS = f"""
 from django.contrib.auth.models import Permission, User
-from tasks_app.api import keys
+from tasks_app.services import keys
 User.objects.create_superuser({ADMIN.username!r}, password={ADMIN.password!r})
 staff = User.objects.create_user({STAFF.username!r}, password={STAFF.password!r}, is_staff=True)
 staff.user_permissions.set(Permission.objects.filter(content_type__app_label="tasks_app", codename__startswith="view_"))

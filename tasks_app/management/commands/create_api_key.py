@@ -6,7 +6,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from tasks_app.api import keys
+from tasks_app.services import keys
 from tasks_app.exceptions import TaskdeckError
 from tasks_app.models import Scope
 

@@ -172,15 +172,15 @@ class Command(BaseCommand):
         lines = []
         with transaction.atomic():
             if every is not None:
-                task = services.set_interval(task_id, *every)
+                task = services.set_interval(task_id, interval=every[0], unit=every[1])
                 lines.append(f"{task.id}: {_interval_text(task)}; {_next_run_text(task)}")
             elif cron is not None or timezone is not None:
                 # --timezone alone keeps the expression: read under the same transaction as the write.
                 cron_string = cron if cron is not None else services.get_task(task_id).cron_string
-                task = services.set_schedule(task_id, cron_string, timezone)
+                task = services.set_schedule(task_id, cron_string=cron_string, timezone=timezone)
                 lines.append(f'{task.id}: cron "{task.cron_string}" ({task.timezone}); {_next_run_text(task)}')
             if enable or disable:
-                task = services.set_enabled(task_id, enable)
+                task = services.set_enabled(task_id, enabled=enable)
                 lines.append(f"{task.id}: {'enabled' if task.enabled else 'disabled'}; {_next_run_text(task)}")
         for line in lines:
             self.stdout.write(line)

@@ -1,0 +1,130 @@
+"""Tasks as declared and as operators change them: the definitions sync, and the operator fields
+(enabled, schedule) an edit sets and a later sync keeps."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.db import transaction
+
+from tasks_app import clock, events, schedule_rules, schedules
+from tasks_app.db.locks import retry_on_conflict
+from tasks_app.exceptions import InvalidSchedule, NotCronScheduled, NotIntervalScheduled
+from tasks_app.models import EndReason, RunStatus, Task
+from tasks_app.registry import OPERATOR_FIELDS
+from tasks_app.services.lookups import get_task
+from tasks_app.services.outcomes import finish_run
+
+
+@retry_on_conflict
+def sync_definitions(definitions: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Write declared tasks to the Task table; keep operator changes; mark vanished ones removed.
+
+    Returns the ids created, updated and removed. A removed task keeps its runs; its queued runs
+    end (cancelled, with an event) because nothing will ever execute them.
+    """
+    report: dict[str, list[str]] = {"created": [], "updated": [], "removed": []}
+    declared = {definition["id"]: dict(definition) for definition in definitions}
+    now = clock.now()
+    with transaction.atomic():
+        existing = {task.pk: task for task in Task.objects.select_for_update().filter(pk__in=declared)}
+        for task_id, definition in declared.items():
+            task = existing.get(task_id)
+            values = {key: value for key, value in definition.items() if key != "id"}
+            if task is None:
+                Task.objects.create(id=task_id, definition=values, **values)
+                report["created"].append(task_id)
+                continue
+            schedule_before = _schedule_of(task)
+            for key, value in values.items():
+                if key in OPERATOR_FIELDS and key in task.overrides:
+                    continue
+                setattr(task, key, value)
+            if task.interval is None and task.cron_string:
+                task.interval_unit = ""
+            was_removed, task.removed_at = task.removed_at is not None, None
+            if _schedule_of(task) != schedule_before or was_removed:
+                task.next_run_at = schedules.next_run_at(task, now=now)  # a new schedule starts from now
+            task.definition = values
+            task.save()
+            report["updated"].append(task_id)
+        vanished = Task.objects.filter(removed_at__isnull=True, source__in=("code", "file")).exclude(pk__in=declared)
+        for task in vanished.select_for_update():
+            task.removed_at, task.next_run_at = now, None
+            task.save(update_fields=["removed_at", "next_run_at", "updated_at"])
+            report["removed"].append(task.pk)
+            for run in task.runs.filter(status=RunStatus.QUEUED):
+                finish_run(
+                    run.id,
+                    reason=EndReason.CANCELLED,
+                    from_statuses=(RunStatus.QUEUED,),
+                    error="The task was removed from its definitions.",
+                )
+            events.emit_task_updated(task, message="Task removed from its definitions")
+    return report
+
+
+def _schedule_of(task: Task) -> tuple[Any, ...]:
+    return (task.enabled, task.cron_string, task.timezone, task.interval, task.interval_unit)
+
+
+def set_operator_fields(task_id: str, **values: Any) -> Task:
+    """Change operator-editable fields and remember them, so a definitions reload keeps them.
+
+    next_run_at is recomputed at once and the change is announced (task:updated).
+    """
+    unknown = set(values) - set(OPERATOR_FIELDS)
+    if unknown:
+        raise ValueError(f"not operator fields: {sorted(unknown)}")
+    with transaction.atomic():
+        task = Task.objects.select_for_update().get(pk=get_task(task_id).pk)
+        for key, value in values.items():
+            setattr(task, key, value)
+        task.overrides = sorted(set(task.overrides) | set(values))
+        task.next_run_at = schedules.next_run_at(task, now=clock.now())
+        task.save()
+        events.emit_task_updated(task, message="Changed: " + ", ".join(sorted(values)))
+    return task
+
+
+def set_enabled(task_id: str, *, enabled: bool) -> Task:
+    return set_operator_fields(task_id, enabled=enabled)
+
+
+def set_interval(task_id: str, *, interval: int, unit: str) -> Task:
+    """A new interval for an interval-scheduled task (a cron task keeps its cron), checked here
+    whoever calls (API, admin, command line) by schedule_rules."""
+    if not get_task(task_id).interval:
+        raise NotIntervalScheduled(f"Task {task_id!r} is not interval-scheduled.")
+    try:
+        interval, unit = schedule_rules.check_interval(interval, unit)
+    except schedule_rules.InvalidValue as error:
+        raise _invalid_schedule([error], body={"interval_unit": "unit"}) from None
+    return set_operator_fields(task_id, interval=interval, interval_unit=unit)
+
+
+def set_schedule(task_id: str, *, cron_string: str, timezone: str | None = None) -> Task:
+    """A new cron string (and optionally time zone) for a cron-scheduled task, checked here."""
+    if not get_task(task_id).cron_string:
+        raise NotCronScheduled(f"Task {task_id!r} is not cron-scheduled.")
+    values, errors = {}, []
+    for field, check, value in (("cron_string", schedule_rules.check_cron, cron_string),
+                                ("timezone", schedule_rules.check_timezone, timezone)):
+        if value is None or (field == "timezone" and not value):
+            continue  # no time zone given: the task keeps its own
+        try:
+            values[field] = check(value)
+        except schedule_rules.InvalidValue as error:
+            errors.append(error)
+    if errors:
+        raise _invalid_schedule(errors)
+    return set_operator_fields(task_id, **values)
+
+
+def _invalid_schedule(errors: list[schedule_rules.InvalidValue], *, body: Mapping[str, str] | None = None) -> InvalidSchedule:
+    """The API's problem for rule failures, each located in the request body (``body`` maps a
+    rule's field to the request's name for it)."""
+    located = [{"location": f"body.{(body or {}).get(error.field, error.field)}", "message": error.message(),
+                "value": error.value} for error in errors]
+    return InvalidSchedule("Invalid schedule: " + ", ".join(item["location"].removeprefix("body.") for item in located)
+                           + ".", errors=located)

@@ -1,0 +1,179 @@
+"""The conditional writes that move a run from one state to the next; everything above them calls
+these, never writes a run's status itself.
+
+Each takes the task's row lock first (db/locks.py) and reports whether it won, so racing callers
+(a worker and its watchdog, the reaper, a cancel, a shutdown) end a run exactly once:
+
+- ``claim_run``: queued -> running, for the one worker that wins it;
+- ``end_run``: running (or queued) -> ended, with its event; the slot it frees goes to the task's
+  next held run in the same transaction (``admit_after_end``);
+- ``admit_held``: held -> handed to the queue, one per free slot;
+- ``request_stop`` / ``stop``: a queued run ends at once, a running one is asked to stop;
+- ``delete_run``: an ended run and what hangs from it go.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from django.db import connection, transaction
+
+from tasks_app import clock, dispatch, events
+from tasks_app.db.locks import lock_task, retry_on_conflict
+from tasks_app.db.slots import count_slots, has_held_runs, next_held
+from tasks_app.exceptions import RunActive, TaskNotFound
+from tasks_app.models import REASON_FOR_STOP, STATUS_FOR_REASON, Event, EventName, OverlapPolicy, Run, RunStatus, Task
+from tasks_app.services.lookups import HOSTNAME, get_run
+
+
+@retry_on_conflict
+def claim_run(run_id: UUID | str, *, task_id: str | None = None, pid: int | None = None) -> Run | None:
+    """queued -> running for exactly one worker; a duplicate delivery gets None and does nothing.
+
+    The transaction only writes (the claim, the task's last_run_at, the event), the task's row
+    locked first (db/locks.py); the run is read for execution after it commits.
+    """
+    if task_id is None:
+        task_id = Run.objects.filter(pk=run_id).values_list("task_id", flat=True).first()
+        if task_id is None:
+            return None
+    with transaction.atomic():
+        lock_task(task_id)
+        now = clock.now()
+        won = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+            status=RunStatus.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            worker_host=HOSTNAME,
+            worker_pid=pid if pid is not None else os.getpid(),
+        )
+        if not won:
+            return None
+        Task.objects.filter(pk=task_id).update(last_run_at=now)
+        events.emit_run_event(EventName.STARTED, Run(id=UUID(str(run_id)), task_id=task_id, status=RunStatus.RUNNING))
+    return Run.objects.select_related("task").only(*FOR_EXECUTION).get(pk=run_id)
+
+
+#: The columns the runner, its context and the end of a run use. Reading only these halves the
+#: cost of a claim; a field left out still loads (with one more query) if something touches it.
+FOR_EXECUTION = (
+    "id", "task_id", "status", "end_reason", "error", "parameters", "dry_run", "progress_current",
+    "progress_total", "progress_message", "items_processed", "items_affected", "summary", "output",
+    "output_dropped", "task__id", "task__callable", "task__timeout", "task__on_overlap",
+)
+
+
+@retry_on_conflict
+def end_run(run: Run, *, reason: str, from_statuses: list[str], fields: dict[str, Any]) -> bool:
+    """finish_run's transaction: the task's row locked first (db/locks.py), then the conditional end."""
+    with transaction.atomic():
+        lock_task(run.task_id)
+        now = clock.now()
+        status = STATUS_FOR_REASON[reason]
+        won = Run.objects.filter(pk=run.pk, status__in=from_statuses).update(
+            status=status, end_reason=reason, ended_at=now, **fields
+        )
+        if not won:
+            return False
+        for name, value in {"status": status, "end_reason": reason, "ended_at": now, **fields}.items():
+            setattr(run, name, value)
+        events.emit_run_end(run)
+        admit_after_end(run, now=now)
+    return True
+
+
+def admit_after_end(run: Run, *, now: datetime) -> None:
+    """The slot a run frees goes to the task's next held run in the same transaction, under the
+    lock already held: one write per run instead of two, and no wait for the scheduler. Only the
+    queue policy holds runs; a run held by a trigger racing with this end is admitted by the
+    scheduler's next pass."""
+    if run.task.on_overlap == OverlapPolicy.QUEUE and has_held_runs(run.task_id):
+        admit_held(run.task_id, now=now)
+
+
+def lock_and_count(task_id: str, *, now: Any) -> tuple[Task, int, int]:
+    """The task's policy (its row locked), then its runs holding a slot and its held runs due.
+
+    The counts come after the locking statement on purpose: on PostgreSQL a statement that waited
+    for the row lock still reads with the snapshot it started with, so counts taken in it would
+    miss the run the previous lock holder just committed. (On SQLite the IMMEDIATE transaction
+    already serialises writers.) Hand-written SQL because this runs inside the write lock of
+    every trigger, where building the equivalent ORM queries cost several times the queries; the
+    counts come from counters and indexes that do not grow with the backlog (db/slots.py).
+    """
+    task_table = Task._meta.db_table
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    fields = ("enabled", "removed_at", "manual_run", "supports_dry_run", "on_overlap", "max_concurrent", "queue_max",
+              "timeout")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(fields)} FROM {task_table} WHERE id = %s{lock}", [task_id])
+        row = cursor.fetchone()
+        if row is None:
+            raise TaskNotFound(f"Task {task_id!r} does not exist.")
+    task_slots = count_slots([task_id], now=now)[task_id]
+    values = dict(zip(fields, row, strict=True))
+    if isinstance(values["removed_at"], str):  # SQLite returns text from a raw query
+        values["removed_at"] = datetime.fromisoformat(values["removed_at"])
+    return Task(id=task_id, **values), task_slots.occupied, task_slots.waiting
+
+
+def admit_held(task_id: str, *, now: datetime) -> list[Run]:
+    """Hand the oldest due held runs to the queue, one per free slot. Inside a transaction.
+
+    It takes the task's row lock (db/locks.py) if the transaction does not hold it yet. Under that
+    lock nothing else can admit, cancel or delete the task's runs, so the runs ``next_held`` names
+    are still held when the one UPDATE marks them."""
+    policy, occupied, _ = lock_and_count(task_id, now=now)
+    free = policy.max_concurrent - occupied
+    ids = next_held(task_id, now=now, limit=free) if free > 0 else []
+    if not ids:
+        return []
+    Run.objects.filter(pk__in=ids).update(enqueued_at=now)
+    admitted = [Run(id=run_id, task_id=task_id, task=policy, status=RunStatus.QUEUED, enqueued_at=now)
+                for run_id in ids]
+    dispatch.enqueue_many([dispatch.prepare(run) for run in admitted])
+    return admitted
+
+
+@retry_on_conflict
+def request_stop(run: Run, *, request: str) -> None:
+    with transaction.atomic():
+        lock_task(run.task_id)
+        now = clock.now()
+        if stop(run, request=request, now=now):
+            admit_after_end(run, now=now)
+
+
+def stop(run: Run, *, request: str, now: Any) -> bool:
+    """Queued: end it now (True). Running: record why it must stop; its watchdog does the rest."""
+    if run.status == RunStatus.QUEUED:
+        ended = Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+            status=STATUS_FOR_REASON[REASON_FOR_STOP[request]],
+            end_reason=REASON_FOR_STOP[request],
+            ended_at=now,
+            stop_requested=request,
+            stop_requested_at=now,
+        )
+        if ended:
+            run.refresh_from_db()
+            events.emit_run_end(run)
+            return True
+    Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, stop_requested="").update(
+        stop_requested=request, stop_requested_at=now
+    )
+    return False
+
+
+@retry_on_conflict
+def delete_run(run_id: UUID | str) -> None:
+    """Remove an ended run with its activity, captured output and events; active runs refuse."""
+    task_id = get_run(run_id).task_id
+    with transaction.atomic():
+        lock_task(task_id)
+        run = get_run(run_id)
+        if run.is_active:
+            raise RunActive(f"Run {run.id} is {run.status}; cancel it first.")
+        Event.objects.filter(run_id=run.id).delete()
+        run.delete()

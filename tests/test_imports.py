@@ -1,0 +1,101 @@
+"""The house's import rules, read from the source (module-level and function-level imports alike):
+
+- a module of the services package imports only the modules listed before it in ``LAYERS``;
+- only the queue hand-off imports django_q;
+- no two modules of tasks_app import each other, directly or around a circle.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from .conftest import ROOT
+
+APP = ROOT / "tasks_app"
+#: The services package, bottom first (tasks_app/services/__init__.py says what each holds).
+LAYERS = ["lookups", "transitions", "triggering", "outcomes", "ticks", "stopping", "recovery", "definitions",
+          "keys", "heartbeats"]
+#: The modules allowed to import django_q.
+QUEUE_HOMES = {"tasks_app.dispatch"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_names(path: Path) -> set[str]:
+    """Every dotted name ``path`` imports, ``from a import b`` counted as ``a`` and ``a.b``."""
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            names.add(source)
+            names.update(f"{source}.{alias.name}" for alias in node.names)
+    return names
+
+
+def app_modules() -> dict[str, Path]:
+    return {module_name(path): path for path in sorted(APP.rglob("*.py")) if "migrations" not in path.parts}
+
+
+def internal_imports() -> dict[str, set[str]]:
+    """Each tasks_app module and the tasks_app modules it imports (a name resolves to the longest
+    module it starts with; a package's __init__ is not counted as importing its own modules)."""
+    modules = app_modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for imported in imported_names(path):
+            while imported and imported not in modules:
+                imported = imported.rpartition(".")[0]
+            if imported and imported != name and not imported.startswith(name + "."):
+                targets.add(imported)
+        graph[name] = targets
+    return graph
+
+
+def test_each_services_module_imports_only_the_layers_below_it():
+    assert sorted(LAYERS) == sorted(path.stem for path in (APP / "services").glob("*.py") if path.stem != "__init__")
+    graph = internal_imports()
+    upward = []
+    for position, layer in enumerate(LAYERS):
+        for target in graph[f"tasks_app.services.{layer}"]:
+            if target == "tasks_app.services":
+                upward.append(f"{layer} imports the package itself (import the module it needs)")
+            elif target.startswith("tasks_app.services.") and LAYERS.index(target.rpartition(".")[2]) > position:
+                upward.append(f"{layer} imports {target.rpartition('.')[2]}, a layer above it")
+    assert not upward, upward
+
+
+def test_only_the_queue_hand_off_imports_django_q():
+    importers = {name for name, path in app_modules().items()
+                 if any(imported.split(".")[0] == "django_q" for imported in imported_names(path))}
+    assert importers == QUEUE_HOMES
+
+
+def test_no_import_circles_in_tasks_app():
+    graph = internal_imports()
+    circles = []
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            current = todo.pop()
+            if current == goal:
+                return True
+            if current not in seen:
+                seen.add(current)
+                todo.extend(graph.get(current, ()))
+        return False
+
+    for module, targets in graph.items():
+        circles.extend(f"{module} -> {target} -> ... -> {module}" for target in targets if reaches(target, module))
+    assert not circles, circles
