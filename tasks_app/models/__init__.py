@@ -1,0 +1,51 @@
+"""Taskdeck's data, one module per concept; import them from here (``from tasks_app.models import Run``).
+
+- ``tasks``: Task and the choices of its fields;
+- ``runs``: Run, Activity, RunCount, a run's states, end reasons and triggers;
+- ``events``: the live events' outbox;
+- ``keys``: API keys and scopes;
+- ``heartbeats``: processes saying they are alive.
+
+Every state is a TextChoices with a docstring per member.
+"""
+from tasks_app.models.events import Event, EventName
+from tasks_app.models.heartbeats import Heartbeat, HeartbeatRole
+from tasks_app.models.keys import SCOPE_GRANTS, ApiKey, ApiKeyQuerySet, Scope
+from tasks_app.models.runs import (
+    ON_DEMAND_TRIGGERS,
+    REASON_FOR_STOP,
+    RETRYABLE_REASONS,
+    STATUS_FOR_REASON,
+    Activity,
+    EndReason,
+    Run,
+    RunCount,
+    RunQuerySet,
+    RunStatus,
+    RunTrigger,
+    StopRequest,
+)
+from tasks_app.models.tasks import (
+    POLICY_FIELDS,
+    CatchUp,
+    DefinitionSource,
+    IntervalUnit,
+    OverlapPolicy,
+    RetryBackoff,
+    Task,
+    TaskKind,
+    TaskQuerySet,
+    TaskStatus,
+    TaskTrigger,
+    default_keep_for,
+    default_keep_runs,
+    default_timezone,
+)
+
+__all__ = [
+    "ON_DEMAND_TRIGGERS", "POLICY_FIELDS", "REASON_FOR_STOP", "RETRYABLE_REASONS", "SCOPE_GRANTS", "STATUS_FOR_REASON",
+    "Activity", "ApiKey", "ApiKeyQuerySet", "CatchUp", "DefinitionSource", "EndReason", "Event", "EventName",
+    "Heartbeat", "HeartbeatRole", "IntervalUnit", "OverlapPolicy", "RetryBackoff", "Run", "RunCount", "RunQuerySet",
+    "RunStatus", "RunTrigger", "Scope", "StopRequest", "Task", "TaskKind", "TaskQuerySet", "TaskStatus", "TaskTrigger",
+    "default_keep_for", "default_keep_runs", "default_timezone",
+]
