@@ -32,7 +32,7 @@ from django.db.models.functions import Concat
 
 from tasks_app import clock, events, services
 from tasks_app.conf import taskdeck_settings
-from tasks_app.models import REASON_FOR_STOP, Activity, EndReason, EventName, Run, RunStatus, StopRequest
+from tasks_app.models import REASON_FOR_STOP, Activity, EndReason, EventName, OverlapPolicy, Run, RunStatus, StopRequest
 from tasks_app.registry import resolve_callable
 from tasks_app.text import storable, storable_data
 
@@ -47,11 +47,31 @@ class RunCancelled(Exception):
     """Raised by ``ctx.check_cancelled()``; ends the run cancelled (or terminated, shutdown)."""
 
 
+#: A worker that ends a run of a ``queue`` task runs the task's next held run itself (no trip
+#: through the queue), one after another, for up to this long (seconds) per queue message; then
+#: the next one goes through the queue again. django-q2's timeout of a message (the task's timeout
+#: plus CANCEL_GRACE plus 30 s, a backstop behind the watchdog) so keeps a margin of 20 s or more.
+HAND_OVER_FOR = 10.0
+
+
 def execute_run(run_id: str | UUID, task_id: str | None = None) -> str:
     """django-q2's entry point. Returns a short note for django-q2's own logs."""
     run = services.claim_run(run_id, task_id=task_id)
     if run is None:
         return "not claimed (already taken, ended or removed)"
+    began = clock.monotonic()
+    while True:
+        keep_slot = run.task.on_overlap == OverlapPolicy.QUEUE and clock.monotonic() - began < HAND_OVER_FOR
+        reason = _execute(run, keep_slot=keep_slot)
+        following = services.claim_next_held(run.task_id, pid=os.getpid()) if keep_slot else None
+        if following is None:
+            return reason
+        run = following
+
+
+def _execute(run: Run, *, keep_slot: bool) -> str:
+    """Run one claimed run to its recorded end; returns its end reason. ``keep_slot``: see
+    ``services.finish_run`` (dropped if django-q2 or the interpreter stops the worker meanwhile)."""
     outcome: dict[str, Any] = {}
     ctx = watchdog = None
     try:
@@ -63,12 +83,13 @@ def execute_run(run_id: str | UUID, task_id: str | None = None) -> str:
     except BaseException as error:  # django-q2's own timeout (SystemExit) or interpreter exit
         outcome = {"reason": EndReason.TIMEOUT if "timeout" in type(error).__name__.lower() else EndReason.FAILED,
                    "error": _message(error), "traceback": storable(traceback.format_exc())}
+        keep_slot = False
         raise
     finally:
         if watchdog is not None:
             watchdog.finish()
         reason = outcome.pop("reason", EndReason.FAILED)
-        reason = _record_end(ctx, ctx.current_run if ctx is not None else run, reason, outcome)
+        reason = _record_end(ctx, ctx.current_run if ctx is not None else run, reason, outcome, keep_slot=keep_slot)
     return reason
 
 
@@ -78,7 +99,7 @@ def _stop_reason(run: Run) -> str:
     return REASON_FOR_STOP.get(stop_requested or StopRequest.CANCEL, EndReason.CANCELLED)
 
 
-def _record_end(ctx: RunContext | None, run: Run, reason: str, outcome: dict[str, Any]) -> str:
+def _record_end(ctx: RunContext | None, run: Run, reason: str, outcome: dict[str, Any], *, keep_slot: bool) -> str:
     """Write the run's last progress and its end, however long the database takes to answer;
     returns the end reason (``"stop"`` becomes the reason the stop was asked for).
 
@@ -94,7 +115,7 @@ def _record_end(ctx: RunContext | None, run: Run, reason: str, outcome: dict[str
                 reason = _stop_reason(run)
             if ctx is not None:
                 ctx.flush(force=True)
-            services.finish_run(run, reason=reason, **outcome)
+            services.finish_run(run, reason=reason, keep_slot=keep_slot, **outcome)
             return reason
         except OperationalError as error:
             _wait_for_database(run, error, delay)

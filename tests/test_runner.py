@@ -173,3 +173,16 @@ def test_a_task_failing_with_such_text_records_its_real_error_not_a_crash():
 def test_a_result_with_nan_fails_the_run_clearly():
     run = run_until_ended(trigger(make_task(callable="tests.sample_tasks.nan_result")))
     assert run.end_reason == EndReason.FAILED and "not JSON-serialisable" in run.error and "Out of range" in run.error
+
+
+def test_the_worker_that_frees_a_queue_slot_runs_the_next_held_run_itself():
+    task = make_task(callable="tests.sample_tasks.noop", on_overlap="queue", queue_max=10)
+    runs = [trigger(task) for _ in range(5)]  # one handed to the queue, four held
+    assert [run.enqueued_at is not None for run in runs] == [True, False, False, False, False]
+    ended = [run_until_ended(run) for run in runs]
+    assert all(run.status == RunStatus.COMPLETED for run in ended)
+    assert [run.started_at for run in ended] == sorted(run.started_at for run in ended)  # first in, first out
+    # The one worker went from each run to the next, none of them through the queue (with two
+    # workers, a message would go to whichever takes it).
+    assert len({run.worker_pid for run in ended}) == 1
+    assert not OrmQ.objects.exists()

@@ -24,11 +24,12 @@ from tasks_app.services.outcomes import after_run_ended, finish_run, schedule_re
 from tasks_app.services.recovery import reap_lost_runs, rebuild_queue, redeliver_lost_runs
 from tasks_app.services.stopping import cancel_run, cancel_task, end_shutdown_runs, request_shutdown
 from tasks_app.services.ticks import TickPlan, due_tasks, fire_startup_runs, fire_ticks, initialise_schedules, plan_tick
-from tasks_app.services.transitions import claim_run, delete_run
+from tasks_app.services.transitions import claim_next_held, claim_run, delete_run
 from tasks_app.services.triggering import parameters_for, release_held_runs, trigger
 
 __all__ = [
-    "HOSTNAME", "TickPlan", "after_run_ended", "beat", "cancel_run", "cancel_task", "claim_run", "delete_run",
+    "HOSTNAME", "TickPlan", "after_run_ended", "beat", "cancel_run", "cancel_task", "claim_next_held", "claim_run",
+    "delete_run",
     "due_tasks", "end_shutdown_runs", "finish_run", "fire_startup_runs", "fire_ticks", "get_run", "get_task",
     "initialise_schedules", "parameters_for", "plan_tick", "reap_lost_runs", "rebuild_queue", "redeliver_lost_runs",
     "release_held_runs", "request_shutdown", "schedule_retry", "set_enabled", "set_interval", "set_operator_fields",

@@ -23,19 +23,22 @@ def finish_run(
     *,
     reason: str,
     from_statuses: Iterable[str] = (RunStatus.RUNNING,),
+    keep_slot: bool = False,
     **fields: Any,
 ) -> Run | None:
     """End a run with ``reason`` if it is still in one of ``from_statuses``; write its end event.
 
     Conditional, so the runner, its watchdog, the reaper and a shutdown can race to end a run
     and exactly one wins. Returns the ended run, or None if someone else ended it first. Pass the
-    Run itself when you have it: the transaction then only writes.
+    Run itself when you have it: the transaction then only writes. ``keep_slot``: the worker that
+    ran it takes the freed slot itself (``services.claim_next_held``) instead of the next held run
+    going through the queue.
     """
     if not isinstance(run, Run):
         run = Run.objects.filter(pk=run).first()
         if run is None:
             return None
-    if not end_run(run, reason=reason, from_statuses=list(from_statuses), fields=fields):
+    if not end_run(run, reason=reason, from_statuses=list(from_statuses), fields=fields, keep_slot=keep_slot):
         return None
     after_run_ended(run)
     return run

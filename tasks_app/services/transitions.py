@@ -8,6 +8,8 @@ Each takes the task's row lock first (db/locks.py) and reports whether it won, s
 - ``end_run``: running (or queued) -> ended, with its event; the slot it frees goes to the task's
   next held run in the same transaction (``admit_after_end``);
 - ``admit_held``: held -> handed to the queue, one per free slot;
+- ``claim_next_held``: held -> running, for the worker that just freed the slot (``end_run``
+  with ``keep_slot``);
 - ``request_stop`` / ``stop``: a queued run ends at once, a running one is asked to stop;
 - ``delete_run``: an ended run and what hangs from it go.
 """
@@ -66,8 +68,11 @@ FOR_EXECUTION = (
 
 
 @retry_on_conflict
-def end_run(run: Run, *, reason: str, from_statuses: list[str], fields: dict[str, Any]) -> bool:
-    """finish_run's transaction: the task's row locked first (db/locks.py), then the conditional end."""
+def end_run(run: Run, *, reason: str, from_statuses: list[str], fields: dict[str, Any], keep_slot: bool = False) -> bool:
+    """finish_run's transaction: the task's row locked first (db/locks.py), then the conditional end.
+
+    ``keep_slot``: the caller (the worker that ran it) takes the freed slot itself with
+    ``claim_next_held``, so the next held run is not handed to the queue here."""
     with transaction.atomic():
         lock_task(run.task_id)
         now = clock.now()
@@ -80,7 +85,8 @@ def end_run(run: Run, *, reason: str, from_statuses: list[str], fields: dict[str
         for name, value in {"status": status, "end_reason": reason, "ended_at": now, **fields}.items():
             setattr(run, name, value)
         events.emit_run_end(run)
-        admit_after_end(run, now=now)
+        if not keep_slot:
+            admit_after_end(run, now=now)
     return True
 
 
@@ -91,6 +97,29 @@ def admit_after_end(run: Run, *, now: datetime) -> None:
     scheduler's next pass."""
     if run.task.on_overlap == OverlapPolicy.QUEUE and has_held_runs(run.task_id):
         admit_held(run.task_id, now=now)
+
+
+@retry_on_conflict
+def claim_next_held(task_id: str, *, pid: int) -> Run | None:
+    """held -> running for the worker that just ended a run of ``task_id`` (``end_run`` with
+    ``keep_slot``), if a slot is free: the run goes straight to that worker, with no trip through
+    the queue, which is what keeps a deep queue draining as fast as forced runs. Any further free
+    slots are handed to the queue as usual. Returns the claimed run, read for execution."""
+    if not has_held_runs(task_id):
+        return None
+    with transaction.atomic():
+        now = clock.now()
+        policy, occupied, _ = lock_and_count(task_id, now=now)
+        ids = next_held(task_id, now=now, limit=1) if occupied < policy.max_concurrent else []
+        if not ids or not Run.objects.filter(pk=ids[0], status=RunStatus.QUEUED, enqueued_at__isnull=True).update(
+                status=RunStatus.RUNNING, enqueued_at=now, started_at=now, heartbeat_at=now, worker_host=HOSTNAME,
+                worker_pid=pid):
+            return None
+        Task.objects.filter(pk=task_id).update(last_run_at=now)
+        events.emit_run_event(EventName.STARTED, Run(id=ids[0], task_id=task_id, status=RunStatus.RUNNING))
+        if occupied + 1 < policy.max_concurrent:
+            admit_held(task_id, now=now)
+    return Run.objects.select_related("task").only(*FOR_EXECUTION).get(pk=ids[0])
 
 
 def lock_and_count(task_id: str, *, now: Any) -> tuple[Task, int, int]:
