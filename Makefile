@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-sqlite test-postgres setup bench fuzz screenshots clean
+.PHONY: run test test-sqlite test-postgres setup bench soak fuzz screenshots clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,12 +46,21 @@ fuzz: setup
 		tests/api/test_schema_conformance.py tests/api/test_fuzz.py \
 		"tests/api/test_events.py::test_the_stream_takes_any_header_or_query_string_without_a_server_error"
 
-## bench: throughput and latency against raw django-q2
+## bench: throughput and latency against raw django-q2 (on SQLite and on PostgreSQL), API reads,
+## the scheduler, live events
 bench: setup
-	$(PY) bench/throughput.py
+	scripts/install-test-deps
+	scripts/with-postgres $(PY) bench/throughput.py --database both
 	$(PY) bench/api.py
 	$(PY) bench/scheduler.py
 	$(PY) bench/events.py
+
+## soak: 100,000 triggers from 4 HTTP clients against one serve, on SQLite then on PostgreSQL:
+## drain rate with a short and a 10,000-deep backlog, 5xx, memory of every process (long: ~1 h)
+soak: setup
+	scripts/install-test-deps
+	$(PY) bench/soak.py --database sqlite
+	scripts/with-postgres $(PY) bench/soak.py --database postgres
 
 clean:
 	rm -rf $(VENV) var taskdeck.sqlite3*

@@ -4,8 +4,10 @@
 Run from the project root::
 
     .venv/bin/python bench/throughput.py [--runs 2000] [--repeats 3] [--latency-samples 30]
+    scripts/with-postgres .venv/bin/python bench/throughput.py --database both
 
-Two sides, each on a fresh SQLite file (WAL, the PRAGMAs of config.settings) with a real
+Two sides, each on a fresh database (a SQLite file: WAL, the PRAGMAs of config.settings; or, with
+``--database postgres``, a PostgreSQL database copied from a migrated template) with a real
 worker cluster of the same worker count (``manage.py worker`` for Taskdeck, as ``serve`` runs it;
 ``manage.py qcluster`` for the peer):
 
@@ -225,8 +227,11 @@ def _cluster_config() -> dict[str, Any]:
     from django.db import connection
     from django_q.conf import Conf
 
-    with connection.cursor() as cursor:
-        journal_mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            journal_mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+    else:
+        journal_mode = f"({connection.vendor})"
     return {
         "settings": settings.SETTINGS_MODULE,
         "workers": Conf.WORKERS,
@@ -357,7 +362,7 @@ def side_main(args: argparse.Namespace) -> None:
     side: Side = TaskdeckSide() if args.side == "taskdeck" else PeerSide()
     side.setup()
     command = "worker" if args.side == "taskdeck" else "qcluster"
-    with Cluster(Path(args.db).with_suffix(".qcluster.log"), command=command) as cluster:
+    with Cluster(Path(args.log), command=command) as cluster:
         # Readiness and warm-up at once: the first stamp runs prove the whole pipeline (broker,
         # pusher, worker, monitor) is up and have the workers import the bench's callables.
         stamp_once(side, cluster, timeout=60.0)
@@ -383,29 +388,81 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def side_env(side: str, db: Path, workers: int) -> dict[str, str]:
+def side_env(side: str, database_url: str, workers: int) -> dict[str, str]:
     """The side's environment: its settings module and database; the rest as the caller has it.
 
     Taskdeck's tuning variables (TASKDECK_POLL, TASKDECK_BULK, CONN_MAX_AGE) pass through, so a
     tuning experiment is one environment variable away; the printout shows what each side used.
     """
     env = dict(os.environ)
-    env.pop("REDIS_URL", None)  # both sides use the ORM broker on the SQLite file
-    env["DATABASE_URL"] = f"sqlite:///{db}"
+    env.pop("REDIS_URL", None)  # both sides use the ORM broker on the same database
+    env["DATABASE_URL"] = database_url
     env["DJANGO_SETTINGS_MODULE"] = SETTINGS[side]
     env["TASKDECK_WORKERS"] = str(workers)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 
 
-def migrate_template(path: Path, workers: int) -> None:
-    """One migrated database file; each side and repetition gets a fresh copy of it."""
-    completed = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput"],
-        cwd=ROOT, env=side_env("taskdeck", path, workers), capture_output=True, text=True,
-    )
-    if completed.returncode:
-        raise BenchError(f"migrate failed:\n{completed.stdout}\n{completed.stderr}")
+class Databases:
+    """A fresh, migrated database for each side and repetition: a copy of a migrated SQLite file,
+    or a PostgreSQL database made from a migrated template database (in the cluster DATABASE_URL
+    names, which ``scripts/with-postgres`` starts)."""
+
+    def __init__(self, kind: str, workdir: Path, workers: int) -> None:
+        self.kind = kind
+        self.workdir = workdir
+        self.workers = workers
+        self.made: list[str] = []
+        if kind == "postgres":
+            url = os.environ.get("DATABASE_URL", "")
+            if not url.startswith("postgres"):
+                raise BenchError("--database postgres needs DATABASE_URL; run it under scripts/with-postgres")
+            self.server_url = url
+        self._migrate(self.url("template"))
+
+    def url(self, name: str) -> str:
+        if self.kind == "sqlite":
+            return f"sqlite:///{self.workdir / f'{name}.sqlite3'}"
+        from urllib.parse import urlsplit, urlunsplit
+
+        return urlunsplit(urlsplit(self.server_url)._replace(path=f"/bench_{name.replace('-', '_')}"))
+
+    def fresh(self, name: str) -> str:
+        """A new database named ``name``, a copy of the migrated template."""
+        if self.kind == "sqlite":
+            shutil.copyfile(self.workdir / "template.sqlite3", self.workdir / f"{name}.sqlite3")
+        else:
+            self._sql(f"CREATE DATABASE bench_{name.replace('-', '_')} TEMPLATE bench_template")
+            self.made.append(f"bench_{name.replace('-', '_')}")
+        return self.url(name)
+
+    def _migrate(self, url: str) -> None:
+        if self.kind == "postgres":
+            self._sql("DROP DATABASE IF EXISTS bench_template")
+            self._sql("CREATE DATABASE bench_template")
+            self.made.append("bench_template")
+        completed = subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput"],
+            cwd=ROOT, env=side_env("taskdeck", url, self.workers), capture_output=True, text=True,
+        )
+        if completed.returncode:
+            raise BenchError(f"migrate failed:\n{completed.stdout}\n{completed.stderr}")
+
+    def _sql(self, statement: str) -> None:
+        import psycopg
+        from urllib.parse import parse_qs, urlsplit
+
+        parts = urlsplit(self.server_url)
+        with psycopg.connect(dbname=parts.path.lstrip("/"), user=parts.username, autocommit=True,
+                             host=parse_qs(parts.query).get("host", [parts.hostname])[0]) as connection:
+            connection.execute(statement)
+
+    def drop_all(self) -> None:
+        for name in reversed(self.made):
+            try:
+                self._sql(f"DROP DATABASE IF EXISTS {name}")
+            except Exception as error:  # cleanup: report, never mask the bench's own outcome
+                print(f"(could not drop {name}: {error})", file=sys.stderr)
 
 
 @contextmanager
@@ -424,12 +481,12 @@ def running(argv: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[s
                 process.wait()
 
 
-def run_side(side: str, db: Path, args: argparse.Namespace, seed: int) -> dict[str, Any]:
+def run_side(side: str, database_url: str, log: Path, args: argparse.Namespace, seed: int) -> dict[str, Any]:
     argv = [
-        sys.executable, str(Path(__file__).resolve()), "--side", side, "--db", str(db),
+        sys.executable, str(Path(__file__).resolve()), "--side", side, "--log", str(log),
         "--runs", str(args.runs), "--latency-samples", str(args.latency_samples), "--seed", str(seed),
     ]
-    with running(argv, side_env(side, db, args.workers)) as process:
+    with running(argv, side_env(side, database_url, args.workers)) as process:
         stdout, _ = process.communicate(timeout=args.side_timeout)
     if process.returncode:
         raise BenchError(f"the {side} side failed (exit code {process.returncode}); see its output above")
@@ -492,27 +549,33 @@ def print_summary(figures: dict[str, list[dict[str, float]]], repeats: int) -> N
 
 
 def parent_main(args: argparse.Namespace) -> int:
+    kinds = ["sqlite", "postgres"] if args.database == "both" else [args.database]
     print(f"{args.runs} no-op runs per side, {args.repeats} repetition(s), {args.latency_samples} latency "
-          f"samples each, {args.workers} workers, SQLite; throughput from the first submit to all done; "
-          f"latency from just before the trigger/enqueue call to the task code's start.", flush=True)
+          f"samples each, {args.workers} workers, {' and '.join(kinds)}; throughput from the first submit to all "
+          f"done; latency from just before the trigger/enqueue call to the task code's start.", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="taskdeck-bench-"))
-    figures: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
-    last: dict[str, dict[str, Any]] = {}
     seeds = random.Random(args.seed)
+    summaries: dict[str, dict[str, list[dict[str, float]]]] = {}
+    databases: list[Databases] = []
     try:
-        template = workdir / "template.sqlite3"
-        migrate_template(template, args.workers)
-        for rep in range(args.repeats):
-            for side in SIDES if rep % 2 == 0 else SIDES[::-1]:
-                db = workdir / f"{side}-{rep + 1}.sqlite3"
-                shutil.copyfile(template, db)
-                result = run_side(side, db, args, seeds.randrange(2**32))
-                figures[side].append(summarize_repetition(result))
-                print_repetition(rep, side, result, figures[side][-1])
-                last[side] = result
-        print("\nConfiguration read back from each side:")
-        print_config({side: last[side] for side in SIDES})
-        print_summary(figures, args.repeats)
+        for kind in kinds:
+            print(f"\n--- {kind} ---", flush=True)
+            databases.append(Databases(kind, workdir, args.workers))
+            figures: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
+            last: dict[str, dict[str, Any]] = {}
+            for rep in range(args.repeats):
+                for side in SIDES if rep % 2 == 0 else SIDES[::-1]:
+                    url = databases[-1].fresh(f"{side}-{rep + 1}")
+                    result = run_side(side, url, workdir / f"{kind}-{side}-{rep + 1}.qcluster.log", args, seeds.randrange(2**32))
+                    figures[side].append(summarize_repetition(result))
+                    print_repetition(rep, side, result, figures[side][-1])
+                    last[side] = result
+            print("\nConfiguration read back from each side:")
+            print_config({side: last[side] for side in SIDES})
+            print_summary(figures, args.repeats)
+            summaries[kind] = figures
+        if len(summaries) > 1:
+            print_side_by_side(summaries)
     except BenchError as error:
         print(f"bench failed: {error}", file=sys.stderr)
         return 1
@@ -520,11 +583,23 @@ def parent_main(args: argparse.Namespace) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
+        for made in databases:
+            if made.kind == "postgres":
+                made.drop_all()
         if args.keep:
             print(f"(databases and qcluster logs kept in {workdir})", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def print_side_by_side(summaries: dict[str, dict[str, list[dict[str, float]]]]) -> None:
+    """Each database's medians in one table: Taskdeck and django-q2 on SQLite and on PostgreSQL."""
+    columns = [(kind, side) for kind in summaries for side in SIDES]
+    print("\nSide by side (medians)          " + "".join(f"{LABELS[side] + ' ' + kind:>22}" for kind, side in columns))
+    for label, key in (("throughput (runs/s)", "runs_per_s"), ("latency p50 (ms)", "p50"), ("latency p95 (ms)", "p95")):
+        values = [statistics.median(rep[key] for rep in summaries[kind][side]) for kind, side in columns]
+        print(f"{label:<32}" + "".join(f"{value:22.1f}" for value in values))
 
 
 def parse_args() -> argparse.Namespace:
@@ -533,11 +608,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="Repetitions; the summary is their median.")
     parser.add_argument("--latency-samples", type=int, default=30, help="Latency samples per side and repetition.")
     parser.add_argument("--workers", type=int, default=2, help="django-q2 workers, both sides.")
+    parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="sqlite",
+                        help="postgres (or both) needs DATABASE_URL: run under scripts/with-postgres.")
     parser.add_argument("--seed", type=int, default=None, help="Seed the latency pauses (reproducible runs).")
     parser.add_argument("--side-timeout", type=float, default=900.0, help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help="Keep the databases and qcluster logs.")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # internal: one side, one repetition
-    parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--log", help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
