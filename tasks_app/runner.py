@@ -49,9 +49,10 @@ class RunCancelled(Exception):
 
 #: A worker that ends a run of a ``queue`` task runs the task's next held run itself (no trip
 #: through the queue), one after another, for up to this long (seconds) per queue message; then
-#: the next one goes through the queue again. django-q2's timeout of a message (the task's timeout
-#: plus CANCEL_GRACE plus 30 s, a backstop behind the watchdog) so keeps a margin of 20 s or more.
-HAND_OVER_FOR = 10.0
+#: the next one goes through the queue again. Short, so runs of other tasks waiting in the queue
+#: wait at most about this much longer; and far inside django-q2's timeout of a message (the
+#: task's timeout plus CANCEL_GRACE plus 30 s, a backstop behind the watchdog).
+HAND_OVER_FOR = 1.0
 
 
 def execute_run(run_id: str | UUID, task_id: str | None = None) -> str:
