@@ -1,6 +1,7 @@
 """Reaping: nothing stays running when its worker is gone. Time moves with the clock fixture."""
 import os
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -234,8 +235,11 @@ def test_run_on_start_fires_once_per_start(clock):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_two_schedulers_at_once_fire_every_tick_exactly_once(clock):
-    """Two scheduler loops on one database, passing at the same instant for 15 minutes of ticks."""
-    from django.db import connection
+    """Two scheduler loops on one database, passing at the same instant for 15 minutes of ticks;
+    in the last pass a worker holds one task's row (claiming a run) while they lock theirs."""
+    from django.db import connection, transaction
+
+    from tasks_app.db.locks import lock_task
 
     clock.current = clock.current.replace(second=0)
     tasks = [make_task(cron_string="* * * * *") for _ in range(20)]
@@ -258,7 +262,23 @@ def test_two_schedulers_at_once_fire_every_tick_exactly_once(clock):
                 connection.close()
 
         threads = [threading.Thread(target=pass_of, args=(index,)) for index in (0, 1)]
-        for thread in threads:
+        if minute == 14:
+            locked = threading.Event()
+
+            def worker_claiming() -> None:
+                try:
+                    with transaction.atomic():
+                        lock_task(tasks[0].pk)
+                        locked.set()
+                        time.sleep(0.5)
+                finally:
+                    connection.close()
+
+            holder = threading.Thread(target=worker_claiming)
+            holder.start()
+            assert locked.wait(10)
+            threads.append(holder)
+        for thread in threads[:2]:
             thread.start()
         for thread in threads:
             thread.join(timeout=60)

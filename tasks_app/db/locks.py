@@ -4,8 +4,8 @@ Every transaction that changes a run's status, inserts runs or deletes them take
 this order:
 
 1. **the task's row** (``lock_task``, or ``SELECT ... FOR UPDATE`` of the task in the trigger's
-   own statement); a transaction that needs several tasks locks them in id order, or skips those
-   another holds (the scheduler's ticks);
+   own statement); a transaction that needs several tasks (the scheduler's ticks) locks them in
+   id order;
 2. **its runs' rows**, by the UPDATE or DELETE that changes them;
 3. **the counters** (``RunCount``), which the database's triggers update in the same statement.
 

@@ -163,13 +163,18 @@ def _advance_ticks(plans: list[TickPlan]) -> None:
 
 
 def _lock_tasks(task_ids: list[str]) -> dict[str, Task]:
-    """Enabled, present tasks among ``task_ids``, their rows locked (PostgreSQL skips rows another
-    scheduler holds; SQLite's IMMEDIATE transaction already excludes other writers)."""
+    """Enabled, present tasks among ``task_ids``, their rows locked in id order (db/locks.py).
+
+    On PostgreSQL the lock waits for whoever holds a row: another scheduler firing the same tick
+    (its commit moves next_run_at, so this one then leaves the tick alone) or a worker claiming or
+    ending one of the task's runs, for milliseconds. Skipping locked rows instead would skip a
+    task a worker happened to hold and delay its tick to the next pass. SQLite's IMMEDIATE
+    transaction already excludes other writers."""
     tasks = Task.objects.present().filter(pk__in=task_ids, enabled=True).only(
         "id", "next_run_at", "last_tick_at", "enabled", "removed_at", "manual_run", "supports_dry_run",
         "on_overlap", "max_concurrent", "queue_max")
-    if connection.features.has_select_for_update_skip_locked:
-        tasks = tasks.select_for_update(skip_locked=True)
+    if connection.features.has_select_for_update:
+        tasks = tasks.select_for_update().order_by("id")
     return {task.pk: task for task in tasks}
 
 
