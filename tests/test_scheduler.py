@@ -291,8 +291,13 @@ def test_two_schedulers_at_once_fire_every_tick_exactly_once(clock):
         start + timedelta(minutes=15)}
     # The session's qcluster may be running against this database: end the queued runs so no
     # worker is still writing runs when the teardown truncates every table (PostgreSQL would see
-    # a deadlock between the two), and wait for any it already claimed.
-    runs.filter(status=RunStatus.QUEUED).update(status=RunStatus.CANCELLED, end_reason=EndReason.CANCELLED)
+    # a deadlock between the two), and wait for any it already claimed. Task by task, its row
+    # locked first, as every write does (db/locks.py): the workers' claims lock it too.
+    for task in tasks:
+        with transaction.atomic():
+            lock_task(task.pk)
+            runs.filter(task=task, status=RunStatus.QUEUED).update(status=RunStatus.CANCELLED,
+                                                                   end_reason=EndReason.CANCELLED)
     wait_until(lambda: not runs.filter(status=RunStatus.RUNNING).exists(), timeout=30, what="claimed runs to end")
 
 
