@@ -177,7 +177,8 @@ def test_a_result_with_nan_fails_the_run_clearly():
 
 def test_the_worker_that_frees_a_queue_slot_runs_the_next_held_run_itself():
     task = make_task(callable="tests.sample_tasks.noop", on_overlap="queue", queue_max=10)
-    runs = [trigger(task) for _ in range(5)]  # one handed to the queue, four held
+    with transaction.atomic():  # committed together: no worker can take the first one before the rest exist
+        runs = [trigger(task) for _ in range(5)]  # one handed to the queue, four held
     assert [run.enqueued_at is not None for run in runs] == [True, False, False, False, False]
     ended = [run_until_ended(run) for run in runs]
     assert all(run.status == RunStatus.COMPLETED for run in ended)
