@@ -248,7 +248,10 @@ def hold_main(args: argparse.Namespace) -> None:
     import django
 
     django.setup()
+    from django.db import transaction
+
     from tasks_app import clock, dispatch, services
+    from tasks_app.db.locks import lock_task
     from tasks_app.models import EndReason, Run, RunCount, RunStatus
 
     force = args.hold == "soak-forced"
@@ -267,8 +270,10 @@ def hold_main(args: argparse.Namespace) -> None:
         os._exit(0)
     for pid in producers or []:
         os.waitpid(pid, 0)
-    Run.objects.filter(task_id=args.hold, status=RunStatus.QUEUED).update(
-        status=RunStatus.CANCELLED, end_reason=EndReason.CANCELLED, ended_at=clock.now())
+    with transaction.atomic():  # the task's row first, as every write takes its locks (db/locks.py)
+        lock_task(args.hold)
+        Run.objects.filter(task_id=args.hold, status=RunStatus.QUEUED).update(
+            status=RunStatus.CANCELLED, end_reason=EndReason.CANCELLED, ended_at=clock.now())
     if force:
         dispatch.purge()
 
