@@ -287,8 +287,9 @@ def fill_main(args: argparse.Namespace) -> None:
 
     from tasks_app import clock, services
     from tasks_app.models import EndReason, Run, RunStatus, Task
+    from tasks_app.registry import all_definitions
 
-    services.sync_definitions(__import__("tasks_app.registry", fromlist=["all_definitions"]).all_definitions())
+    services.sync_definitions(all_definitions())
     tasks = list(Task.objects.filter(pk__in=["soak-forced", "soak-queue", "soak-skip"]))
     start = clock.now() - timedelta(hours=2)
     for first in range(0, args.fill, 5000):

@@ -37,6 +37,11 @@ class InvalidValue(ValueError):
         """The problem with the value written as ``shown`` (its repr if not given)."""
         return self.problem.format(value=repr(self.value) if shown is None else shown)
 
+    def sentence(self) -> str:
+        """The message as a sentence, for a form field or an API error."""
+        message = self.message()
+        return message[:1].upper() + message[1:] + "."
+
 
 def check_cron(expression: str) -> str:
     """Five fields (or an alias such as @daily) that parse and fire at least once, spaces

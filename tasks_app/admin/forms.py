@@ -35,7 +35,7 @@ class TaskForm(forms.ModelForm):
             try:
                 schedule_rules.check_interval(interval, unit)
             except schedule_rules.InvalidValue as error:
-                self.add_error(error.field, _sentence(error.message()))
+                self.add_error(error.field, error.sentence())
         if interval and data.get("cron_string"):
             self.add_error("cron_string", "A task has a cron string or an interval, not both.")
         if not interval:
@@ -48,11 +48,7 @@ def _checked(check: Any, value: Any) -> Any:
     try:
         return check(value)
     except schedule_rules.InvalidValue as error:
-        raise forms.ValidationError(_sentence(error.message())) from None
-
-
-def _sentence(message: str) -> str:
-    return message[:1].upper() + message[1:] + "."
+        raise forms.ValidationError(error.sentence()) from None
 
 
 class SuggestionsInput(forms.TextInput):

@@ -314,8 +314,7 @@ def _checked(check: Any, *values: Any, fields: dict[str, str] | None = None) -> 
     try:
         return check(*values)
     except schedule_rules.InvalidValue as error:
-        message = error.message()
-        message = message[:1].upper() + message[1:] + "."
+        message = error.sentence()
         if fields is None:
             raise serializers.ValidationError(message) from None
         raise serializers.ValidationError({fields.get(error.field, error.field): message}) from None
