@@ -83,7 +83,7 @@ def setup_django(db: Path) -> None:
 def measure_taskdeck(tasks: int, minutes: int) -> dict[str, Any]:
     from django.db.models import Count
 
-    from tasks_app import clock, dispatch, scheduler, services
+    from tasks_app import clock, queue, scheduler, services
     from tasks_app.models import Run, RunStatus, Task
 
     simulated = SimulatedClock()
@@ -120,7 +120,7 @@ def measure_taskdeck(tasks: int, minutes: int) -> dict[str, Any]:
         if len(fired) != tasks:
             raise SystemExit(f"minute {minute}: {len(fired)} ticks fired, expected {tasks}")
         Run.objects.filter(status=RunStatus.QUEUED).update(status=RunStatus.COMPLETED, end_reason="success")
-        dispatch.purge()
+        queue.purge()
     per_task = set(Run.objects.values("task_id").annotate(n=Count("pk")).values_list("n", flat=True))
     if per_task != {minutes} or Run.objects.exclude(trigger="schedule").exists():
         raise SystemExit(f"not every tick fired exactly once: runs per task {per_task}")

@@ -250,7 +250,7 @@ def hold_main(args: argparse.Namespace) -> None:
     django.setup()
     from django.db import transaction
 
-    from tasks_app import clock, dispatch, services
+    from tasks_app import clock, queue, services
     from tasks_app.db.locks import lock_task
     from tasks_app.models import EndReason, Run, RunCount, RunStatus
 
@@ -275,7 +275,7 @@ def hold_main(args: argparse.Namespace) -> None:
         Run.objects.filter(task_id=args.hold, status=RunStatus.QUEUED).update(
             status=RunStatus.CANCELLED, end_reason=EndReason.CANCELLED, ended_at=clock.now())
     if force:
-        dispatch.purge()
+        queue.purge()
 
 
 def fill_main(args: argparse.Namespace) -> None:

@@ -143,7 +143,7 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
-    Q_CLUSTER["broker_class"] = "tasks_app.dispatch.RunQueueBroker"  # takes by deleting, see there
+    Q_CLUSTER["broker_class"] = "tasks_app.queue.brokers.RunQueueBroker"  # takes by deleting, see there
 
 # Live events with Redis: writers announce "new events up to id N" once committed, and each web
 # process's relay reads the outbox when it hears one (tasks_app/announcements.py). Without Redis

@@ -10,7 +10,7 @@ class TasksAppConfig(AppConfig):
     def ready(self) -> None:
         # Import every installed app's tasks.py so its @task declarations register.
         autodiscover_modules("tasks")
-        from tasks_app import dispatch
+        from tasks_app.queue import hooks
         from tasks_app.services import heartbeats
 
-        dispatch.on_worker_start(heartbeats.beat_worker_in_background)
+        hooks.on_worker_start(heartbeats.beat_worker_in_background)

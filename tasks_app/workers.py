@@ -23,7 +23,8 @@ import threading
 
 from django.db import DatabaseError
 
-from tasks_app import clock, dispatch, processes, services
+from tasks_app import clock, processes, services
+from tasks_app.queue.cluster import Cluster
 from tasks_app.models import HeartbeatRole
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class Worker:
         os.register_at_fork(before=_remember_parent, after_in_child=_die_with_forking_parent)
         quick_deaths = 0
         while not self.stopping.is_set():
-            cluster = dispatch.Cluster()
+            cluster = Cluster()
             cluster.start()
             started = clock.monotonic()
             logger.info("Worker cluster running (pid %s).", os.getpid())
@@ -103,7 +104,7 @@ class Worker:
     def cluster_pids(self) -> set[int]:
         return processes.descendants(os.getpid())
 
-    def stop(self, cluster: dispatch.Cluster) -> None:
+    def stop(self, cluster: Cluster) -> None:
         """Runs asked to stop, ``grace`` seconds, then the cluster killed; what still ran ends shutdown."""
         pids = self.cluster_pids()
         try:
@@ -127,7 +128,7 @@ class Worker:
         if ended:
             logger.info("Ended %d run(s) as shutdown.", len(ended))
 
-    def after_death(self, cluster: dispatch.Cluster) -> None:
+    def after_death(self, cluster: Cluster) -> None:
         """The sentinel died and took its workers with it: their runs end crashed now."""
         processes.kill_all(self.cluster_pids())  # anything a dying sentinel forked at that instant
         try:

@@ -16,7 +16,7 @@ APP = ROOT / "tasks_app"
 LAYERS = ["lookups", "transitions", "triggering", "outcomes", "ticks", "stopping", "recovery", "definitions",
           "keys", "heartbeats"]
 #: The modules allowed to import django_q.
-QUEUE_HOMES = {"tasks_app.dispatch"}
+QUEUE_HOMES = {"tasks_app.queue.handoff", "tasks_app.queue.brokers", "tasks_app.queue.cluster", "tasks_app.queue.hooks"}
 
 
 def module_name(path: Path) -> str:

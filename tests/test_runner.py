@@ -6,7 +6,7 @@ import pytest
 from django.db import transaction
 from django_q.models import OrmQ
 
-from tasks_app import dispatch, services
+from tasks_app import queue, services
 from tasks_app.models import Activity, EndReason, Event, Run, RunStatus, RunTrigger
 
 from .conftest import run_until_ended, wait_until
@@ -100,7 +100,7 @@ def test_a_duplicated_delivery_does_not_execute_twice(tmp_path):
     task = make_task(callable="tests.sample_tasks.record", parameters=[string("path"), number("hold", 0.3)])
     run = trigger(task, parameters={"path": str(path)})
     with transaction.atomic():
-        dispatch.enqueue(dispatch.prepare(run))  # the same run handed to the queue a second time
+        queue.enqueue(queue.prepare(run))  # the same run handed to the queue a second time
     run = run_until_ended(run)
     wait_until(lambda: not OrmQ.objects.exists(), what="both deliveries to be acknowledged")
     assert run.status == RunStatus.COMPLETED

@@ -4,7 +4,7 @@ import pytest
 from django.db import connection
 from django_q.models import OrmQ
 
-from tasks_app import dispatch, services
+from tasks_app import queue, services
 from tasks_app.exceptions import (
     AlreadyRunning,
     CancelUnsupported,
@@ -123,7 +123,7 @@ class TestOverlap:
         held[0].refresh_from_db()
         held[1].refresh_from_db()
         assert held[0].enqueued_at is not None and held[1].enqueued_at is None
-        assert str(held[0].pk) in dispatch.pending_run_ids()  # handed over by the end itself
+        assert str(held[0].pk) in queue.pending_run_ids()  # handed over by the end itself
 
     def test_a_worker_keeping_the_slot_claims_the_next_held_run_and_hands_the_rest_to_the_queue(self):
         task = make_task(on_overlap="queue", queue_max=5, max_concurrent=2)
@@ -140,7 +140,7 @@ class TestOverlap:
         assert (claimed.status, claimed.worker_pid) == (RunStatus.RUNNING, 4242) and claimed.enqueued_at is not None
         assert not OrmQ.objects.exists()  # no trip through the queue
         services.finish_run(second.pk, reason=EndReason.SUCCESS)  # this one hands its slot to the queue
-        assert dispatch.pending_run_ids() == {str(held[1].pk)}
+        assert queue.pending_run_ids() == {str(held[1].pk)}
         assert services.claim_next_held(task.pk, pid=4242) is None  # both slots taken
         assert Event.objects.filter(run_id=claimed.pk, name="task:started").exists()
 

@@ -10,7 +10,7 @@ Pages call the services for every write and report through the messages framewor
 """
 from django.contrib import admin
 
-from tasks_app import dispatch
 from tasks_app.admin import api_keys, dashboard, runs, tasks  # noqa: F401  (registers the ModelAdmins)
+from tasks_app.queue import hooks
 
-dispatch.hide_queue_admin(admin.site)
+hooks.hide_queue_admin(admin.site)

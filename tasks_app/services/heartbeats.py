@@ -29,7 +29,7 @@ def beat(role: str, *, details: dict[str, Any] | None = None) -> None:
 
 
 def beat_worker_in_background() -> None:
-    """In a worker process (dispatch.on_worker_start): beat every WORKER_HEARTBEAT_EVERY s from a
+    """In a worker process (queue.hooks.on_worker_start): beat every WORKER_HEARTBEAT_EVERY s from a
     thread of its own, busy or idle, for as long as the process lives."""
 
     def loop() -> None:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 
-from tasks_app import clock, dispatch
+from tasks_app import clock, queue
 from tasks_app.conf import taskdeck_settings
 from tasks_app.models import REASON_FOR_STOP, EndReason, Run, RunStatus
 from tasks_app.services.lookups import HOSTNAME
@@ -61,11 +61,11 @@ def rebuild_queue() -> int:
     Messages a cluster took but never ran died with it; queued runs that were handed to the
     queue are sent again, oldest first. Returns how many.
     """
-    dispatch.purge()
+    queue.purge()
     runs = Run.objects.filter(status=RunStatus.QUEUED, enqueued_at__isnull=False).select_related("task")
     count = 0
     for run in runs.order_by("created_at").iterator():
-        dispatch.enqueue(dispatch.prepare(run))
+        queue.enqueue(queue.prepare(run))
         count += 1
     return count
 
@@ -83,15 +83,15 @@ def redeliver_lost_runs(*, older_than: float) -> list[Run]:
     )
     if not stale:
         return []
-    pending = dispatch.pending_run_ids()
+    pending = queue.pending_run_ids()
     sent = []
     for run in stale:
         if str(run.id) in pending:
             continue
-        package = dispatch.prepare(run)
+        package = queue.prepare(run)
         with transaction.atomic():
             if Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED, enqueued_at=run.enqueued_at).update(enqueued_at=now):
-                dispatch.enqueue(package)
+                queue.enqueue(package)
                 sent.append(run)
     if sent:
         logger.warning("Sent %d queued run(s) again: their queue messages were lost.", len(sent))

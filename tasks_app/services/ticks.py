@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.db.models import Q
 
-from tasks_app import dispatch, schedules
+from tasks_app import queue, schedules
 from tasks_app.db.locks import retry_on_conflict
 from tasks_app.db.slots import count_slots
 from tasks_app.exceptions import InvalidParameters, TaskdeckError
@@ -37,7 +37,7 @@ class TickPlan:
     due_at: datetime
     next_run_at: datetime | None
     last_tick_at: datetime
-    runs: list[tuple[Run, dispatch.Package | None]]
+    runs: list[tuple[Run, queue.Package | None]]
     missed: Run | None = None
 
 
@@ -102,7 +102,7 @@ def _next_tick(task: Task, *, last_tick: datetime, now: datetime) -> datetime | 
     return schedules.next_fire_after(task, now)
 
 
-def _tick_run(task: Task, *, source: str, now: datetime) -> tuple[Run, dispatch.Package | None]:
+def _tick_run(task: Task, *, source: str, now: datetime) -> tuple[Run, queue.Package | None]:
     """A tick's run with the parameters' defaults; no package when they do not make valid values
     (a required parameter without a default): that run is recorded as failed, not executed."""
     run = Run(task=task, trigger=source, triggered_by="schedule", created_at=now)
@@ -111,7 +111,7 @@ def _tick_run(task: Task, *, source: str, now: datetime) -> tuple[Run, dispatch.
     except InvalidParameters as error:
         run.error = f"Cannot run on a schedule: {error.detail}"
         return run, None
-    return run, dispatch.prepare(run)
+    return run, queue.prepare(run)
 
 
 @retry_on_conflict

@@ -22,7 +22,7 @@ from uuid import UUID
 
 from django.db import connection, transaction
 
-from tasks_app import clock, dispatch, events
+from tasks_app import clock, events, queue
 from tasks_app.db.locks import lock_task, retry_on_conflict
 from tasks_app.db.slots import count_slots, has_held_runs, next_held
 from tasks_app.exceptions import RunActive, TaskNotFound
@@ -162,7 +162,7 @@ def admit_held(task_id: str, *, now: datetime) -> list[Run]:
     Run.objects.filter(pk__in=ids).update(enqueued_at=now)
     admitted = [Run(id=run_id, task_id=task_id, task=policy, status=RunStatus.QUEUED, enqueued_at=now)
                 for run_id in ids]
-    dispatch.enqueue_many([dispatch.prepare(run) for run in admitted])
+    queue.enqueue_many([queue.prepare(run) for run in admitted])
     return admitted
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db import transaction
 
-from tasks_app import clock, dispatch, events, parameters
+from tasks_app import clock, events, parameters, queue
 from tasks_app.db.locks import retry_on_conflict
 from tasks_app.db.slots import Slots, next_held
 from tasks_app.exceptions import (
@@ -67,7 +67,7 @@ def trigger(
     if retry_of is not None:
         run.attempt = retry_of.attempt + 1
         run.retry_of_id = retry_of.retry_of_id or retry_of.pk  # every retry links to the first run
-    package = dispatch.prepare(run)
+    package = queue.prepare(run)
     writes = Writes()
     with transaction.atomic():
         # Read again under the lock: an operator may just have changed the task.
@@ -78,7 +78,7 @@ def trigger(
     return run
 
 
-def place(run: Run, package: dispatch.Package, policy: Task, slots: Slots, writes: Writes, *,
+def place(run: Run, package: queue.Package, policy: Task, slots: Slots, writes: Writes, *,
            source: str, force: bool, now: datetime) -> None:
     """The overlap policy, for one new run of a task whose row is locked. Updates ``slots``."""
     if run.not_before is not None and run.not_before > now:
@@ -115,9 +115,9 @@ class Writes:
     def __init__(self) -> None:
         self.runs: list[Run] = []
         self.events: list[tuple[str, Run, str]] = []
-        self.packages: list[dispatch.Package] = []
+        self.packages: list[queue.Package] = []
 
-    def admit(self, run: Run, package: dispatch.Package, *, now: datetime) -> None:
+    def admit(self, run: Run, package: queue.Package, *, now: datetime) -> None:
         """Take a slot: the run is handed to the queue."""
         run.enqueued_at = now
         self.runs.append(run)
@@ -141,7 +141,7 @@ class Writes:
     def flush(self) -> None:
         Run.objects.bulk_create(self.runs)
         events.emit_run_events(self.events)
-        dispatch.enqueue_many(self.packages)
+        queue.enqueue_many(self.packages)
         self.runs, self.events, self.packages = [], [], []
 
 

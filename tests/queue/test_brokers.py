@@ -1,4 +1,4 @@
-"""Handing runs to django-q2: Taskdeck's ORM broker, lost-message recovery, the Redis broker.
+"""The brokers runs go to: Taskdeck's ORM broker (taken by deleting) and the Redis broker.
 
 django-q2 freezes its configuration at import, so the Redis broker is exercised in child
 processes: a qcluster and the `tasks run` command, both with REDIS_URL set.
@@ -8,14 +8,18 @@ import subprocess
 import sys
 
 import pytest
+from django_q.brokers import get_broker
 from django_q.models import OrmQ
 
-from tasks_app import dispatch, services
-from tasks_app.models import Run, RunStatus, RunTrigger
+from tasks_app import services
+from tasks_app.queue import handoff
+from tasks_app.db.deletes import delete_returning_ids
+from tasks_app.queue.brokers import RunQueueBroker
+from tasks_app.models import Run, RunTrigger
 
-from .conftest import ROOT, wait_until
-from .factories import make_task
-from .processes import Project
+from ..conftest import ROOT, wait_until
+from ..factories import make_task
+from ..processes import Project
 
 
 @pytest.fixture
@@ -60,7 +64,7 @@ def test_runs_go_through_the_redis_broker_when_redis_url_is_set(tmp_path, proces
         cluster.wait(15)
 
 
-# --- The ORM broker Taskdeck uses, and recovering lost messages ---------------------------------
+# --- The ORM broker Taskdeck uses ------------------------- ---------------------------------
 
 
 def queue_some(count: int) -> list[Run]:
@@ -71,9 +75,9 @@ def queue_some(count: int) -> list[Run]:
 @pytest.mark.django_db
 def test_the_broker_takes_messages_by_deleting_them_in_one_batch(settings):
     runs = queue_some(3)
-    broker = dispatch._broker()
-    assert isinstance(broker, dispatch.RunQueueBroker)
-    assert dispatch.pending_run_ids() == {str(run.pk) for run in runs}
+    broker = get_broker()
+    assert isinstance(broker, RunQueueBroker)
+    assert handoff.pending_run_ids() == {str(run.pk) for run in runs}
     taken = broker.dequeue()
     assert len(taken) == 3 and not OrmQ.objects.exists()
     assert broker.acknowledge(taken[0][0]) is None
@@ -83,30 +87,5 @@ def test_the_broker_takes_messages_by_deleting_them_in_one_batch(settings):
 def test_two_clusters_never_take_the_same_message():
     queue_some(2)
     ids = list(OrmQ.objects.values_list("pk", flat=True))
-    assert dispatch._delete_messages(ids) == set(ids)
-    assert dispatch._delete_messages(ids) == set()
-
-
-@pytest.mark.django_db
-def test_a_lost_message_is_sent_again_once_it_is_stale(clock):
-    lost, waiting = queue_some(2)
-    OrmQ.objects.filter(pk=OrmQ.objects.order_by("pk").first().pk).delete()  # taken by a cluster that died
-    assert dispatch.pending_run_ids() == {str(waiting.pk)}
-    assert services.redeliver_lost_runs(older_than=300) == []  # not stale yet
-    clock.advance(seconds=301)
-    [sent] = services.redeliver_lost_runs(older_than=300)
-    assert sent.pk == lost.pk
-    assert dispatch.pending_run_ids() == {str(lost.pk), str(waiting.pk)}
-    lost.refresh_from_db()
-    assert lost.enqueued_at == clock.now() and lost.status == RunStatus.QUEUED
-    assert services.redeliver_lost_runs(older_than=300) == []
-
-
-@pytest.mark.django_db
-def test_rebuilding_the_queue_sends_every_admitted_run_once():
-    runs = queue_some(3)
-    dispatch.purge()
-    OrmQ.objects.all().delete()
-    assert services.rebuild_queue() == 3
-    assert dispatch.pending_run_ids() == {str(run.pk) for run in runs}
-    assert OrmQ.objects.count() == 3
+    assert delete_returning_ids(OrmQ, ids, using="default") == set(ids)
+    assert delete_returning_ids(OrmQ, ids, using="default") == set()
