@@ -418,3 +418,57 @@ def test_set_schedule_refuses_a_bad_cron_or_zone_naming_each():
     task.refresh_from_db()
     assert (task.cron_string, task.timezone) == ("0 3 * * *", "UTC")
     assert services.set_schedule(task.pk, cron_string="  30   2 * * * ", timezone="Europe/Paris").cron_string == "30 2 * * *"
+
+
+def test_save_task_writes_only_what_the_admin_changed_and_announces_it(clock):
+    from datetime import timedelta
+
+    task = make_task(source="admin", interval=5, interval_unit="minutes", keep_runs=100)
+    services.initialise_schedules(now=clock.now())
+    edited = Task.objects.get(pk=task.pk)  # the admin's copy, read before the scheduler moves on
+    Task.objects.filter(pk=task.pk).update(last_run_at=clock.now(), next_run_at=clock.now() + timedelta(minutes=5))
+    edited.keep_runs, edited.title = 7, "Edited"
+
+    saved = services.save_task(edited, changed=["keep_runs", "title"])
+
+    task.refresh_from_db()
+    assert (task.keep_runs, task.title, task.overrides) == (7, "Edited", [])
+    assert task.last_run_at == clock.now() and task.next_run_at == clock.now() + timedelta(minutes=5)  # not put back
+    assert saved.next_run_at == task.next_run_at
+    assert Event.objects.filter(name="task:updated", task_id=task.pk).last().data["message"] == "Changed: keep_runs, title"
+
+
+def test_save_task_remembers_operator_fields_and_starts_a_new_schedule_from_now(clock):
+    from datetime import timedelta
+
+    task = make_task(source="admin", interval=5, interval_unit="minutes")
+    edited = Task.objects.get(pk=task.pk)
+    edited.interval = 2
+
+    assert services.save_task(edited, changed=["interval"]).next_run_at == clock.now() + timedelta(minutes=2)
+    assert Task.objects.get(pk=task.pk).overrides == ["interval"]
+
+
+def test_save_task_refuses_a_broken_schedule_whoever_built_the_object():
+    from tasks_app.exceptions import InvalidSchedule
+
+    task = make_task(source="admin", interval=5, interval_unit="minutes")
+    edited = Task.objects.get(pk=task.pk)
+    edited.interval, edited.cron_string, edited.timezone = 11 * 366, "0 3 * * *", "Mars/Olympus"
+    edited.interval_unit = "days"
+    with pytest.raises(InvalidSchedule) as refused:
+        services.save_task(edited, changed=["interval", "interval_unit", "cron_string", "timezone"])
+    assert [error["location"] for error in refused.value.errors] == ["body.timezone", "body.interval",
+                                                                     "body.cron_string"]
+    assert Task.objects.get(pk=task.pk).interval == 5
+
+
+def test_a_task_added_in_the_admin_is_the_admins_and_survives_a_definitions_sync(clock):
+    task = Task(id="added", callable="tests.sample_tasks.noop", interval=5, interval_unit="minutes")
+
+    services.save_task(task, changed=["id", "callable", "interval", "interval_unit"], created=True)
+    services.sync_definitions([])
+
+    added = Task.objects.get(pk="added")
+    assert added.source == "admin" and added.removed_at is None and added.next_run_at is not None
+    assert Event.objects.filter(name="task:updated", task_id="added").exists()

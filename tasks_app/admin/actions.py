@@ -1,4 +1,4 @@
-"""What every admin action shares: who is asking, and one message per object acted on."""
+"""What every admin action shares: one message per object acted on, and live fragments."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -8,11 +8,6 @@ from django.contrib import admin, messages
 from django.http import HttpRequest, JsonResponse
 
 from tasks_app.exceptions import TaskdeckError
-
-
-def caller_label(request: HttpRequest) -> str:
-    """triggered_by for what an admin user starts (API.md: ``user:<username>``)."""
-    return f"user:{request.user.get_username()}"
 
 
 def apply_each(

@@ -33,7 +33,8 @@ from django.utils.safestring import SafeString
 
 from tasks_app import clock, schedules, selectors, services
 from tasks_app.admin import display
-from tasks_app.admin.actions import apply_each, caller_label, live_fragments
+from tasks_app.access.callers import caller_label
+from tasks_app.admin.actions import apply_each, live_fragments
 from tasks_app.admin.forms import PARAMETER_PREFIX, RunNowForm, TaskForm
 from tasks_app.exceptions import InvalidParameters, TaskdeckError
 from tasks_app.models import POLICY_FIELDS, DefinitionSource, RunTrigger, Task, TaskKind, TaskStatus, TaskTrigger
@@ -186,13 +187,11 @@ class TaskAdmin(admin.ModelAdmin):
         return TaskChangeList
 
     def save_model(self, request: HttpRequest, obj: Task, form: forms.ModelForm, change: bool) -> None:
-        """Schedule and enabled changes go through the service, which records them as operator
-        changes (kept across definition reloads), recomputes next_run_at and announces them."""
-        super().save_model(request, obj, form, change)
-        operator = {name: form.cleaned_data[name] for name in OPERATOR_FIELDS if name in form.changed_data}
-        if operator:
-            saved = services.set_operator_fields(obj.pk, **operator)
-            obj.next_run_at = saved.next_run_at
+        """Through ``services.save_task``, as the API writes: the changed fields only, under the
+        task's row lock; operator fields remembered across definition reloads; next_run_at
+        recomputed; announced (task:updated). The form already showed any rule broken."""
+        saved = services.save_task(obj, changed=form.changed_data, created=not change)
+        obj.next_run_at, obj.source = saved.next_run_at, saved.source
 
     @admin.display(description="Task", ordering="id")
     def task_text(self, task: Task) -> SafeString:

@@ -39,13 +39,6 @@ def scopes_of(*, user: Any, key: ApiKey | None) -> frozenset[str]:
     return frozenset(granted)
 
 
-def caller_label(request: Request) -> str:
-    """triggered_by for runs a request starts: key:<name> or user:<username>."""
-    if isinstance(request.auth, ApiKey):
-        return f"key:{request.auth.name}"
-    return f"user:{request.user.get_username()}"
-
-
 class HasScope(BasePermission):
     """The view's ``required_scopes[action]`` (or ``required_scope``) must be among the caller's."""
 

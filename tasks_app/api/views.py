@@ -21,9 +21,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from tasks_app import __version__, events, health, selectors, services, text
+from tasks_app.access.callers import caller_label
 from tasks_app.api import serializers as s
 from tasks_app.api.pagination import paginate, pagination, parse_query
-from tasks_app.api.permissions import caller_label
 from tasks_app.conf import taskdeck_settings
 from tasks_app.exceptions import InvalidQuery
 from tasks_app.models import RunTrigger, Scope, Task, TaskKind

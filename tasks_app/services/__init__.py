@@ -17,7 +17,14 @@ checks), so the rules of a run's life sit at the bottom and the callers of those
 - ``keys``: API keys (created and shown once, found by hash, revoked);
 - ``heartbeats``: processes saying they are alive.
 """
-from tasks_app.services.definitions import set_enabled, set_interval, set_operator_fields, set_schedule, sync_definitions
+from tasks_app.services.definitions import (
+    save_task,
+    set_enabled,
+    set_interval,
+    set_operator_fields,
+    set_schedule,
+    sync_definitions,
+)
 from tasks_app.services.heartbeats import beat
 from tasks_app.services.lookups import HOSTNAME, get_run, get_task
 from tasks_app.services.outcomes import after_run_ended, finish_run, schedule_retry
@@ -32,6 +39,6 @@ __all__ = [
     "delete_run",
     "due_tasks", "end_shutdown_runs", "finish_run", "fire_startup_runs", "fire_ticks", "get_run", "get_task",
     "initialise_schedules", "parameters_for", "plan_tick", "reap_lost_runs", "rebuild_queue", "redeliver_lost_runs",
-    "release_held_runs", "request_shutdown", "schedule_retry", "set_enabled", "set_interval", "set_operator_fields",
+    "release_held_runs", "request_shutdown", "save_task", "schedule_retry", "set_enabled", "set_interval", "set_operator_fields",
     "set_schedule", "sync_definitions", "trigger",
 ]

@@ -1,8 +1,8 @@
-"""Tasks as declared and as operators change them: the definitions sync, and the operator fields
-(enabled, schedule) an edit sets and a later sync keeps."""
+"""Tasks as declared and as operators change them: the definitions sync, the admin's saves, and the
+operator fields (enabled, schedule) an edit sets and a later sync keeps."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from django.db import transaction
@@ -10,7 +10,7 @@ from django.db import transaction
 from tasks_app import clock, events, schedule_rules, schedules
 from tasks_app.db.locks import retry_on_conflict
 from tasks_app.exceptions import InvalidSchedule, NotCronScheduled, NotIntervalScheduled
-from tasks_app.models import EndReason, RunStatus, Task
+from tasks_app.models import DefinitionSource, EndReason, RunStatus, Task
 from tasks_app.registry import OPERATOR_FIELDS
 from tasks_app.services.lookups import get_task
 from tasks_app.services.outcomes import finish_run
@@ -85,6 +85,60 @@ def set_operator_fields(task_id: str, **values: Any) -> Task:
         task.save()
         events.emit_task_updated(task, message="Changed: " + ", ".join(sorted(values)))
     return task
+
+
+@retry_on_conflict
+def save_task(task: Task, *, changed: Collection[str], created: bool = False) -> Task:
+    """Write an edit made in the admin (``task`` holds the edited values), as the API writes one.
+
+    A new task is the admin's own (``source`` admin: no definitions sync removes it). An edit
+    writes only the ``changed`` fields, under the task's row lock, so it never puts back a stale
+    ``next_run_at`` or ``last_run_at`` the scheduler wrote meanwhile; operator fields are
+    remembered (a definitions reload keeps them); a schedule is checked by schedule_rules, and a
+    new one starts from now. Either way the change is announced (task:updated).
+    """
+    _check_schedule(task)
+    with transaction.atomic():
+        if created:
+            task.source = DefinitionSource.ADMIN
+            task.next_run_at = schedules.next_run_at(task, now=clock.now())
+            task.save(force_insert=True)
+            events.emit_task_updated(task, message="Task created")
+            return task
+        saved = Task.objects.select_for_update().get(pk=get_task(task.pk).pk)
+        fields = [field.name for field in Task._meta.concrete_fields if field.name in changed and field.name != "id"]
+        if not fields:
+            return saved
+        schedule_before = _schedule_of(saved)
+        for name in fields:
+            setattr(saved, name, getattr(task, name))
+        operator = set(fields) & set(OPERATOR_FIELDS)
+        saved.overrides = sorted(set(saved.overrides) | operator)
+        if _schedule_of(saved) != schedule_before:
+            saved.next_run_at = schedules.next_run_at(saved, now=clock.now())
+        saved.save()
+        events.emit_task_updated(saved, message="Changed: " + ", ".join(sorted(fields)))
+    return saved
+
+
+def _check_schedule(task: Task) -> None:
+    """The schedule rules, whatever form or caller produced the values."""
+    checks = [lambda: schedule_rules.check_timezone(task.timezone)]
+    if task.cron_string:
+        checks.append(lambda: schedule_rules.check_cron(task.cron_string))
+    if task.interval is not None:
+        checks.append(lambda: schedule_rules.check_interval(task.interval, task.interval_unit))
+    errors = []
+    for check in checks:
+        try:
+            check()
+        except schedule_rules.InvalidValue as error:
+            errors.append(error)
+    if task.interval and task.cron_string:
+        errors.append(schedule_rules.InvalidValue("cron_string", task.cron_string,
+                                                  "a task has a cron string or an interval, not both"))
+    if errors:
+        raise _invalid_schedule(errors)
 
 
 def set_enabled(task_id: str, *, enabled: bool) -> Task:

@@ -8,7 +8,7 @@ import pytest
 from django.contrib import admin
 
 from tasks_app import services
-from tasks_app.models import Run, RunStatus, Task, TaskKind
+from tasks_app.models import Event, Run, RunStatus, Task, TaskKind
 
 from ..factories import make_run, make_task, number, string
 from .conftest import staff_client
@@ -174,6 +174,8 @@ def test_a_superuser_adds_a_task_naming_its_id_kind_and_callable(root_client):
     assert response.status_code == 302, response.content.decode()[:3000]
     task = Task.objects.get(pk="added")
     assert (task.callable, task.interval) == ("tests.sample_tasks.noop", 5) and task.next_run_at is not None
+    assert task.source == "admin"  # its own: a definitions sync never removes it
+    assert Event.objects.filter(name="task:updated", task_id="added").exists()
     assert 'name="id"' not in root_client.get("/admin/tasks_app/task/added/change/").content.decode()
 
 
