@@ -83,8 +83,9 @@ def setup_django(db: Path) -> None:
 def measure_taskdeck(tasks: int, minutes: int) -> dict[str, Any]:
     from django.db.models import Count
 
-    from tasks_app import clock, queue, scheduler, services
+    from tasks_app import clock, queue, services
     from tasks_app.models import Run, RunStatus, Task
+    from tasks_app.scheduling import loop
 
     simulated = SimulatedClock()
     clock.now = simulated.now  # the project's one clock function
@@ -103,7 +104,7 @@ def measure_taskdeck(tasks: int, minutes: int) -> dict[str, Any]:
         return runs
 
     services.fire_ticks = timed_fire_ticks
-    the_scheduler = scheduler.Scheduler(interval=1)
+    the_scheduler = loop.Scheduler(interval=1)
     busy = 0.0
     for minute in range(minutes):
         # As the loop runs: a pass one interval before the tick (it plans the coming ticks and

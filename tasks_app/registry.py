@@ -15,7 +15,7 @@ from typing import Any
 from django.db import models
 from django.utils.module_loading import import_string
 
-from tasks_app import schedule_rules, text
+from tasks_app import text
 from tasks_app.conf import taskdeck_settings
 from tasks_app.exceptions import DefinitionError
 from tasks_app.models import (
@@ -29,6 +29,7 @@ from tasks_app.models import (
     TaskKind,
 )
 from tasks_app.parameters import normalize_spec
+from tasks_app.scheduling import rules
 
 TASK_ID_PATTERN = re.compile(r"^[a-z0-9_.-]{1,200}$")
 
@@ -171,12 +172,12 @@ def build_definition(
     for name in ("enabled", "manual_run", "supports_cancel", "supports_dry_run", "supports_history", "run_on_start"):
         check.boolean(name)
     check.text("cron_string")
-    clean["cron_string"] = check.rule(schedule_rules.check_cron, clean["cron_string"]) if clean["cron_string"].strip() else ""
+    clean["cron_string"] = check.rule(rules.check_cron, clean["cron_string"]) if clean["cron_string"].strip() else ""
     clean["timezone"] = clean["timezone"] or defaults["timezone"]
-    check.rule(schedule_rules.check_timezone, clean["timezone"])
+    check.rule(rules.check_timezone, clean["timezone"])
     if clean["interval"] is not None:
         clean["interval_unit"] = clean["interval_unit"] or IntervalUnit.MINUTES.value
-        clean["interval"], clean["interval_unit"] = check.rule(schedule_rules.check_interval, clean["interval"],
+        clean["interval"], clean["interval_unit"] = check.rule(rules.check_interval, clean["interval"],
                                                                clean["interval_unit"])
     elif clean["interval_unit"]:
         raise DefinitionError(task_id, "interval_unit", "given without an interval")
@@ -244,8 +245,8 @@ class _Checker:
         self.fields[name] = str(self.fields[name])
 
     def rule(self, check: Any, *values: Any) -> Any:
-        """A schedule rule (schedule_rules): the value as stored, or the rule's message."""
+        """A schedule rule (scheduling/rules.py): the value as stored, or the rule's message."""
         try:
             return check(*values)
-        except schedule_rules.InvalidValue as error:
+        except rules.InvalidValue as error:
             self.fail(error.field, error.message())

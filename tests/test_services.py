@@ -305,7 +305,7 @@ def next_attempt(run):
     ("constant", [10, 10, 10]), ("linear", [10, 20, 30]), ("exponential", [10, 20, 40]),
 ])
 def test_a_failing_run_is_retried_with_its_backoff_until_attempts_run_out(clock, backoff, delays):
-    from tasks_app.scheduler import Scheduler
+    from tasks_app.scheduling.loop import Scheduler
 
     task = make_task(retry_attempts=3, retry_delay=10, retry_backoff=backoff, parameters=[number("n", 1)])
     first = api_trigger(task, parameters={"n": 7})

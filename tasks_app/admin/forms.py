@@ -8,8 +8,8 @@ from django import forms
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from tasks_app import schedule_rules
 from tasks_app.models import ApiKey, Scope, Task
+from tasks_app.scheduling import rules
 
 
 class TaskForm(forms.ModelForm):
@@ -21,10 +21,10 @@ class TaskForm(forms.ModelForm):
 
     def clean_cron_string(self) -> str:
         value = self.cleaned_data.get("cron_string", "")
-        return _checked(schedule_rules.check_cron, value) if value.strip() else ""
+        return _checked(rules.check_cron, value) if value.strip() else ""
 
     def clean_timezone(self) -> str:
-        return _checked(schedule_rules.check_timezone, self.cleaned_data.get("timezone", ""))
+        return _checked(rules.check_timezone, self.cleaned_data.get("timezone", ""))
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -33,8 +33,8 @@ class TaskForm(forms.ModelForm):
             self.add_error("interval_unit", "Give the interval's unit.")
         elif interval is not None:
             try:
-                schedule_rules.check_interval(interval, unit)
-            except schedule_rules.InvalidValue as error:
+                rules.check_interval(interval, unit)
+            except rules.InvalidValue as error:
                 self.add_error(error.field, error.sentence())
         if interval and data.get("cron_string"):
             self.add_error("cron_string", "A task has a cron string or an interval, not both.")
@@ -47,7 +47,7 @@ def _checked(check: Any, value: Any) -> Any:
     """``check``'s stored value, or its message as the field's error."""
     try:
         return check(value)
-    except schedule_rules.InvalidValue as error:
+    except rules.InvalidValue as error:
         raise forms.ValidationError(error.sentence()) from None
 
 

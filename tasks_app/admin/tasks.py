@@ -31,14 +31,15 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from tasks_app import clock, schedules, selectors, services
-from tasks_app.admin import display
+from tasks_app import clock, selectors, services
 from tasks_app.access.callers import caller_label
+from tasks_app.admin import display
 from tasks_app.admin.actions import apply_each, live_fragments
 from tasks_app.admin.forms import PARAMETER_PREFIX, RunNowForm, TaskForm
 from tasks_app.exceptions import InvalidParameters, TaskdeckError
 from tasks_app.models import POLICY_FIELDS, DefinitionSource, RunTrigger, Task, TaskKind, TaskStatus, TaskTrigger
 from tasks_app.registry import OPERATOR_FIELDS
+from tasks_app.scheduling import cron
 
 #: Runs drawn in a task's durations chart, and listed on its page.
 RECENT_RUNS = 20
@@ -75,7 +76,7 @@ def render_cells(task: Task, row: TaskRow, *, now: datetime) -> dict[str, SafeSt
     return {
         "status": display.status_badge(row.status),
         "schedule": format_html('<span class="td-trigger">{}</span> {}<br>{}', trigger_kind(task),
-                                "" if task.trigger == TaskTrigger.MANUAL else schedules.describe(task), next_run),
+                                "" if task.trigger == TaskTrigger.MANUAL else cron.describe(task), next_run),
         "last_run": last_run,
         "chart": display.durations_chart(row.recent),
     }
@@ -87,7 +88,7 @@ NO_FIRE_TIMES = "No scheduled runs: the task runs on demand."
 def fire_times(task: Task) -> list[dict[str, str]]:
     """The next five fire times of a (maybe unsaved) schedule, for the preview on the task page."""
     return [{"iso": moment.isoformat(), "text": display.fire_time_text(moment, timezone=task.timezone)}
-            for moment in schedules.upcoming(task, after=clock.now(), count=5)]
+            for moment in cron.upcoming(task, after=clock.now(), count=5)]
 
 
 def trigger_kind(task: Task) -> str:
@@ -256,7 +257,7 @@ class TaskAdmin(admin.ModelAdmin):
             return JsonResponse({"times": [], "describe": "", "errors": errors})
         draft = Task(cron_string=form.cleaned_data["cron_string"], timezone=form.cleaned_data["timezone"],
                      interval=form.cleaned_data["interval"], interval_unit=form.cleaned_data["interval_unit"])
-        return JsonResponse({"times": fire_times(draft), "describe": schedules.describe(draft), "errors": {}})
+        return JsonResponse({"times": fire_times(draft), "describe": cron.describe(draft), "errors": {}})
 
     def run_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """GET: the task's parameters as a form. POST: ``services.trigger``, then the new run's page."""

@@ -7,7 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from tasks_app import parameters, schedule_rules
+from tasks_app import parameters
 from tasks_app.models import (
     POLICY_FIELDS,
     Activity,
@@ -24,6 +24,7 @@ from tasks_app.models import (
     TaskStatus,
     TaskTrigger,
 )
+from tasks_app.scheduling import rules
 
 #: A task's status (API.md): derived from its runs, not stored. Removed tasks are not in the API.
 TASK_STATUSES = [status for status in TaskStatus.values if status != TaskStatus.REMOVED]
@@ -287,33 +288,33 @@ class StrictIntegerField(serializers.IntegerField):
 
 
 class IntervalRequestSerializer(serializers.Serializer):
-    interval = StrictIntegerField(min_value=1, max_value=schedule_rules.MAX_INTERVAL_SECONDS // 60)
+    interval = StrictIntegerField(min_value=1, max_value=rules.MAX_INTERVAL_SECONDS // 60)
     unit = serializers.ChoiceField(choices=IntervalUnit.choices)
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
-        data["interval"], data["unit"] = _checked(schedule_rules.check_interval, data["interval"], data["unit"],
+        data["interval"], data["unit"] = _checked(rules.check_interval, data["interval"], data["unit"],
                                                   fields={"interval_unit": "unit"})
         return data
 
 
 class ScheduleRequestSerializer(serializers.Serializer):
-    cron_string = serializers.CharField(max_length=schedule_rules.MAX_CRON_LENGTH)
-    timezone = serializers.CharField(required=False, max_length=schedule_rules.MAX_TIMEZONE_LENGTH)
+    cron_string = serializers.CharField(max_length=rules.MAX_CRON_LENGTH)
+    timezone = serializers.CharField(required=False, max_length=rules.MAX_TIMEZONE_LENGTH)
 
     def validate_cron_string(self, value: str) -> str:
-        return _checked(schedule_rules.check_cron, value)
+        return _checked(rules.check_cron, value)
 
     def validate_timezone(self, value: str) -> str:
-        return _checked(schedule_rules.check_timezone, value)
+        return _checked(rules.check_timezone, value)
 
 
 def _checked(check: Any, *values: Any, fields: dict[str, str] | None = None) -> Any:
-    """A schedule rule (schedule_rules) as a DRF validation error. ``fields`` renames the rule's
+    """A schedule rule (scheduling/rules.py) as a DRF validation error. ``fields`` renames the rule's
     field to the request's (``interval_unit`` is ``unit`` here); in a field's own validator the
     error is that field's whatever the rule calls it."""
     try:
         return check(*values)
-    except schedule_rules.InvalidValue as error:
+    except rules.InvalidValue as error:
         message = error.sentence()
         if fields is None:
             raise serializers.ValidationError(message) from None

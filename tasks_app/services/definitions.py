@@ -7,11 +7,13 @@ from typing import Any
 
 from django.db import transaction
 
-from tasks_app import clock, events, schedule_rules, schedules
+from tasks_app import clock, events
 from tasks_app.db.locks import retry_on_conflict
 from tasks_app.exceptions import InvalidSchedule, NotCronScheduled, NotIntervalScheduled
 from tasks_app.models import DefinitionSource, EndReason, RunStatus, Task
 from tasks_app.registry import OPERATOR_FIELDS
+from tasks_app.scheduling import rules
+from tasks_app.scheduling import cron
 from tasks_app.services.lookups import get_task
 from tasks_app.services.outcomes import finish_run
 
@@ -44,7 +46,7 @@ def sync_definitions(definitions: Iterable[Mapping[str, Any]]) -> dict[str, list
                 task.interval_unit = ""
             was_removed, task.removed_at = task.removed_at is not None, None
             if _schedule_of(task) != schedule_before or was_removed:
-                task.next_run_at = schedules.next_run_at(task, now=now)  # a new schedule starts from now
+                task.next_run_at = cron.next_run_at(task, now=now)  # a new schedule starts from now
             task.definition = values
             task.save()
             report["updated"].append(task_id)
@@ -81,7 +83,7 @@ def set_operator_fields(task_id: str, **values: Any) -> Task:
         for key, value in values.items():
             setattr(task, key, value)
         task.overrides = sorted(set(task.overrides) | set(values))
-        task.next_run_at = schedules.next_run_at(task, now=clock.now())
+        task.next_run_at = cron.next_run_at(task, now=clock.now())
         task.save()
         events.emit_task_updated(task, message="Changed: " + ", ".join(sorted(values)))
     return task
@@ -94,14 +96,14 @@ def save_task(task: Task, *, changed: Collection[str], created: bool = False) ->
     A new task is the admin's own (``source`` admin: no definitions sync removes it). An edit
     writes only the ``changed`` fields, under the task's row lock, so it never puts back a stale
     ``next_run_at`` or ``last_run_at`` the scheduler wrote meanwhile; operator fields are
-    remembered (a definitions reload keeps them); a schedule is checked by schedule_rules, and a
+    remembered (a definitions reload keeps them); a schedule is checked by scheduling/rules.py, and a
     new one starts from now. Either way the change is announced (task:updated).
     """
     _check_schedule(task)
     with transaction.atomic():
         if created:
             task.source = DefinitionSource.ADMIN
-            task.next_run_at = schedules.next_run_at(task, now=clock.now())
+            task.next_run_at = cron.next_run_at(task, now=clock.now())
             task.save(force_insert=True)
             events.emit_task_updated(task, message="Task created")
             return task
@@ -115,7 +117,7 @@ def save_task(task: Task, *, changed: Collection[str], created: bool = False) ->
         operator = set(fields) & set(OPERATOR_FIELDS)
         saved.overrides = sorted(set(saved.overrides) | operator)
         if _schedule_of(saved) != schedule_before:
-            saved.next_run_at = schedules.next_run_at(saved, now=clock.now())
+            saved.next_run_at = cron.next_run_at(saved, now=clock.now())
         saved.save()
         events.emit_task_updated(saved, message="Changed: " + ", ".join(sorted(fields)))
     return saved
@@ -123,19 +125,19 @@ def save_task(task: Task, *, changed: Collection[str], created: bool = False) ->
 
 def _check_schedule(task: Task) -> None:
     """The schedule rules, whatever form or caller produced the values."""
-    checks = [lambda: schedule_rules.check_timezone(task.timezone)]
+    checks = [lambda: rules.check_timezone(task.timezone)]
     if task.cron_string:
-        checks.append(lambda: schedule_rules.check_cron(task.cron_string))
+        checks.append(lambda: rules.check_cron(task.cron_string))
     if task.interval is not None:
-        checks.append(lambda: schedule_rules.check_interval(task.interval, task.interval_unit))
+        checks.append(lambda: rules.check_interval(task.interval, task.interval_unit))
     errors = []
     for check in checks:
         try:
             check()
-        except schedule_rules.InvalidValue as error:
+        except rules.InvalidValue as error:
             errors.append(error)
     if task.interval and task.cron_string:
-        errors.append(schedule_rules.InvalidValue("cron_string", task.cron_string,
+        errors.append(rules.InvalidValue("cron_string", task.cron_string,
                                                   "a task has a cron string or an interval, not both"))
     if errors:
         raise _invalid_schedule(errors)
@@ -147,12 +149,12 @@ def set_enabled(task_id: str, *, enabled: bool) -> Task:
 
 def set_interval(task_id: str, *, interval: int, unit: str) -> Task:
     """A new interval for an interval-scheduled task (a cron task keeps its cron), checked here
-    whoever calls (API, admin, command line) by schedule_rules."""
+    whoever calls (API, admin, command line) by scheduling/rules.py."""
     if not get_task(task_id).interval:
         raise NotIntervalScheduled(f"Task {task_id!r} is not interval-scheduled.")
     try:
-        interval, unit = schedule_rules.check_interval(interval, unit)
-    except schedule_rules.InvalidValue as error:
+        interval, unit = rules.check_interval(interval, unit)
+    except rules.InvalidValue as error:
         raise _invalid_schedule([error], body={"interval_unit": "unit"}) from None
     return set_operator_fields(task_id, interval=interval, interval_unit=unit)
 
@@ -162,20 +164,20 @@ def set_schedule(task_id: str, *, cron_string: str, timezone: str | None = None)
     if not get_task(task_id).cron_string:
         raise NotCronScheduled(f"Task {task_id!r} is not cron-scheduled.")
     values, errors = {}, []
-    for field, check, value in (("cron_string", schedule_rules.check_cron, cron_string),
-                                ("timezone", schedule_rules.check_timezone, timezone)):
+    for field, check, value in (("cron_string", rules.check_cron, cron_string),
+                                ("timezone", rules.check_timezone, timezone)):
         if value is None or (field == "timezone" and not value):
             continue  # no time zone given: the task keeps its own
         try:
             values[field] = check(value)
-        except schedule_rules.InvalidValue as error:
+        except rules.InvalidValue as error:
             errors.append(error)
     if errors:
         raise _invalid_schedule(errors)
     return set_operator_fields(task_id, **values)
 
 
-def _invalid_schedule(errors: list[schedule_rules.InvalidValue], *, body: Mapping[str, str] | None = None) -> InvalidSchedule:
+def _invalid_schedule(errors: list[rules.InvalidValue], *, body: Mapping[str, str] | None = None) -> InvalidSchedule:
     """The API's problem for rule failures, each located in the request body (``body`` maps a
     rule's field to the request's name for it)."""
     located = [{"location": f"body.{(body or {}).get(error.field, error.field)}", "message": error.message(),

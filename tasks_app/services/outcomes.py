@@ -8,10 +8,11 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from tasks_app import clock, schedules
+from tasks_app import clock
 from tasks_app.conf import taskdeck_settings
 from tasks_app.exceptions import TaskdeckError
 from tasks_app.models import RETRYABLE_REASONS, Run, RunStatus, RunTrigger, Task
+from tasks_app.scheduling import backoff
 from tasks_app.services.transitions import end_run
 from tasks_app.services.triggering import trigger
 
@@ -62,7 +63,7 @@ def schedule_retry(run: Run) -> Run | None:
     task = Task.objects.get(pk=run.task_id)
     if run.attempt > task.retry_attempts:
         return None
-    delay = schedules.retry_delay(backoff=task.retry_backoff, delay=task.retry_delay, attempt=run.attempt,
+    delay = backoff.retry_delay(backoff=task.retry_backoff, delay=task.retry_delay, attempt=run.attempt,
                                   cap=taskdeck_settings.RETRY_MAX_DELAY)
     try:
         return trigger(task, source=RunTrigger.RETRY, requested_by=run.triggered_by, parameters=run.parameters,

@@ -10,11 +10,12 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.db.models import Q
 
-from tasks_app import queue, schedules
+from tasks_app import queue
 from tasks_app.db.locks import retry_on_conflict
 from tasks_app.db.slots import count_slots
 from tasks_app.exceptions import InvalidParameters, TaskdeckError
 from tasks_app.models import CatchUp, EndReason, Run, RunTrigger, Task
+from tasks_app.scheduling import cron
 from tasks_app.services.triggering import Writes, parameters_for, place, trigger
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def initialise_schedules(*, now: datetime) -> int:
         ~Q(cron_string="") | Q(interval__isnull=False))
     started = 0
     for task in pending:
-        next_run_at = schedules.next_run_at(task, now=now)
+        next_run_at = cron.next_run_at(task, now=now)
         if next_run_at is not None:
             started += Task.objects.filter(pk=task.pk, next_run_at__isnull=True).update(next_run_at=next_run_at)
     return started
@@ -67,7 +68,7 @@ def plan_tick(task: Task, *, now: datetime) -> TickPlan:
     describing the gap. The next tick is the first one after now.
     """
     due_at = task.next_run_at
-    later = schedules.fire_times(task, after=due_at, until=now, limit=max(task.max_catch_up_runs, 1))
+    later = cron.fire_times(task, after=due_at, until=now, limit=max(task.max_catch_up_runs, 1))
     ticks = ([due_at] + later.latest) if later.count <= len(later.latest) else later.latest
     count = 1 + later.count
     last_tick = ticks[-1]
@@ -95,11 +96,11 @@ def plan_tick(task: Task, *, now: datetime) -> TickPlan:
 
 def _next_tick(task: Task, *, last_tick: datetime, now: datetime) -> datetime | None:
     """The first tick after now: an interval keeps its cadence from the last tick."""
-    every = schedules.interval_seconds(task)
+    every = cron.interval_seconds(task)
     if every:
         steps = int((now - last_tick).total_seconds() // every) + 1
         return last_tick + timedelta(seconds=steps * every)
-    return schedules.next_fire_after(task, now)
+    return cron.next_fire_after(task, now)
 
 
 def _tick_run(task: Task, *, source: str, now: datetime) -> tuple[Run, queue.Package | None]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from tasks_app.scheduler import Scheduler
+from tasks_app.scheduling.loop import Scheduler
 
 
 class Command(BaseCommand):

@@ -15,10 +15,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import OperationalError, transaction
 
-from tasks_app import schedule_rules, selectors, services, text
+from tasks_app import selectors, services, text
 from tasks_app.exceptions import DefinitionError, TaskdeckError
 from tasks_app.models import IntervalUnit, Run, RunStatus, RunTrigger, Task
 from tasks_app.registry import all_definitions
+from tasks_app.scheduling import rules
 
 BAR_WIDTH = 30
 
@@ -165,9 +166,9 @@ class Command(BaseCommand):
             raise CommandError("Nothing to change: give --interval, --cron, --timezone, --enable or --disable.")
         every = _parse_interval(interval) if interval is not None else None
         if cron is not None:
-            cron = _checked("--cron", schedule_rules.check_cron, " ".join(cron.split()), cron)
+            cron = _checked("--cron", rules.check_cron, " ".join(cron.split()), cron)
         if timezone is not None:
-            _checked("--timezone", schedule_rules.check_timezone, timezone, timezone)
+            _checked("--timezone", rules.check_timezone, timezone, timezone)
 
         lines = []
         with transaction.atomic():
@@ -247,13 +248,13 @@ def _quoted(value: str) -> str:
 
 def _parse_interval(value: str) -> tuple[int, str]:
     """``--interval`` ("90m", "6h", "2d") as (number, unit) for services.set_interval, checked
-    by schedule_rules (at least 1, at most 10 years: past that the next run overflows a datetime)."""
+    by scheduling/rules.py (at least 1, at most 10 years: past that the next run overflows a datetime)."""
     match = INTERVAL_PATTERN.fullmatch(value.strip())
     if match is None:
         raise CommandError(
             f"--interval: {_quoted(value)} is not a whole number of minutes, hours or days {INTERVAL_EXAMPLES}."
         )
-    return _checked("--interval", schedule_rules.check_interval, value, int(match[1]), INTERVAL_UNITS[match[2]].value)
+    return _checked("--interval", rules.check_interval, value, int(match[1]), INTERVAL_UNITS[match[2]].value)
 
 
 def _checked(option: str, check: Any, typed: str, *values: Any) -> Any:
@@ -263,7 +264,7 @@ def _checked(option: str, check: Any, typed: str, *values: Any) -> Any:
     the option's name in the message."""
     try:
         return check(*values)
-    except schedule_rules.InvalidValue as error:
+    except rules.InvalidValue as error:
         raise CommandError(f"{option}: {error.message(_quoted(typed))}.") from None
 
 

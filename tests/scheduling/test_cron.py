@@ -1,4 +1,4 @@
-"""schedules.py: cron on the task's wall clock across both 2026 DST changes, intervals, catch-up, retries.
+"""cron.py: cron on the task's wall clock across both 2026 DST changes, intervals, catch-up, retries.
 
 Every expected UTC time is written out by hand from the zone's 2026 transitions (below), never
 computed by the code under test. The tasks are SimpleNamespace stand-ins or unsaved Task rows:
@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter
 
-from tasks_app import schedules
-from tasks_app.models import IntervalUnit, RetryBackoff, Task
+from tasks_app.models import IntervalUnit, Task
+from tasks_app.scheduling import cron
 
 
 def cron_task(cron_string: str, timezone: str = "UTC", **overrides: Any) -> SimpleNamespace:
@@ -40,7 +40,7 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> date
 def fires(task: SimpleNamespace, *, after: datetime, until: datetime) -> list[datetime]:
     """Every fire time in (after, until], walked with next_fire_after one step at a time."""
     found = []
-    while (instant := schedules.next_fire_after(task, after)) is not None and instant <= until:
+    while (instant := cron.next_fire_after(task, after)) is not None and instant <= until:
         found.append(instant)
         after = instant
     return found
@@ -61,7 +61,7 @@ def fires(task: SimpleNamespace, *, after: datetime, until: datetime) -> list[da
      [utc(2026, 3, 28, 1), utc(2026, 3, 29, 1), utc(2026, 3, 30, 0)]),
 ])
 def test_a_daily_job_in_the_spring_gap_fires_once_when_the_gap_ends(zone, expression, after, expected):
-    assert schedules.upcoming(cron_task(expression, zone), after=after, count=3) == expected
+    assert cron.upcoming(cron_task(expression, zone), after=after, count=3) == expected
 
 
 # A daily job in the repeated hour fires once, at the first occurrence.
@@ -74,7 +74,7 @@ def test_a_daily_job_in_the_spring_gap_fires_once_when_the_gap_ends(zone, expres
      [utc(2026, 4, 3, 15, 30), utc(2026, 4, 4, 15, 30), utc(2026, 4, 5, 16, 30)]),
 ])
 def test_a_daily_job_in_the_repeated_hour_fires_once_at_its_first_occurrence(zone, expression, after, expected):
-    assert schedules.upcoming(cron_task(expression, zone), after=after, count=3) == expected
+    assert cron.upcoming(cron_task(expression, zone), after=after, count=3) == expected
 
 
 @pytest.mark.parametrize(("zone", "after", "expected"), [
@@ -94,13 +94,13 @@ def test_a_daily_job_in_the_repeated_hour_fires_once_at_its_first_occurrence(zon
      [utc(2026, 4, 4, 14), utc(2026, 4, 4, 15), utc(2026, 4, 4, 17), utc(2026, 4, 4, 18)]),
 ])
 def test_an_hourly_job_across_each_transition(zone, after, expected):
-    assert schedules.upcoming(cron_task("0 * * * *", zone), after=after, count=4) == expected
+    assert cron.upcoming(cron_task("0 * * * *", zone), after=after, count=4) == expected
 
 
 def test_every_time_skipped_by_the_gap_collapses_onto_one_fire():
     # Paris 02:00, 02:30 (skipped) and 03:00 (regular) are all 01:00Z: one fire, not three.
     task = cron_task("*/30 * * * *", "Europe/Paris")
-    assert schedules.upcoming(task, after=utc(2026, 3, 29, 0, 10), count=4) == [
+    assert cron.upcoming(task, after=utc(2026, 3, 29, 0, 10), count=4) == [
         utc(2026, 3, 29, 0, 30), utc(2026, 3, 29, 1), utc(2026, 3, 29, 1, 30), utc(2026, 3, 29, 2)]
 
 
@@ -116,37 +116,37 @@ def test_every_time_skipped_by_the_gap_collapses_onto_one_fire():
 ])
 def test_a_job_away_from_the_change_keeps_its_local_time(zone, dates, expected):
     task = cron_task("0 9 * * *", zone)
-    assert [schedules.next_fire_after(task, date) for date in dates] == expected
+    assert [cron.next_fire_after(task, date) for date in dates] == expected
 
 
 def test_zones_without_daylight_saving_time_fire_at_a_fixed_offset():
     # Kolkata is +05:30 all year: 02:30 local is 21:00Z the day before, on both Paris change days.
     kolkata = cron_task("30 2 * * *", "Asia/Kolkata")
-    assert schedules.upcoming(kolkata, after=utc(2026, 3, 28, 12), count=2) == [utc(2026, 3, 28, 21), utc(2026, 3, 29, 21)]
-    assert schedules.upcoming(kolkata, after=utc(2026, 10, 24, 12), count=2) == [
+    assert cron.upcoming(kolkata, after=utc(2026, 3, 28, 12), count=2) == [utc(2026, 3, 28, 21), utc(2026, 3, 29, 21)]
+    assert cron.upcoming(kolkata, after=utc(2026, 10, 24, 12), count=2) == [
         utc(2026, 10, 24, 21), utc(2026, 10, 25, 21)]
-    assert schedules.upcoming(cron_task("0 * * * *", "Asia/Kolkata"), after=utc(2026, 10, 25, 0), count=3) == [
+    assert cron.upcoming(cron_task("0 * * * *", "Asia/Kolkata"), after=utc(2026, 10, 25, 0), count=3) == [
         utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 1, 30), utc(2026, 10, 25, 2, 30)]
-    assert schedules.upcoming(cron_task("0 * * * *", "UTC"), after=utc(2026, 10, 25, 0, 30), count=3) == [
+    assert cron.upcoming(cron_task("0 * * * *", "UTC"), after=utc(2026, 10, 25, 0, 30), count=3) == [
         utc(2026, 10, 25, 1), utc(2026, 10, 25, 2), utc(2026, 10, 25, 3)]
 
 
 def test_after_the_gap_ended_the_shifted_fire_is_not_repeated():
     task = cron_task("30 2 * * *", "Europe/Paris")
-    assert schedules.next_fire_after(task, utc(2026, 3, 29, 0, 59)) == utc(2026, 3, 29, 1)
-    assert schedules.next_fire_after(task, utc(2026, 3, 29, 1)) == utc(2026, 3, 30, 0, 30)
+    assert cron.next_fire_after(task, utc(2026, 3, 29, 0, 59)) == utc(2026, 3, 29, 1)
+    assert cron.next_fire_after(task, utc(2026, 3, 29, 1)) == utc(2026, 3, 30, 0, 30)
 
 
 def test_during_the_second_pass_of_the_repeated_hour_the_next_fire_is_the_next_day():
     # 01:10Z is the second 02:10 in Paris; 02:30 already fired at its first occurrence (00:30Z).
     task = cron_task("30 2 * * *", "Europe/Paris")
-    assert schedules.next_fire_after(task, utc(2026, 10, 25, 1, 10)) == utc(2026, 10, 26, 1, 30)
-    assert schedules.next_fire_after(task, utc(2026, 10, 25, 0, 10)) == utc(2026, 10, 25, 0, 30)
+    assert cron.next_fire_after(task, utc(2026, 10, 25, 1, 10)) == utc(2026, 10, 26, 1, 30)
+    assert cron.next_fire_after(task, utc(2026, 10, 25, 0, 10)) == utc(2026, 10, 25, 0, 30)
 
 
 @pytest.mark.parametrize("zone", ["Europe/Paris", "America/New_York", "Australia/Sydney", "Asia/Kolkata", "UTC"])
 def test_fire_times_strictly_increase_through_a_whole_year(zone):
-    year = schedules.fire_times(cron_task("*/20 * * * *", zone), after=utc(2026, 1, 1), until=utc(2027, 1, 1),
+    year = cron.fire_times(cron_task("*/20 * * * *", zone), after=utc(2026, 1, 1), until=utc(2027, 1, 1),
                                 limit=3 * 8760)
     assert all(earlier < later for earlier, later in zip(year.latest, year.latest[1:], strict=False))
     assert utc(2026, 1, 1) < year.latest[0] and year.latest[-1] <= utc(2027, 1, 1)
@@ -167,7 +167,7 @@ def test_stepping_one_fire_at_a_time_agrees_with_the_walk(zone, transition, coun
     task = cron_task("*/20 * * * *", zone)
     after, until = transition - timedelta(hours=3), transition + timedelta(hours=3)
     stepped = fires(task, after=after, until=until)
-    assert stepped == schedules.fire_times(task, after=after, until=until, limit=100).latest
+    assert stepped == cron.fire_times(task, after=after, until=until, limit=100).latest
     assert len(stepped) == count
 
 
@@ -184,13 +184,13 @@ def test_stepping_one_fire_at_a_time_agrees_with_the_walk(zone, transition, coun
 ])
 def test_next_fire_is_strictly_after_a_time_that_is_itself_a_fire_time(expression, zone, after, expected):
     task = cron_task(expression, zone)
-    assert schedules.next_fire_after(task, after) == expected
-    assert schedules.next_fire_after(task, after - timedelta(microseconds=1)) == after
+    assert cron.next_fire_after(task, after) == expected
+    assert cron.next_fire_after(task, after - timedelta(microseconds=1)) == after
 
 
 def test_sub_minute_parts_of_after_are_respected():
     task = cron_task("* * * * *")
-    assert schedules.next_fire_after(task, utc(2026, 5, 4, 10, 0) + timedelta(seconds=59.5)) == utc(2026, 5, 4, 10, 1)
+    assert cron.next_fire_after(task, utc(2026, 5, 4, 10, 0) + timedelta(seconds=59.5)) == utc(2026, 5, 4, 10, 1)
 
 
 @pytest.mark.parametrize("expression", [
@@ -201,24 +201,24 @@ def test_in_utc_the_fire_times_are_exactly_croniters(expression):
     # The wall-clock walk steps croniter once a day; in UTC it must agree with croniter stepping per tick.
     reference = croniter(expression, datetime(2025, 12, 31, 23, 59))
     expected = [reference.get_next(datetime).replace(tzinfo=UTC) for _ in range(120)]
-    assert schedules.upcoming(cron_task(expression), after=utc(2025, 12, 31, 23, 59), count=120) == expected
+    assert cron.upcoming(cron_task(expression), after=utc(2025, 12, 31, 23, 59), count=120) == expected
 
 
 def test_a_cron_that_never_fires_has_no_next_time():
-    assert schedules.next_fire_after(cron_task("0 0 30 2 *"), utc(2026, 1, 1)) is None
-    assert schedules.upcoming(cron_task("0 0 30 2 *"), after=utc(2026, 1, 1)) == []
+    assert cron.next_fire_after(cron_task("0 0 30 2 *"), utc(2026, 1, 1)) is None
+    assert cron.upcoming(cron_task("0 0 30 2 *"), after=utc(2026, 1, 1)) == []
 
 
 def test_naive_datetimes_are_refused():
     with pytest.raises(ValueError, match="aware"):
-        schedules.next_fire_after(cron_task("* * * * *"), datetime(2026, 1, 1))
+        cron.next_fire_after(cron_task("* * * * *"), datetime(2026, 1, 1))
     with pytest.raises(ValueError, match="aware"):
-        schedules.fire_times(cron_task("* * * * *"), after=utc(2026, 1, 1), until=datetime(2026, 1, 2), limit=1)
+        cron.fire_times(cron_task("* * * * *"), after=utc(2026, 1, 1), until=datetime(2026, 1, 2), limit=1)
 
 
 def test_a_non_utc_after_gives_utc_results():
     paris_noon = utc(2026, 7, 1, 10).astimezone(ZoneInfo("Europe/Paris"))
-    result = schedules.next_fire_after(cron_task("0 * * * *"), paris_noon)
+    result = cron.next_fire_after(cron_task("0 * * * *"), paris_noon)
     assert result == utc(2026, 7, 1, 11) and result.tzinfo is UTC
 
 
@@ -228,13 +228,13 @@ def test_a_non_utc_after_gives_utc_results():
     (15, "minutes", 900), (6, "hours", 21_600), (2, "days", 172_800), (5, "", 300),
 ])
 def test_interval_seconds(interval, unit, seconds):
-    assert schedules.interval_seconds(interval_task(interval, unit)) == seconds
-    assert schedules.interval_seconds(Task(interval=interval, interval_unit=unit)) == seconds
+    assert cron.interval_seconds(interval_task(interval, unit)) == seconds
+    assert cron.interval_seconds(Task(interval=interval, interval_unit=unit)) == seconds
 
 
 def test_interval_seconds_is_none_without_an_interval_schedule():
-    assert schedules.interval_seconds(cron_task("")) is None
-    assert schedules.interval_seconds(cron_task("0 3 * * *", interval=6, interval_unit="hours")) is None
+    assert cron.interval_seconds(cron_task("")) is None
+    assert cron.interval_seconds(cron_task("0 3 * * *", interval=6, interval_unit="hours")) is None
 
 
 @pytest.mark.parametrize(("interval", "unit", "after", "expected"), [
@@ -247,110 +247,110 @@ def test_interval_seconds_is_none_without_an_interval_schedule():
 ])
 def test_an_interval_is_anchored_on_the_last_run(interval, unit, after, expected):
     task = interval_task(interval, unit, last_run_at=utc(2026, 5, 4, 10))
-    assert schedules.next_fire_after(task, after) == expected
+    assert cron.next_fire_after(task, after) == expected
 
 
 def test_an_interval_without_a_last_run_is_anchored_on_after():
     after = utc(2026, 5, 4, 10, 17)
-    assert schedules.next_fire_after(interval_task(10, "minutes"), after) == utc(2026, 5, 4, 10, 27)
-    assert schedules.upcoming(interval_task(6, "hours"), after=after, count=3) == [
+    assert cron.next_fire_after(interval_task(10, "minutes"), after) == utc(2026, 5, 4, 10, 27)
+    assert cron.upcoming(interval_task(6, "hours"), after=after, count=3) == [
         utc(2026, 5, 4, 16, 17), utc(2026, 5, 4, 22, 17), utc(2026, 5, 5, 4, 17)]
     # Days are 24 hours of UTC: DST in the task's zone does not move them.
-    assert schedules.next_fire_after(interval_task(1, "days", timezone="Europe/Paris"), utc(2026, 3, 28, 12)) == \
+    assert cron.next_fire_after(interval_task(1, "days", timezone="Europe/Paris"), utc(2026, 3, 28, 12)) == \
         utc(2026, 3, 29, 12)
 
 
 def test_an_unsaved_task_row_works_too():
     task = Task(interval=2, interval_unit=IntervalUnit.HOURS, last_run_at=utc(2026, 5, 4, 10))
-    assert schedules.upcoming(task, after=utc(2026, 5, 4, 13), count=2) == [utc(2026, 5, 4, 14), utc(2026, 5, 4, 16)]
+    assert cron.upcoming(task, after=utc(2026, 5, 4, 13), count=2) == [utc(2026, 5, 4, 14), utc(2026, 5, 4, 16)]
 
 
 def test_a_cron_string_wins_over_an_interval():
     task = cron_task("0 3 * * *", interval=10, interval_unit="minutes")
-    assert schedules.next_fire_after(task, utc(2026, 5, 4, 10)) == utc(2026, 5, 5, 3)
+    assert cron.next_fire_after(task, utc(2026, 5, 4, 10)) == utc(2026, 5, 5, 3)
 
 
 def test_a_task_with_no_schedule_never_fires():
     task = cron_task("")
-    assert schedules.next_fire_after(task, utc(2026, 5, 4)) is None
-    assert schedules.upcoming(task, after=utc(2026, 5, 4)) == []
-    assert schedules.fire_times(task, after=utc(2026, 5, 4), until=utc(2026, 5, 5), limit=3) == \
-        schedules.FireTimes(latest=[], count=0, complete=True)
+    assert cron.next_fire_after(task, utc(2026, 5, 4)) is None
+    assert cron.upcoming(task, after=utc(2026, 5, 4)) == []
+    assert cron.fire_times(task, after=utc(2026, 5, 4), until=utc(2026, 5, 5), limit=3) == \
+        cron.FireTimes(latest=[], count=0, complete=True)
 
 
 # next_run_at ----------------------------------------------------------------------------------
 
 def test_next_run_at_is_the_next_fire_for_an_enabled_task():
-    assert schedules.next_run_at(cron_task("30 2 * * *", "Europe/Paris"), now=utc(2026, 3, 28, 12)) == utc(2026, 3, 29, 1)
-    assert schedules.next_run_at(Task(cron_string="0 3 * * *", timezone="UTC"), now=utc(2026, 5, 4)) == utc(2026, 5, 4, 3)
+    assert cron.next_run_at(cron_task("30 2 * * *", "Europe/Paris"), now=utc(2026, 3, 28, 12)) == utc(2026, 3, 29, 1)
+    assert cron.next_run_at(Task(cron_string="0 3 * * *", timezone="UTC"), now=utc(2026, 5, 4)) == utc(2026, 5, 4, 3)
 
 
 def test_next_run_at_is_none_for_a_disabled_or_removed_task():
     now = utc(2026, 5, 4)
-    assert schedules.next_run_at(cron_task("* * * * *", enabled=False), now=now) is None
-    assert schedules.next_run_at(cron_task("* * * * *", is_removed=True), now=now) is None
-    assert schedules.next_run_at(Task(cron_string="* * * * *", removed_at=now), now=now) is None
-    assert schedules.next_run_at(Task(interval=5, interval_unit="minutes", enabled=False), now=now) is None
-    assert schedules.next_run_at(Task(interval=5, interval_unit="minutes"), now=now) == utc(2026, 5, 4, 0, 5)
-    assert schedules.next_run_at(Task(), now=now) is None  # manual
+    assert cron.next_run_at(cron_task("* * * * *", enabled=False), now=now) is None
+    assert cron.next_run_at(cron_task("* * * * *", is_removed=True), now=now) is None
+    assert cron.next_run_at(Task(cron_string="* * * * *", removed_at=now), now=now) is None
+    assert cron.next_run_at(Task(interval=5, interval_unit="minutes", enabled=False), now=now) is None
+    assert cron.next_run_at(Task(interval=5, interval_unit="minutes"), now=now) == utc(2026, 5, 4, 0, 5)
+    assert cron.next_run_at(Task(), now=now) is None  # manual
 
 
 # fire_times: catch-up after downtime -----------------------------------------------------------
 
 def test_a_minute_cron_after_three_days_down():
     started = utc(2026, 6, 1)
-    missed = schedules.fire_times(cron_task("* * * * *"), after=started, until=started + timedelta(days=3), limit=3)
-    assert missed == schedules.FireTimes(
+    missed = cron.fire_times(cron_task("* * * * *"), after=started, until=started + timedelta(days=3), limit=3)
+    assert missed == cron.FireTimes(
         latest=[utc(2026, 6, 3, 23, 58), utc(2026, 6, 3, 23, 59), utc(2026, 6, 4)], count=4320, complete=True)
 
 
 def test_a_minute_cron_after_three_days_down_across_each_paris_change():
     task = cron_task("* * * * *", "Europe/Paris")
     # Spring: the skipped local hour is no UTC time at all, so every UTC minute still fires once.
-    assert schedules.fire_times(task, after=utc(2026, 3, 27), until=utc(2026, 3, 30), limit=0).count == 4320
+    assert cron.fire_times(task, after=utc(2026, 3, 27), until=utc(2026, 3, 30), limit=0).count == 4320
     # Fall: the repeated local hour fires once, so its second pass (01:00Z to 01:59Z) fires nothing.
-    assert schedules.fire_times(task, after=utc(2026, 10, 23), until=utc(2026, 10, 26), limit=0).count == 4320 - 60
-    missed = schedules.fire_times(task, after=utc(2026, 10, 24, 2), until=utc(2026, 10, 25, 2), limit=3)
-    assert missed == schedules.FireTimes(
+    assert cron.fire_times(task, after=utc(2026, 10, 23), until=utc(2026, 10, 26), limit=0).count == 4320 - 60
+    missed = cron.fire_times(task, after=utc(2026, 10, 24, 2), until=utc(2026, 10, 25, 2), limit=3)
+    assert missed == cron.FireTimes(
         latest=[utc(2026, 10, 25, 0, 58), utc(2026, 10, 25, 0, 59), utc(2026, 10, 25, 2)], count=1440 - 60, complete=True)
 
 
 def test_an_hourly_cron_after_three_days_down():
-    missed = schedules.fire_times(cron_task("0 * * * *", "America/New_York"),
+    missed = cron.fire_times(cron_task("0 * * * *", "America/New_York"),
                                   after=utc(2026, 6, 1, 0, 30), until=utc(2026, 6, 4, 0, 30), limit=2)
-    assert missed == schedules.FireTimes(latest=[utc(2026, 6, 3, 23), utc(2026, 6, 4)], count=72, complete=True)
+    assert missed == cron.FireTimes(latest=[utc(2026, 6, 3, 23), utc(2026, 6, 4)], count=72, complete=True)
 
 
 def test_an_interval_after_three_days_down_is_computed_from_after():
     after = utc(2026, 6, 1, 0, 3)
-    missed = schedules.fire_times(interval_task(7, "minutes", last_run_at=utc(2026, 5, 1)),
+    missed = cron.fire_times(interval_task(7, "minutes", last_run_at=utc(2026, 5, 1)),
                                   after=after, until=after + timedelta(days=3), limit=2)
     # 4320 minutes / 7 = 617 ticks (and 1 minute to spare); the last is at 617 * 7 = 4319 minutes.
-    assert missed == schedules.FireTimes(
+    assert missed == cron.FireTimes(
         latest=[after + timedelta(minutes=7 * 616), after + timedelta(minutes=7 * 617)], count=617, complete=True)
 
 
 def test_an_interval_over_years_is_counted_exactly_without_walking():
     after = utc(2016, 1, 1)
-    missed = schedules.fire_times(interval_task(1, "minutes"), after=after, until=utc(2026, 1, 1), limit=1)
+    missed = cron.fire_times(interval_task(1, "minutes"), after=after, until=utc(2026, 1, 1), limit=1)
     # 3653 days (2016, 2020 and 2024 are leap years) of 1440 minutes.
-    assert missed == schedules.FireTimes(latest=[utc(2026, 1, 1)], count=5_260_320, complete=True)
+    assert missed == cron.FireTimes(latest=[utc(2026, 1, 1)], count=5_260_320, complete=True)
 
 
 def test_fire_times_bounds_are_after_exclusive_until_inclusive():
     task = cron_task("0 * * * *")
-    window = schedules.fire_times(task, after=utc(2026, 6, 1, 1), until=utc(2026, 6, 1, 3), limit=10)
-    assert window == schedules.FireTimes(latest=[utc(2026, 6, 1, 2), utc(2026, 6, 1, 3)], count=2, complete=True)
-    assert schedules.fire_times(task, after=utc(2026, 6, 1, 3), until=utc(2026, 6, 1, 1), limit=3).count == 0
+    window = cron.fire_times(task, after=utc(2026, 6, 1, 1), until=utc(2026, 6, 1, 3), limit=10)
+    assert window == cron.FireTimes(latest=[utc(2026, 6, 1, 2), utc(2026, 6, 1, 3)], count=2, complete=True)
+    assert cron.fire_times(task, after=utc(2026, 6, 1, 3), until=utc(2026, 6, 1, 1), limit=3).count == 0
     with pytest.raises(ValueError, match="limit"):
-        schedules.fire_times(task, after=utc(2026, 6, 1), until=utc(2026, 6, 2), limit=-1)
+        cron.fire_times(task, after=utc(2026, 6, 1), until=utc(2026, 6, 2), limit=-1)
 
 
 def test_counting_stops_at_the_cap_but_the_latest_are_still_the_latest():
     task = cron_task("* * * * *", "Europe/Paris")
     until = utc(2026, 9, 10, 12)  # about 100 days of minutes: 144,000 ticks
-    missed = schedules.fire_times(task, after=utc(2026, 6, 2), until=until, limit=3)
-    assert (missed.count, missed.complete) == (schedules.MAX_COUNTED_TICKS, False)
+    missed = cron.fire_times(task, after=utc(2026, 6, 2), until=until, limit=3)
+    assert (missed.count, missed.complete) == (cron.MAX_COUNTED_TICKS, False)
     assert missed.latest == [utc(2026, 9, 10, 11, 58), utc(2026, 9, 10, 11, 59), until]
 
 
@@ -362,8 +362,8 @@ def test_counting_stops_at_the_cap_but_the_latest_are_still_the_latest():
 ])
 def test_past_the_cap_the_latest_follow_the_dst_rules(until, latest):
     task = cron_task("* * * * *", "Europe/Paris")
-    capped = schedules.fire_times(task, after=until - timedelta(days=80), until=until, limit=2)
-    short = schedules.fire_times(task, after=until - timedelta(hours=3), until=until, limit=2)
+    capped = cron.fire_times(task, after=until - timedelta(days=80), until=until, limit=2)
+    short = cron.fire_times(task, after=until - timedelta(hours=3), until=until, limit=2)
     assert (capped.complete, short.complete) == (False, True)
     assert capped.latest == short.latest == latest
 
@@ -371,36 +371,8 @@ def test_past_the_cap_the_latest_follow_the_dst_rules(until, latest):
 def test_exactly_the_cap_is_complete():
     task = cron_task("* * * * *")
     after = utc(2026, 1, 1)
-    missed = schedules.fire_times(task, after=after, until=after + timedelta(minutes=schedules.MAX_COUNTED_TICKS), limit=1)
-    assert (missed.count, missed.complete) == (schedules.MAX_COUNTED_TICKS, True)
-
-
-# retry_delay ----------------------------------------------------------------------------------
-
-@pytest.mark.parametrize(("backoff", "delays"), [
-    (RetryBackoff.CONSTANT, [30, 30, 30, 30, 30]),
-    (RetryBackoff.LINEAR, [30, 60, 90, 120, 150]),
-    (RetryBackoff.EXPONENTIAL, [30, 60, 120, 240, 480]),
-])
-def test_retry_delay_grows_by_backoff(backoff, delays):
-    assert [schedules.retry_delay(backoff=backoff, delay=30, attempt=attempt, cap=3600)
-            for attempt in range(1, 6)] == delays
-
-
-def test_retry_delay_is_capped_and_never_negative():
-    assert schedules.retry_delay(backoff="exponential", delay=30, attempt=10, cap=600) == 600  # 15,360 uncapped
-    assert schedules.retry_delay(backoff="linear", delay=30, attempt=21, cap=600) == 600
-    assert schedules.retry_delay(backoff="exponential", delay=30, attempt=5000, cap=600) == 600
-    assert schedules.retry_delay(backoff="constant", delay=-5, attempt=1, cap=600) == 0
-    assert schedules.retry_delay(backoff="constant", delay=30, attempt=1, cap=-1) == 0
-    assert schedules.retry_delay(backoff="exponential", delay=0.5, attempt=3, cap=10) == 2.0
-
-
-def test_retry_delay_refuses_nonsense():
-    with pytest.raises(ValueError):
-        schedules.retry_delay(backoff="fibonacci", delay=30, attempt=1, cap=600)
-    with pytest.raises(ValueError, match="attempt"):
-        schedules.retry_delay(backoff="constant", delay=30, attempt=0, cap=600)
+    missed = cron.fire_times(task, after=after, until=after + timedelta(minutes=cron.MAX_COUNTED_TICKS), limit=1)
+    assert (missed.count, missed.complete) == (cron.MAX_COUNTED_TICKS, True)
 
 
 # describe and validation ---------------------------------------------------------------------
@@ -417,4 +389,4 @@ def test_retry_delay_refuses_nonsense():
     (Task(interval=2, interval_unit="days"), "every 2 days"),
 ])
 def test_describe(task, words):
-    assert schedules.describe(task) == words
+    assert cron.describe(task) == words

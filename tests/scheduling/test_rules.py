@@ -1,16 +1,17 @@
-"""One check for cron strings, intervals and time zones (schedule_rules), and every door using it."""
+"""One check for cron strings, intervals and time zones (scheduling/rules.py), and every door using it."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import pytest
 
-from tasks_app import schedule_rules, services
+from tasks_app import services
 from tasks_app.admin.forms import TaskForm
 from tasks_app.exceptions import InvalidSchedule
-from tasks_app.schedule_rules import InvalidValue, check_cron, check_interval, check_timezone
+from tasks_app.scheduling import rules
+from tasks_app.scheduling.rules import InvalidValue, check_cron, check_interval, check_timezone
 
-from .factories import make_task
+from ..factories import make_task
 
 
 def test_cron_strings_are_normalised_and_must_fire(clock):
@@ -40,7 +41,7 @@ def test_intervals_are_whole_numbers_from_one_to_ten_years():
 
 def test_time_zones_are_iana_names():
     assert check_timezone("Asia/Kolkata") == "Asia/Kolkata"
-    for bad in ("Mars/Olympus", "", "europe/paris" if schedule_rules.is_valid_timezone("Europe/Paris") else "x",
+    for bad in ("Mars/Olympus", "", "europe/paris" if rules.is_valid_timezone("Europe/Paris") else "x",
                 "../../etc/passwd", "A" * 65, None, 5):
         with pytest.raises(InvalidValue) as caught:
             check_timezone(bad)

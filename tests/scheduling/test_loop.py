@@ -8,10 +8,10 @@ import pytest
 
 from tasks_app import services
 from tasks_app.models import CatchUp, EndReason, Event, Run, RunStatus, RunTrigger, StopRequest, Task
-from tasks_app.scheduler import Scheduler
+from tasks_app.scheduling.loop import Scheduler
 
-from .conftest import wait_until
-from .factories import make_run, make_task
+from ..conftest import wait_until
+from ..factories import make_run, make_task
 
 pytestmark = pytest.mark.django_db
 

@@ -2,7 +2,7 @@
 
 Every function here is pure: it reads a task-like object (``SchedulableTask``) and the times it
 is given, never the database or the clock (whether a schedule is valid at all is
-schedule_rules.py's business). Should a task hold both a cron string and an interval, the
+rules.py's business). Should a task hold both a cron string and an interval, the
 cron string schedules it, everywhere here.
 
 Cron and daylight saving time. A cron expression is read in the task's IANA time zone, on local
@@ -28,7 +28,6 @@ them to UTC with zoneinfo.
 from __future__ import annotations
 
 import bisect
-import sys
 import threading
 import zoneinfo
 from collections import deque
@@ -40,7 +39,7 @@ from typing import Protocol
 
 from croniter import CroniterBadDateError, croniter
 
-from tasks_app.models import IntervalUnit, RetryBackoff
+from tasks_app.models import IntervalUnit
 
 #: ``fire_times`` stops counting cron ticks here; past it the count is a lower bound.
 MAX_COUNTED_TICKS = 100_000
@@ -141,32 +140,6 @@ def fire_times(task: SchedulableTask, *, after: datetime, until: datetime, limit
         count += 1
         latest.append(instant)
     return FireTimes(latest=list(latest), count=count, complete=True)
-
-
-def retry_delay(*, backoff: str, delay: float, attempt: int, cap: float) -> float:
-    """Seconds to wait before retry number ``attempt`` (1 is the first retry), at most ``cap``.
-
-    constant: ``delay``; linear: ``delay * attempt``; exponential: ``delay * 2 ** (attempt - 1)``.
-    Never negative. The growth is compared with the cap before multiplying, so a thousandth retry
-    waits the cap instead of raising OverflowError.
-    """
-    if attempt < 1:
-        raise ValueError(f"attempt counts retries from 1, got {attempt}")
-    kind = RetryBackoff(backoff)
-    ceiling = max(0.0, float(cap))
-    if delay <= 0:
-        return 0.0
-    if kind == RetryBackoff.CONSTANT:
-        growth = 1
-    elif kind == RetryBackoff.LINEAR:
-        growth = attempt
-    elif attempt - 1 >= sys.float_info.max_exp:
-        return ceiling  # 2 ** 1024 is past every float, so past ceiling / delay too
-    else:
-        growth = 2 ** (attempt - 1)
-    if growth >= ceiling / delay:
-        return ceiling
-    return float(delay * growth)
 
 
 def describe(task: SchedulableTask) -> str:
