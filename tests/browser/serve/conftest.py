@@ -26,8 +26,8 @@ import pytest
 import requests
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from ..conftest import ROOT, wait_until
-from ..processes import Project, free_port, stop_serve
+from ...conftest import ROOT, wait_until
+from ...processes import Project, free_port, stop_serve
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: Playwright already passes --no-sandbox (chromium_sandbox=False): chromium's sandbox refuses

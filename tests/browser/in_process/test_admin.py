@@ -1,6 +1,6 @@
 """The admin in a real browser (Playwright driving Debian's chromium) against pytest-django's
 in-process live_server, for checks that set up rows with the ORM; the live pages (WebSocket)
-are tested against a real serve in tests/browser/."""
+are tested against a real serve in tests/browser/serve/."""
 import os
 import re
 from datetime import timedelta
@@ -12,14 +12,14 @@ from tasks_app import services
 from tasks_app.models import Activity, Run, RunStatus, RunTrigger, Task
 from tasks_app.registry import all_definitions
 
-from ..conftest import run_until_ended
-from ..factories import make_task
+from ...conftest import run_until_ended
+from ...factories import make_task
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 CHROMIUM = "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="module")  # one sync Playwright per thread at a time: tests/browser/ starts its own
+@pytest.fixture(scope="module")  # one sync Playwright per thread at a time: tests/browser/serve/ starts its own
 def browser():
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in this thread
     from playwright.sync_api import sync_playwright
