@@ -15,10 +15,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 
 from tasks_app import clock, services
 from tasks_app.conf import taskdeck_settings
+from tasks_app.db.probes import answers
 from tasks_app.models import Heartbeat, HeartbeatRole
 
 logger = logging.getLogger(__name__)
@@ -75,8 +76,7 @@ probe = WriteProbe()
 def check(*, now: datetime | None = None) -> Health:
     now = now or clock.now()
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+        answers()
         writable = probe.writable()
         fresh = Heartbeat.objects.filter(seen_at__gte=now - taskdeck_settings.HEALTH_FRESH_FOR)
         beats = list(fresh.values_list("role", "details"))

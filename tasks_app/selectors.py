@@ -5,11 +5,10 @@ import uuid
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from django.db import connection
 from django.db.models import OuterRef, Subquery, Sum
 
+from tasks_app.db.run_reads import latest_runs_of_each, page_ids
 from tasks_app.models import (
     Activity,
     Heartbeat,
@@ -118,31 +117,6 @@ def list_index(*, task_id: str | None, statuses: Collection[str]) -> str:
     return "run_status_recent" if one_status else "run_recent"
 
 
-def page_ids(runs: RunQuerySet, *, start: int, size: int, index: str | None) -> list[Any]:
-    """Ids of ``runs[start:start + size]``, read through ``index`` on SQLite.
-
-    SQLite without statistics answers ``status IN (a, b) ORDER BY created_at`` by gathering every
-    run of both statuses and sorting them (75 ms at 100,000 runs, against 4 ms walking the list's
-    own index), and ANALYZE flips the plan back and forth as the table grows; INDEXED BY settles
-    it. PostgreSQL plans from the statistics autovacuum keeps, and gets the plain query.
-    """
-    ids = runs.values_list("id", flat=True)[start: start + size]
-    if index is None or connection.vendor != "sqlite":
-        return list(ids)
-    with connection.cursor() as cursor:
-        cursor.execute(*sql_through_index(ids, index))
-        return [uuid.UUID(run_id) for (run_id,) in cursor.fetchall()]
-
-
-def sql_through_index(runs: RunQuerySet, index: str) -> tuple[str, tuple[Any, ...]]:
-    """The SQL of a query on the run table alone, told to read ``index`` (SQLite's INDEXED BY)."""
-    sql, params = runs.query.sql_with_params()
-    table = f'FROM "{Run._meta.db_table}"'
-    if sql.count(table) != 1:
-        raise ValueError(f"Cannot name an index in this run query: {sql}")
-    return sql.replace(table, f'{table} INDEXED BY "{index}"'), params
-
-
 # --- Admin pages (task list, run page, dashboard) -----------------------------------------------
 
 
@@ -158,55 +132,22 @@ class RecentRun:
 
 
 #: What the task list reads of each recent run (RecentRun, plus the task it belongs to).
-_RECENT_FIELDS = ("id", "task", "status", "end_reason", "created_at", "started_at", "ended_at")
+RECENT_FIELDS = ("id", "task", "status", "end_reason", "created_at", "started_at", "ended_at")
 
 
 def recent_runs(task_ids: Iterable[str], *, limit: int = 20) -> dict[str, list[RecentRun]]:
-    """The latest ``limit`` runs of each task, newest first, in one statement: a LIMIT subquery
-    per task (each walks the task's history index, so 100,000 runs cost what ten do), joined by
-    UNION ALL. The ORM cannot slice the parts of a compound query on SQLite, and a window
-    function would rank every run of every task; a query per task spent most of its 0.8 ms in
-    Django compiling the same SQL again (a list page of 100 tasks: 77 ms, now about 8)."""
+    """The latest ``limit`` runs of each task, newest first, in one statement (db/run_reads.py)."""
     ids = list(dict.fromkeys(task_ids))
     found: dict[str, list[RecentRun]] = {task_id: [] for task_id in ids}
     if not ids:
         return found
-    fields = [Run._meta.get_field(name) for name in _RECENT_FIELDS]
-    with connection.cursor() as cursor:
-        cursor.execute(recent_runs_sql(len(ids), limit=limit), ids)
-        rows = cursor.fetchall()
-    convert = _converters(fields)
-    for row in rows:
-        run_id, task_id, status, end_reason, created_at, started_at, ended_at = convert(row)
+    for row in latest_runs_of_each(ids, fields=RECENT_FIELDS, limit=limit):
+        run_id, task_id, status, end_reason, created_at, started_at, ended_at = row
         found[task_id].append(RecentRun(run_id, status, end_reason, created_at,
                                         (ended_at - started_at).total_seconds() if started_at and ended_at else None))
     for runs in found.values():
         runs.sort(key=lambda run: run.created_at, reverse=True)  # UNION ALL promises no order
     return found
-
-
-def recent_runs_sql(tasks: int, *, limit: int) -> str:
-    """The statement of ``recent_runs`` for this many tasks (one ``%s`` each)."""
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(Run._meta.get_field(name).column) for name in _RECENT_FIELDS)
-    part = (f"SELECT * FROM (SELECT {columns} FROM {quote(Run._meta.db_table)} WHERE {quote('task_id')} = %s "
-            f"ORDER BY {quote('created_at')} DESC LIMIT {int(limit)}) AS recent_{{}}")
-    return " UNION ALL ".join(part.format(index) for index in range(tasks))
-
-
-def _converters(fields: list[Any]) -> Any:
-    """Turns a raw row into Python values as the ORM would (SQLite keeps UUIDs and datetimes as text)."""
-    columns = [(field.get_col(Run._meta.db_table), [*connection.ops.get_db_converters(field.get_col(Run._meta.db_table)),
-                                                     *field.get_db_converters(connection)]) for field in fields]
-
-    def convert(row: tuple[Any, ...]) -> list[Any]:
-        values = []
-        for value, (column, converters) in zip(row, columns, strict=True):
-            for converter in converters:
-                value = converter(value, column, connection)
-            values.append(value)
-        return values
-    return convert
 
 
 def activity_page(run: Run, *, page: int, limit: int, status: str = "", action: str = "") -> tuple[list[Activity], int]:

@@ -9,6 +9,7 @@ import pytest
 from django.db import connection
 
 from tasks_app import clock, selectors
+from tasks_app.db import run_reads
 from tasks_app.models import (
     STATUS_FOR_REASON,
     EndReason,
@@ -136,7 +137,7 @@ def test_each_page_of_ids_is_read_from_an_index_alone_without_sorting(analyzed: 
         index = selectors.list_index(task_id=filters.get("task_id"), statuses=filters.get("statuses", ()))
         for order in ("-created_at", "created_at"):
             ids = selectors.filter_runs(**filters).order_by(order).values_list("id", flat=True)[4000:4020]
-            plan = query_plan(*selectors.sql_through_index(ids, index))
+            plan = query_plan(*run_reads.sql_through_index(ids, index))
             assert f"COVERING INDEX {index}" in plan, (name, order, plan)
             assert "TEMP B-TREE" not in plan, (name, order, plan)
 
@@ -168,5 +169,5 @@ def test_recent_runs_are_each_tasks_newest_first_with_their_durations(clock) -> 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's planner; PostgreSQL plans from its own statistics")
 def test_recent_runs_walk_each_tasks_history_index() -> None:
     make_history(make_task(id="plans"), 500)
-    plan = query_plan(selectors.recent_runs_sql(2, limit=20), ("plans", "other"))
+    plan = query_plan(run_reads.latest_runs_sql(2, fields=selectors.RECENT_FIELDS, limit=20), ("plans", "other"))
     assert plan.count("USING INDEX run_task_history (task_id=?)") == 2 and "TEMP B-TREE" not in plan, plan

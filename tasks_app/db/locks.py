@@ -31,10 +31,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.db import OperationalError, connection
+from django.db.models import Model, QuerySet
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+M = TypeVar("M", bound=Model)
 
 #: PostgreSQL's SQLSTATEs for "run the transaction again": deadlock_detected, serialization_failure.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
@@ -51,6 +53,13 @@ def lock_task(task_id: str) -> None:
     table = connection.ops.quote_name(Task._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE", [task_id])
+
+
+def locked_in_id_order(rows: QuerySet[M]) -> QuerySet[M]:
+    """``rows`` locked in id order when read (rule 1 above, for several tasks); as is on SQLite."""
+    if not connection.features.has_select_for_update:
+        return rows
+    return rows.select_for_update().order_by("id")
 
 
 def is_conflict(error: BaseException) -> bool:

@@ -7,12 +7,13 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 
 from tasks_app import queue
-from tasks_app.db.locks import retry_on_conflict
+from tasks_app.db.locks import locked_in_id_order, retry_on_conflict
 from tasks_app.db.slots import count_slots
+from tasks_app.db.ticks import advance_ticks
 from tasks_app.exceptions import InvalidParameters, TaskdeckError
 from tasks_app.models import CatchUp, EndReason, Run, RunTrigger, Task
 from tasks_app.scheduling import cron
@@ -144,23 +145,9 @@ def fire_ticks(plans: list[TickPlan], *, now: datetime) -> list[Run]:
             written.extend(run for run, _ in plan.runs)
             if plan.missed is not None:
                 written.append(plan.missed)
-        _advance_ticks(claimed)
+        advance_ticks([(plan.task.pk, plan.next_run_at, plan.last_tick_at) for plan in claimed])
         writes.flush()
     return written
-
-
-def _advance_ticks(plans: list[TickPlan]) -> None:
-    """Move each claimed task to its next tick: one prepared statement for the whole batch
-    (``bulk_update`` builds a CASE per row and cost more than the rest of the batch)."""
-    field = Task._meta.get_field("next_run_at")
-    quote = connection.ops.quote_name
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE {quote(Task._meta.db_table)} SET {quote('next_run_at')} = %s, {quote('last_tick_at')} = %s "
-            f"WHERE {quote('id')} = %s",
-            [(field.get_db_prep_save(plan.next_run_at, connection), field.get_db_prep_save(plan.last_tick_at, connection),
-              plan.task.pk) for plan in plans],
-        )
 
 
 def _lock_tasks(task_ids: list[str]) -> dict[str, Task]:
@@ -174,9 +161,7 @@ def _lock_tasks(task_ids: list[str]) -> dict[str, Task]:
     tasks = Task.objects.present().filter(pk__in=task_ids, enabled=True).only(
         "id", "next_run_at", "last_tick_at", "enabled", "removed_at", "manual_run", "supports_dry_run",
         "on_overlap", "max_concurrent", "queue_max")
-    if connection.features.has_select_for_update:
-        tasks = tasks.select_for_update().order_by("id")
-    return {task.pk: task for task in tasks}
+    return {task.pk: task for task in locked_in_id_order(tasks)}
 
 
 def fire_startup_runs(*, now: datetime) -> list[Run]:
