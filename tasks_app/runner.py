@@ -26,13 +26,11 @@ from typing import Any
 from uuid import UUID
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DatabaseError, OperationalError, connections, transaction
-from django.db.models import F, Value
-from django.db.models.functions import Concat
+from django.db import DatabaseError, OperationalError, connections
 
-from tasks_app import clock, events, services
+from tasks_app import clock, services
 from tasks_app.conf import taskdeck_settings
-from tasks_app.models import REASON_FOR_STOP, Activity, EndReason, EventName, OverlapPolicy, Run, RunStatus, StopRequest
+from tasks_app.models import REASON_FOR_STOP, Activity, EndReason, OverlapPolicy, Run, RunStatus, StopRequest
 from tasks_app.registry import resolve_callable
 from tasks_app.text import storable, storable_data
 
@@ -347,16 +345,12 @@ class RunContext:
             output = self._output_after(pending) if pending else None
             if output is not None:
                 fields.update(output.fields)
-        if not (rows or fields):
+        if not (rows or fields or output):
             return
         try:
-            with transaction.atomic():
-                if rows:
-                    Activity.objects.bulk_create(rows)
-                if fields:
-                    Run.objects.filter(pk=self.run_id).update(**fields)
-                if progress_dirty:
-                    events.emit_run_event(EventName.PROGRESS, self._run, message=self._run.progress_message)
+            services.record_progress(self._run, fields=fields, activity=rows,
+                                     appended_output=output.appended if output is not None else "",
+                                     progress_changed=progress_dirty)
         except OperationalError as error:
             with self._lock:  # put it all back, in front of what came meanwhile
                 self._activity[:0] = rows
@@ -375,20 +369,22 @@ class RunContext:
         combined = self._output_kept + pending
         size = len(combined.encode("utf-8"))
         if size <= self._output_max:
-            return _Output(combined, self._output_dropped, {"output": Concat(F("output"), Value(pending))})
+            return _Output(combined, self._output_dropped, appended=pending, fields={})
         raw = combined.encode("utf-8")
         cut = size - self._output_max
         kept = raw[cut:].decode("utf-8", errors="ignore")
         dropped = self._output_dropped + size - len(kept.encode("utf-8"))
-        return _Output(kept, dropped, {"output": kept, "output_dropped": dropped})
+        return _Output(kept, dropped, appended="", fields={"output": kept, "output_dropped": dropped})
 
 
 @dataclass(frozen=True)
 class _Output:
-    """The captured output once a flush lands, and the fields that write it."""
+    """The captured output once a flush lands, and how to write it: ``appended`` to the end of the
+    stored output, or ``fields`` replacing it (when the cap dropped its head)."""
 
     kept: str
     dropped: int
+    appended: str
     fields: dict[str, Any]
 
 
@@ -434,7 +430,7 @@ class Watchdog(threading.Thread):
         now = clock.monotonic()
         if now - self._last_beat >= taskdeck_settings.HEARTBEAT_INTERVAL:
             self._last_beat = now
-            Run.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(heartbeat_at=clock.now())
+            services.beat_run(self.run_id)
         row = Run.objects.filter(pk=self.run_id).values("status", "stop_requested", "stop_requested_at").first()
         if row is None or row["status"] != RunStatus.RUNNING:
             self.stop_event.set()  # ended (or deleted) elsewhere: let cooperative code wind down

@@ -13,8 +13,8 @@ from .conftest import ROOT
 
 APP = ROOT / "tasks_app"
 #: The services package, bottom first (tasks_app/services/__init__.py says what each holds).
-LAYERS = ["lookups", "transitions", "triggering", "outcomes", "ticks", "stopping", "recovery", "definitions",
-          "keys", "heartbeats"]
+LAYERS = ["lookups", "transitions", "progress", "triggering", "outcomes", "ticks", "stopping", "recovery",
+          "definitions", "keys", "heartbeats"]
 #: The modules allowed to import django_q.
 QUEUE_HOMES = {"tasks_app.dispatch"}
 
