@@ -36,7 +36,7 @@ from django_q.tasks import async_task
 from tasks_app.conf import taskdeck_settings
 from tasks_app.models import Run
 
-EXECUTE = "tasks_app.runner.execute_run"
+EXECUTE = "tasks_app.execution.entry.execute_run"
 
 logger = logging.getLogger(__name__)
 
