@@ -8,7 +8,7 @@ Modules, bottom first (each imports only those before it; tests/test_imports.py 
 - ``context``: ``RunContext``, the ``ctx`` task code receives, and ``RunCancelled``;
 - ``watchdog``: the thread that heartbeats a run and enforces stop requests and its timeout;
 - ``python``: the executor of python tasks;
-- ``entry``: ``execute_run``, django-q2's entry: claim, the python executor, finish.
+- ``entry``: ``execute_run``, django-q2's entry: claim, the executor for the task's kind, finish.
 
 The package sits above the services: it calls them for every write (claim, progress, end), and
 no service imports it.

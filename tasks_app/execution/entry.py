@@ -1,9 +1,9 @@
 """The one entry for running a run in a worker: ``execute_run``, which django-q2 calls
 (``dispatch.EXECUTE``).
 
-It claims the run (a duplicate delivery stops there), runs it with the python executor beside a
-``RunContext`` and a ``Watchdog``, then records the end the executor reported, however long the
-database takes to take it. A worker that ends a run of a ``queue``
+It claims the run (a duplicate delivery stops there), runs it with the executor for its task's
+kind (``EXECUTORS``) beside a ``RunContext`` and a ``Watchdog``, then records the end the executor
+reported, however long the database takes to take it. A worker that ends a run of a ``queue``
 task then runs the task's next held run itself (``HAND_OVER_FOR``).
 """
 from __future__ import annotations
@@ -12,7 +12,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
 from uuid import UUID
 
 from django.db import DatabaseError, OperationalError, connections
@@ -22,9 +23,15 @@ from tasks_app.execution.context import RunContext
 from tasks_app.execution.outcome import STOPPED, Outcome, failed
 from tasks_app.execution.python import execute as execute_python
 from tasks_app.execution.watchdog import Watchdog
-from tasks_app.models import REASON_FOR_STOP, EndReason, OverlapPolicy, Run, StopRequest
+from tasks_app.models import REASON_FOR_STOP, EndReason, OverlapPolicy, Run, StopRequest, TaskKind
 
 logger = logging.getLogger(__name__)
+
+#: Runs a claimed run's code with its ctx and reports how it ended; it never ends the run itself.
+Executor = Callable[[Run, RunContext], Outcome]
+
+#: The executor for each task kind a worker can run. A kind missing here ends its runs failed.
+EXECUTORS: Mapping[str, Executor] = MappingProxyType({TaskKind.PYTHON: execute_python})
 
 #: A worker that ends a run of a ``queue`` task runs the task's next held run itself (no trip
 #: through the queue), one after another, for up to this long (seconds) per queue message; then
@@ -59,7 +66,7 @@ def _execute(run: Run, *, keep_slot: bool) -> str:
         ctx = RunContext(run, stop_event=stop)
         watchdog = Watchdog(run, ctx=ctx, stop_event=stop)
         watchdog.start()
-        outcome = execute_python(run, ctx)
+        outcome = _run_code(run, ctx)
     except BaseException as error:  # django-q2's own timeout (SystemExit) or interpreter exit
         timed_out = "timeout" in type(error).__name__.lower()
         outcome = failed(error, reason=EndReason.TIMEOUT if timed_out else EndReason.FAILED)
@@ -71,6 +78,17 @@ def _execute(run: Run, *, keep_slot: bool) -> str:
         ended = ctx.current_run if ctx is not None else run
         reason = _record_end(ended, ctx=ctx, outcome=outcome, keep_slot=keep_slot)
     return reason
+
+
+def _run_code(run: Run, ctx: RunContext) -> Outcome:
+    """The run's code, by the executor for its task's kind; a kind no executor runs ends failed."""
+    executor = EXECUTORS.get(run.task.kind)
+    if executor is None:
+        error = (f"Tasks of kind {run.task.kind!r} cannot run here: this worker runs only "
+                 f"{', '.join(map(str, EXECUTORS))} tasks.")
+        logger.error("Run %s: %s", run.pk, error)
+        return Outcome(EndReason.FAILED, {"error": error})
+    return executor(run, ctx)
 
 
 def _stop_reason(run: Run) -> str:

@@ -1,11 +1,16 @@
 """execution/context.py: what task code reports through ``ctx`` (progress, activity, output)
-and how it reaches the database, through a real qcluster worker."""
+and how it reaches the database: through a real qcluster worker, and in this process on a
+claimed run."""
+import threading
+
 import pytest
 
+from tasks_app import services
+from tasks_app.execution.context import RunContext
 from tasks_app.models import Activity, EndReason, Event, RunStatus
 
 from ..conftest import run_until_ended
-from ..factories import make_task, number
+from ..factories import make_run, make_task, number
 from .conftest import trigger
 
 
@@ -48,3 +53,12 @@ class TestInAWorker:
         assert (row.item_id, row.item_title, row.message) == ("caf\\udce9.rom", "caf\\udce9.rom\\x00", "caf\\udce9.rom")
         assert row.data == {"caf\\udce9.rom": ["caf\\udce9.rom"]}
         assert "found caf\\udce9.rom\\x00" in run.output and "logged caf\\udce9.rom" in run.output
+
+
+@pytest.mark.django_db
+def test_a_claimed_run_carries_what_execution_reads_without_another_query(django_assert_num_queries):
+    run = services.claim_run(make_run(make_task()).pk)
+    with django_assert_num_queries(0):
+        RunContext(run, stop_event=threading.Event())
+        assert (run.task.kind, run.task.callable, run.task.timeout, run.task.on_overlap) == (
+            "python", "tests.sample_tasks.noop", 60, "skip")

@@ -1,5 +1,5 @@
-"""execution/entry.py through a real qcluster worker on the test database: the claim, a worker
-dying mid-run, and the hand-over of held runs."""
+"""execution/entry.py through a real qcluster worker on the test database: the claim, the
+executor chosen by the task's kind, a worker dying mid-run, and the hand-over of held runs."""
 import os
 import signal
 import subprocess
@@ -10,7 +10,7 @@ from django.db import transaction
 from django_q.models import OrmQ
 
 from tasks_app import dispatch, services
-from tasks_app.models import EndReason, Event, Run, RunStatus
+from tasks_app.models import EndReason, Event, Run, RunStatus, TaskKind
 
 from ..conftest import ROOT, run_until_ended, wait_until
 from ..factories import make_task, number, string
@@ -29,6 +29,15 @@ def test_a_duplicated_delivery_does_not_execute_twice(tmp_path):
     wait_until(lambda: not OrmQ.objects.exists(), what="both deliveries to be acknowledged")
     assert run.status == RunStatus.COMPLETED
     assert path.read_text().count(str(run.id)) == 1
+
+
+def test_a_run_of_a_kind_no_executor_runs_ends_failed_saying_so_and_the_worker_goes_on():
+    run = run_until_ended(trigger(make_task(kind=TaskKind.COMMAND, callable="")))
+    assert (run.status, run.end_reason) == (RunStatus.FAILED, EndReason.FAILED)
+    assert run.error == "Tasks of kind 'command' cannot run here: this worker runs only python tasks."
+    assert run.traceback == "" and run.started_at and run.ended_at
+    assert Event.objects.filter(run_id=run.id, name="task:error").count() == 1
+    assert run_until_ended(trigger(make_task())).status == RunStatus.COMPLETED
 
 
 def test_a_worker_killed_mid_run_leaves_a_run_that_ends_crashed():
