@@ -1,13 +1,13 @@
-"""execution/context.py: what task code reports through ``ctx`` (progress, activity, output)
-and how it reaches the database: through a real qcluster worker, and in this process on a
-claimed run."""
+"""execution/context.py: what task code reports through ``ctx`` (progress, activity, output,
+cancellation) and how it reaches the database: through a real qcluster worker, and in this
+process on a claimed run where the throttle and the output cap are set small."""
 import threading
 
 import pytest
 
 from tasks_app import services
-from tasks_app.execution.context import RunContext
-from tasks_app.models import Activity, EndReason, Event, RunStatus
+from tasks_app.execution.context import RunCancelled, RunContext
+from tasks_app.models import Activity, EndReason, Event, Run, RunStatus
 
 from ..conftest import run_until_ended
 from ..factories import make_run, make_task, number
@@ -55,6 +55,94 @@ class TestInAWorker:
         assert "found caf\\udce9.rom\\x00" in run.output and "logged caf\\udce9.rom" in run.output
 
 
+@pytest.fixture
+def context(settings, clock):
+    """A ctx on a run claimed in this process (no worker, no watchdog) and its stop event; its
+    writes wait a minute apart (``clock.advance`` moves past that), its output is capped at 20 bytes."""
+    settings.TASKDECK = {**settings.TASKDECK, "PROGRESS_INTERVAL": 60.0, "LOG_MAX_SIZE": 20}
+    run = services.claim_run(make_run(make_task()).pk)
+    stop = threading.Event()
+    return RunContext(run, stop_event=stop), stop
+
+
+def stored(ctx: RunContext) -> Run:
+    return Run.objects.get(pk=ctx.run_id)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_reports_wait_for_the_progress_interval_then_land_together(context, clock):
+    ctx, _ = context
+    ctx.progress(1, 4, "one")
+    ctx.activity(item_id="a", action="delete", status="success")
+    ctx.write_output("first line\n")
+    run = stored(ctx)
+    assert (run.progress_current, run.items_processed, run.output) == (None, 0, "")
+    assert not Activity.objects.filter(run_id=ctx.run_id).exists()
+    assert not Event.objects.filter(run_id=ctx.run_id, name="task:progress").exists()
+
+    clock.advance(seconds=61)
+    ctx.progress(2, 4, "two")
+    run = stored(ctx)
+    assert run.progress == {"current": 2, "total": 4, "percent": 50.0, "message": "two"}
+    assert (run.items_processed, run.items_affected, run.output) == (1, 1, "first line\n")
+    assert run.summary == {"items": 1, "actions": {"delete": 1}, "statuses": {"success": 1}}
+    assert Activity.objects.filter(run_id=ctx.run_id).count() == 1
+    [event] = Event.objects.filter(run_id=ctx.run_id, name="task:progress")
+    assert event.data["progress"]["current"] == 2 and event.data["message"] == "two"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_forced_flush_writes_at_once_and_a_flush_with_nothing_new_writes_nothing(context):
+    ctx, _ = context
+    ctx.write_output("done\n")
+    ctx.flush(force=True)
+    assert stored(ctx).output == "done\n"
+    ctx.flush(force=True)
+    assert stored(ctx).output == "done\n"
+    assert not Event.objects.filter(run_id=ctx.run_id, name="task:progress").exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_output_past_the_cap_keeps_its_newest_bytes_and_counts_the_ones_dropped(context):
+    ctx, _ = context
+    ctx.write_output("0123456789")
+    ctx.flush(force=True)
+    run = stored(ctx)
+    assert (run.output, run.output_dropped) == ("0123456789", 0)
+
+    print("abcdefghij", file=ctx.output_stream)  # 21 bytes in all: the oldest one goes
+    ctx.flush(force=True)
+    run = stored(ctx)
+    assert (run.output, run.output_dropped, run.output_size) == ("123456789abcdefghij\n", 1, 21)
+
+    ctx.log.info("x")  # "HH:MM:SS INFO x\n": 16 bytes more, so 16 more go
+    ctx.flush(force=True)
+    run = stored(ctx)
+    assert run.output.startswith("hij\n") and run.output.endswith(" INFO x\n") and len(run.output) == 20
+    assert (run.output_dropped, run.output_size) == (17, 37)
+
+    ctx.write_output("€" * 7)  # 21 bytes: the cut falls inside the first €, which goes whole
+    ctx.flush(force=True)
+    run = stored(ctx)
+    assert (run.output, run.output_dropped, run.output_size) == ("€" * 6, 17 + 23, 58)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_check_cancelled_raises_once_the_stop_event_is_set_and_remembers_it_was_seen(context):
+    ctx, stop = context
+    ctx.check_cancelled()
+    assert not ctx.cancelled and not ctx.stop_seen
+    stop.set()
+    with pytest.raises(RunCancelled):
+        ctx.check_cancelled()
+    assert ctx.stop_seen
+
+
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_a_claimed_run_carries_what_execution_reads_without_another_query(django_assert_num_queries):
     run = services.claim_run(make_run(make_task()).pk)
