@@ -126,8 +126,8 @@ Q_CLUSTER = {
     "name": "taskdeck",
     "workers": TASKDECK_WORKERS,
     "recycle": 1000,
-    # A backstop only: a run's own watchdog enforces its timeout (runner.py). Runs with no timeout
-    # are still capped here, just under the re-delivery window.
+    # A backstop only: a run's own watchdog enforces its timeout (tasks_app/execution/watchdog.py).
+    # Runs with no timeout are still capped here, just under the re-delivery window.
     "timeout": TASKDECK_QUEUE_RETRY - 60,
     "retry": TASKDECK_QUEUE_RETRY,
     "max_attempts": 1,

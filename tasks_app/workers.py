@@ -23,9 +23,10 @@ import threading
 
 from django.db import DatabaseError
 
-from tasks_app import clock, processes, services
-from tasks_app.queue.cluster import Cluster
+from tasks_app import clock, services
 from tasks_app.models import HeartbeatRole
+from tasks_app.platform import children
+from tasks_app.queue.cluster import Cluster
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def _remember_parent() -> None:
 
 def _die_with_forking_parent() -> None:
     """In every process forked below the keeper: die with the parent that forked it."""
-    processes.die_with_parent(signal.SIGKILL)
+    children.die_with_parent(signal.SIGKILL)
     if os.getppid() != _forking_parent:  # the parent died before the signal was armed
         os._exit(1)
 
@@ -102,7 +103,7 @@ class Worker:
             logger.warning("The worker could not write its heartbeat (%s).", error)
 
     def cluster_pids(self) -> set[int]:
-        return processes.descendants(os.getpid())
+        return children.descendants(os.getpid())
 
     def stop(self, cluster: Cluster) -> None:
         """Runs asked to stop, ``grace`` seconds, then the cluster killed; what still ran ends shutdown."""
@@ -118,7 +119,7 @@ class Worker:
         if not cluster.wait(self.grace):
             leftovers = self.cluster_pids()
             logger.warning("The cluster did not stop within %g s; killing %d process(es).", self.grace, len(leftovers))
-            processes.kill_all(leftovers)
+            children.kill_all(leftovers)
             cluster.wait(5)
         try:
             ended = services.end_shutdown_runs(pids=pids)
@@ -130,7 +131,7 @@ class Worker:
 
     def after_death(self, cluster: Cluster) -> None:
         """The sentinel died and took its workers with it: their runs end crashed now."""
-        processes.kill_all(self.cluster_pids())  # anything a dying sentinel forked at that instant
+        children.kill_all(self.cluster_pids())  # anything a dying sentinel forked at that instant
         try:
             lost = services.reap_lost_runs()
         except DatabaseError as error:

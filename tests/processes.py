@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tasks_app.processes import descendants  # noqa: F401 (the tests walk process trees as serve does)
+from tasks_app.platform.children import descendants  # noqa: F401 (the tests walk process trees as serve does)
 
 from .conftest import ROOT, wait_until
 

@@ -1,6 +1,9 @@
 """The house's import rules, read from the source (module-level and function-level imports alike):
 
-- a module of the services package imports only the modules listed before it in ``LAYERS``;
+- a module of the services package imports only the modules listed before it in ``LAYERS``, and
+  a module of the execution package only those before it in ``EXECUTION_LAYERS``;
+- execution sits above the services: it calls them, and nothing the services import (directly or
+  further down) imports execution;
 - only the queue hand-off imports django_q;
 - no two modules of tasks_app import each other, directly or around a circle.
 """
@@ -13,8 +16,10 @@ from .conftest import ROOT
 
 APP = ROOT / "tasks_app"
 #: The services package, bottom first (tasks_app/services/__init__.py says what each holds).
-LAYERS = ["lookups", "transitions", "triggering", "outcomes", "ticks", "stopping", "recovery", "definitions",
-          "keys", "heartbeats"]
+LAYERS = ["lookups", "transitions", "progress", "triggering", "outcomes", "ticks", "stopping", "recovery",
+          "definitions", "keys", "heartbeats"]
+#: The execution package, bottom first (tasks_app/execution/__init__.py says what each holds).
+EXECUTION_LAYERS = ["outcome", "output", "context", "watchdog", "python", "entry"]
 #: The modules allowed to import django_q.
 QUEUE_HOMES = {"tasks_app.queue.handoff", "tasks_app.queue.brokers", "tasks_app.queue.cluster", "tasks_app.queue.hooks"}
 
@@ -62,17 +67,50 @@ def internal_imports() -> dict[str, set[str]]:
     return graph
 
 
-def test_each_services_module_imports_only_the_layers_below_it():
-    assert sorted(LAYERS) == sorted(path.stem for path in (APP / "services").glob("*.py") if path.stem != "__init__")
+def upward_imports(package: str, layers: list[str]) -> list[str]:
+    """Each import, by a module of ``package``, of the package itself or of a module listed after
+    it in ``layers`` (which must name every module of the package)."""
+    assert sorted(layers) == sorted(path.stem for path in (APP / package).glob("*.py") if path.stem != "__init__")
     graph = internal_imports()
     upward = []
-    for position, layer in enumerate(LAYERS):
-        for target in graph[f"tasks_app.services.{layer}"]:
-            if target == "tasks_app.services":
+    for position, layer in enumerate(layers):
+        for target in graph[f"tasks_app.{package}.{layer}"]:
+            if target == f"tasks_app.{package}":
                 upward.append(f"{layer} imports the package itself (import the module it needs)")
-            elif target.startswith("tasks_app.services.") and LAYERS.index(target.rpartition(".")[2]) > position:
+            elif target.startswith(f"tasks_app.{package}.") and layers.index(target.rpartition(".")[2]) > position:
                 upward.append(f"{layer} imports {target.rpartition('.')[2]}, a layer above it")
+    return upward
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module ``start`` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = list(graph[start])
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo.extend(graph.get(current, ()))
+    return seen
+
+
+def test_each_services_module_imports_only_the_layers_below_it():
+    upward = upward_imports("services", LAYERS)
     assert not upward, upward
+
+
+def test_each_execution_module_imports_only_the_layers_below_it():
+    upward = upward_imports("execution", EXECUTION_LAYERS)
+    assert not upward, upward
+
+
+def test_execution_sits_above_the_services_which_never_reach_it():
+    graph = internal_imports()
+    services = [name for name in graph if name == "tasks_app.services" or name.startswith("tasks_app.services.")]
+    reaching = {name: sorted(target for target in reachable(graph, name) if target.startswith("tasks_app.execution"))
+                for name in services}
+    assert not {name: targets for name, targets in reaching.items() if targets}
+    assert "tasks_app.services" in graph["tasks_app.execution.entry"]  # it does call them
 
 
 def test_only_the_queue_hand_off_imports_django_q():

@@ -25,7 +25,7 @@ from tasks_app.models import Run
 from tasks_app.queue.brokers import OrmRunBroker, RedisRunBroker, RunBroker
 
 #: The function a worker calls with a run's id (and its task's id).
-EXECUTE = "tasks_app.runner.execute_run"
+EXECUTE = "tasks_app.execution.entry.execute_run"
 
 
 @dataclass(frozen=True)

@@ -58,12 +58,13 @@ def claim_run(run_id: UUID | str, *, task_id: str | None = None, pid: int | None
     return Run.objects.select_related("task").only(*FOR_EXECUTION).get(pk=run_id)
 
 
-#: The columns the runner, its context and the end of a run use. Reading only these halves the
-#: cost of a claim; a field left out still loads (with one more query) if something touches it.
+#: The columns execution (its entry, executors, ctx and watchdog) and the end of a run use. Reading
+#: only these halves the cost of a claim; a field left out still loads (with one more query) if
+#: something touches it.
 FOR_EXECUTION = (
     "id", "task_id", "status", "end_reason", "error", "parameters", "dry_run", "progress_current",
     "progress_total", "progress_message", "items_processed", "items_affected", "summary", "output",
-    "output_dropped", "task__id", "task__callable", "task__timeout", "task__on_overlap",
+    "output_dropped", "task__id", "task__kind", "task__callable", "task__timeout", "task__on_overlap",
 )
 
 

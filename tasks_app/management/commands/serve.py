@@ -1,9 +1,9 @@
 """python manage.py serve: web + worker + scheduler on one machine, supervised, stopped together.
 
-A child that dies is started again (``processes.Children``: a pause that doubles with each quick
-exit, restarts counted in ``/api/health``); serve gives up, stopping everything, only on a child
-that keeps dying. Ctrl-C or SIGTERM stops all three: the worker gives running runs ``--grace``
-seconds, then ends what still runs ``shutdown``.
+A child that dies is started again (``platform.children.Children``: a pause that doubles with
+each quick exit, restarts counted in ``/api/health``); serve gives up, stopping everything, only
+on a child that keeps dying. Ctrl-C or SIGTERM stops all three: the worker gives running runs
+``--grace`` seconds, then ends what still runs ``shutdown``.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from tasks_app import clock, services
 from tasks_app.exceptions import DefinitionError
 from tasks_app.management.errors import database_errors_in_one_line
 from tasks_app.models import HeartbeatRole
-from tasks_app.processes import Child, Children, ChildKeepsDying
+from tasks_app.platform.children import Child, Children, ChildKeepsDying
 from tasks_app.registry import all_definitions
 
 logger = logging.getLogger(__name__)

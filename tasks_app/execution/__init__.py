@@ -1,0 +1,15 @@
+"""Running a claimed run inside a worker: the one entry, the executors, and what they share.
+
+Modules, bottom first (each imports only those before it; tests/test_imports.py checks):
+
+- ``outcome``: how a run's code ended, as an executor reports it (``Outcome``);
+- ``output``: the capped output buffer (``OutputBuffer``), for ctx.log and print today and a
+  child process's stdout and stderr later;
+- ``context``: ``RunContext``, the ``ctx`` task code receives, and ``RunCancelled``;
+- ``watchdog``: the thread that heartbeats a run and enforces stop requests and its timeout;
+- ``python``: the executor of python tasks;
+- ``entry``: ``execute_run``, django-q2's entry: claim, the executor for the task's kind, finish.
+
+The package sits above the services: it calls them for every write (claim, progress, end), and
+no service imports it.
+"""

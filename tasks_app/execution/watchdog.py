@@ -1,0 +1,96 @@
+"""The thread that watches one run while its code runs: ``Watchdog``.
+
+It heartbeats the run (the reaper ends runs whose heartbeat went stale), relays stop requests
+(cancel, overlap terminate, shutdown) to the run's code through the shared stop event, and
+enforces the task's timeout and the grace a stop request gets. Code that does not stop in time
+cannot be interrupted from another thread, so the watchdog ends the run itself and kills its own
+worker process: django-q2's guard then starts a fresh worker.
+
+Apart from the executors because every kind of task needs the same watching.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+
+from django.db import OperationalError, connections
+
+from tasks_app import clock, services
+from tasks_app.conf import taskdeck_settings
+from tasks_app.execution.context import RunContext
+from tasks_app.models import REASON_FOR_STOP, EndReason, Run, RunStatus
+
+logger = logging.getLogger(__name__)
+
+
+class Watchdog(threading.Thread):
+    """Heartbeats the run, relays stop requests to ``ctx``, and enforces timeout and grace."""
+
+    def __init__(self, run: Run, *, ctx: RunContext, stop_event: threading.Event) -> None:
+        super().__init__(name=f"taskdeck-watchdog-{run.id}", daemon=True)
+        self.run_id = run.id
+        self.timeout = run.task.timeout
+        self.ctx = ctx
+        self.stop_event = stop_event
+        self._done = threading.Event()
+        self._began = clock.monotonic()
+        self._last_beat = self._began
+
+    def finish(self) -> None:
+        self._done.set()
+        self.join(timeout=5)
+
+    def run(self) -> None:
+        """Tick until the run ends. A tick the database refuses is tried again at the next one:
+        the watchdog outlives an outage, and keeps the heartbeat going once the database is back."""
+        interval = min(0.5, float(taskdeck_settings.HEARTBEAT_INTERVAL))
+        failing = False
+        try:
+            while not self._done.wait(interval):
+                try:
+                    self.tick()
+                    failing = False
+                except OperationalError as error:
+                    if not failing:
+                        logger.warning("Watchdog of run %s cannot reach the database (%s); still watching.",
+                                       self.run_id, error)
+                    failing = True
+                    connections.close_all()
+                except Exception:
+                    logger.exception("Watchdog tick of run %s failed; still watching.", self.run_id)
+        finally:
+            connections.close_all()
+
+    def tick(self) -> None:
+        now = clock.monotonic()
+        if now - self._last_beat >= taskdeck_settings.HEARTBEAT_INTERVAL:
+            self._last_beat = now
+            services.beat_run(self.run_id)
+        row = Run.objects.filter(pk=self.run_id).values("status", "stop_requested", "stop_requested_at").first()
+        if row is None or row["status"] != RunStatus.RUNNING:
+            self.stop_event.set()  # ended (or deleted) elsewhere: let cooperative code wind down
+            return
+        if row["stop_requested"]:
+            self.stop_event.set()
+            waited = (clock.now() - row["stop_requested_at"]).total_seconds()
+            if waited > taskdeck_settings.CANCEL_GRACE:
+                reason = REASON_FOR_STOP[row["stop_requested"]]
+                self.end_and_kill(reason, f"Did not stop within {taskdeck_settings.CANCEL_GRACE:g} s of being asked; killed.")
+        if self.timeout and now - self._began > self.timeout:
+            self.stop_event.set()
+            self.end_and_kill(EndReason.TIMEOUT, f"Timed out after {self.timeout:g} s.")
+
+    def end_and_kill(self, reason: str, error: str) -> None:
+        """End the run, then stop the process running the task code that would not stop."""
+        services.finish_run(self.run_id, reason=reason, error=error)
+        if multiprocessing.parent_process() is None:
+            # Not inside a worker process (an in-process call): never kill the caller.
+            logger.error("Run %s ended %s; task code still running in the main process.", self.run_id, reason)
+            self._done.set()
+            return
+        logger.warning("Run %s ended %s; killing worker process %s.", self.run_id, reason, os.getpid())
+        connections.close_all()
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,82 @@
+"""execution/entry.py through a real qcluster worker on the test database: the claim, the
+executor chosen by the task's kind, a worker dying mid-run, and the hand-over of held runs."""
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from django.db import transaction
+from django_q.models import OrmQ
+
+from tasks_app import queue, services
+from tasks_app.models import EndReason, Event, Run, RunStatus, TaskKind
+
+from ..conftest import ROOT, run_until_ended, wait_until
+from ..factories import make_task, number, string
+from .conftest import pid_alive, trigger
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("qcluster")]
+
+
+def test_a_duplicated_delivery_does_not_execute_twice(tmp_path):
+    path = tmp_path / "executions.txt"
+    task = make_task(callable="tests.sample_tasks.record", parameters=[string("path"), number("hold", 0.3)])
+    run = trigger(task, parameters={"path": str(path)})
+    with transaction.atomic():
+        queue.enqueue(queue.prepare(run))  # the same run handed to the queue a second time
+    run = run_until_ended(run)
+    wait_until(lambda: not OrmQ.objects.exists(), what="both deliveries to be acknowledged")
+    assert run.status == RunStatus.COMPLETED
+    assert path.read_text().count(str(run.id)) == 1
+
+
+def test_a_run_of_a_kind_no_executor_runs_ends_failed_saying_so_and_the_worker_goes_on():
+    run = run_until_ended(trigger(make_task(kind=TaskKind.COMMAND, callable="")))
+    assert (run.status, run.end_reason) == (RunStatus.FAILED, EndReason.FAILED)
+    assert run.error == "Tasks of kind 'command' cannot run here: this worker runs only python tasks."
+    assert run.traceback == "" and run.started_at and run.ended_at
+    assert Event.objects.filter(run_id=run.id, name="task:error").count() == 1
+    assert run_until_ended(trigger(make_task())).status == RunStatus.COMPLETED
+
+
+def test_a_worker_killed_mid_run_leaves_a_run_that_ends_crashed():
+    task = make_task(callable="tests.sample_tasks.stubborn", parameters=[number("seconds", 60)])
+    run = trigger(task)
+    run = wait_until(lambda: Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).first(), what="start")
+    os.kill(run.worker_pid, signal.SIGKILL)
+    wait_until(lambda: not pid_alive(run.worker_pid), what="the worker to die")
+    [reaped] = services.reap_lost_runs()
+    assert reaped.pk == run.pk
+    run.refresh_from_db()
+    assert (run.status, run.end_reason, run.exit_code) == (RunStatus.FAILED, EndReason.CRASHED, None)
+    assert Event.objects.filter(run_id=run.id, name="task:error").exists()
+
+
+def test_the_scheduler_process_ends_a_run_whose_worker_was_killed(process_env):
+    scheduler = subprocess.Popen([sys.executable, "manage.py", "scheduler"], cwd=ROOT, env=process_env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        task = make_task(callable="tests.sample_tasks.stubborn", parameters=[number("seconds", 60)])
+        run = trigger(task)
+        run = wait_until(lambda: Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).first(), what="start")
+        os.kill(run.worker_pid, signal.SIGKILL)
+        run = run_until_ended(run, timeout=10)
+        assert (run.status, run.end_reason) == (RunStatus.FAILED, EndReason.CRASHED)
+    finally:
+        scheduler.terminate()
+        assert scheduler.wait(10) == 0
+
+
+def test_the_worker_that_frees_a_queue_slot_runs_the_next_held_run_itself():
+    task = make_task(callable="tests.sample_tasks.noop", on_overlap="queue", queue_max=10)
+    with transaction.atomic():  # committed together: no worker can take the first one before the rest exist
+        runs = [trigger(task) for _ in range(5)]  # one handed to the queue, four held
+    assert [run.enqueued_at is not None for run in runs] == [True, False, False, False, False]
+    ended = [run_until_ended(run) for run in runs]
+    assert all(run.status == RunStatus.COMPLETED for run in ended)
+    assert [run.started_at for run in ended] == sorted(run.started_at for run in ended)  # first in, first out
+    # The one worker went from each run to the next, none of them through the queue (with two
+    # workers, a message would go to whichever takes it).
+    assert len({run.worker_pid for run in ended}) == 1
+    assert not OrmQ.objects.exists()
