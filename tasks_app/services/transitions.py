@@ -20,10 +20,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.db import connection, transaction
+from django.db import transaction
 
 from tasks_app import clock, events, queue
-from tasks_app.db.locks import lock_task, retry_on_conflict
+from tasks_app.db.locks import lock_task, lock_task_reading, retry_on_conflict
 from tasks_app.db.slots import count_slots, has_held_runs, next_held
 from tasks_app.exceptions import RunActive, TaskNotFound
 from tasks_app.models import REASON_FOR_STOP, STATUS_FOR_REASON, Event, EventName, OverlapPolicy, Run, RunStatus, Task
@@ -129,19 +129,15 @@ def lock_and_count(task_id: str, *, now: Any) -> tuple[Task, int, int]:
     The counts come after the locking statement on purpose: on PostgreSQL a statement that waited
     for the row lock still reads with the snapshot it started with, so counts taken in it would
     miss the run the previous lock holder just committed. (On SQLite the IMMEDIATE transaction
-    already serialises writers.) Hand-written SQL because this runs inside the write lock of
-    every trigger, where building the equivalent ORM queries cost several times the queries; the
-    counts come from counters and indexes that do not grow with the backlog (db/slots.py).
+    already serialises writers.) Both reads are hand-written (db/locks.py, db/slots.py): this runs
+    inside the write lock of every trigger, and the counts come from counters and indexes that do
+    not grow with the backlog.
     """
-    task_table = Task._meta.db_table
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     fields = ("enabled", "removed_at", "manual_run", "supports_dry_run", "on_overlap", "max_concurrent", "queue_max",
               "timeout")
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {', '.join(fields)} FROM {task_table} WHERE id = %s{lock}", [task_id])
-        row = cursor.fetchone()
-        if row is None:
-            raise TaskNotFound(f"Task {task_id!r} does not exist.")
+    row = lock_task_reading(task_id, fields)
+    if row is None:
+        raise TaskNotFound(f"Task {task_id!r} does not exist.")
     task_slots = count_slots([task_id], now=now)[task_id]
     values = dict(zip(fields, row, strict=True))
     if isinstance(values["removed_at"], str):  # SQLite returns text from a raw query
