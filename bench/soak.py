@@ -286,8 +286,8 @@ def fill_main(args: argparse.Namespace) -> None:
     from datetime import timedelta
 
     from tasks_app import clock, services
+    from tasks_app.definitions.load import all_definitions
     from tasks_app.models import EndReason, Run, RunStatus, Task
-    from tasks_app.registry import all_definitions
 
     services.sync_definitions(all_definitions())
     tasks = list(Task.objects.filter(pk__in=["soak-forced", "soak-queue", "soak-skip"]))

@@ -111,8 +111,8 @@ class TaskdeckSide:
 
     def setup(self) -> None:
         from tasks_app import services
+        from tasks_app.definitions.validate import build_definition
         from tasks_app.models import DefinitionSource
-        from tasks_app.registry import build_definition
 
         # Queue policy with room for every trigger: the bench measures admission, not refusal.
         policy = {"on_overlap": "queue", "max_concurrent": 100_000, "queue_max": 100_000, "timeout": 60}

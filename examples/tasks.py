@@ -6,7 +6,7 @@ import json
 import time
 
 from examples.library import PLATFORMS, ensure_library
-from tasks_app.registry import task
+from tasks_app.definitions import task
 
 
 @task(

@@ -6,8 +6,8 @@ import pytest
 
 from examples.library import ensure_library
 from tasks_app import services
+from tasks_app.definitions.load import all_definitions
 from tasks_app.models import Activity, EndReason, RunStatus, RunTrigger
-from tasks_app.registry import all_definitions
 
 from .conftest import run_until_ended
 

@@ -17,7 +17,7 @@ from .conftest import ROOT
 APP = ROOT / "tasks_app"
 #: The services package, bottom first (tasks_app/services/__init__.py says what each holds).
 LAYERS = ["lookups", "transitions", "progress", "triggering", "outcomes", "ticks", "stopping", "recovery",
-          "definitions", "keys", "heartbeats"]
+          "tasks", "keys", "heartbeats"]
 #: The execution package, bottom first (tasks_app/execution/__init__.py says what each holds).
 EXECUTION_LAYERS = ["outcome", "output", "context", "watchdog", "python", "entry"]
 #: The modules allowed to import django_q.

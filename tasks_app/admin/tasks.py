@@ -36,9 +36,9 @@ from tasks_app.access.callers import caller_label
 from tasks_app.admin import display
 from tasks_app.admin.actions import apply_each, live_fragments
 from tasks_app.admin.forms import PARAMETER_PREFIX, RunNowForm, TaskForm
+from tasks_app.definitions.validate import OPERATOR_FIELDS
 from tasks_app.exceptions import InvalidParameters, TaskdeckError
 from tasks_app.models import POLICY_FIELDS, DefinitionSource, RunTrigger, Task, TaskKind, TaskStatus, TaskTrigger
-from tasks_app.registry import OPERATOR_FIELDS
 from tasks_app.scheduling import cron
 
 #: Runs drawn in a task's durations chart, and listed on its page.

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import contextlib
 
+from tasks_app.definitions.callables import resolve_callable
 from tasks_app.execution.context import RunCancelled, RunContext, json_data
 from tasks_app.execution.outcome import STOPPED, Outcome, failed, message
 from tasks_app.models import EndReason, Run
-from tasks_app.registry import resolve_callable
 
 
 def execute(run: Run, ctx: RunContext) -> Outcome:

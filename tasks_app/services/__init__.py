@@ -14,11 +14,11 @@ checks), so the rules of a run's life sit at the bottom and the callers of those
 - ``ticks``: schedule ticks and start-up runs, through the same policy as ``trigger``;
 - ``stopping``: cancels and a worker's shutdown;
 - ``recovery``: lost workers' runs reaped, lost queue messages sent again;
-- ``definitions``: the definitions sync and the operator's edits of a task;
+- ``tasks``: the definitions sync, the admin's saves and the operator's edits of a task;
 - ``keys``: API keys (created and shown once, found by hash, revoked);
 - ``heartbeats``: processes saying they are alive.
 """
-from tasks_app.services.definitions import (
+from tasks_app.services.tasks import (
     save_task,
     set_enabled,
     set_interval,

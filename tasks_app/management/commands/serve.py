@@ -19,11 +19,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
 from tasks_app import clock, services
+from tasks_app.definitions.load import all_definitions
 from tasks_app.exceptions import DefinitionError
 from tasks_app.management.errors import database_errors_in_one_line
 from tasks_app.models import HeartbeatRole
 from tasks_app.platform.children import Child, Children, ChildKeepsDying
-from tasks_app.registry import all_definitions
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import OperationalError, transaction
 
 from tasks_app import selectors, services, text
+from tasks_app.definitions.load import all_definitions
 from tasks_app.exceptions import DefinitionError, TaskdeckError
 from tasks_app.models import IntervalUnit, Run, RunStatus, RunTrigger, Task
-from tasks_app.registry import all_definitions
 from tasks_app.scheduling import rules
 
 BAR_WIDTH = 30

@@ -9,8 +9,8 @@ import pytest
 from django.contrib.auth.models import Permission, User
 
 from tasks_app import services
+from tasks_app.definitions.load import all_definitions
 from tasks_app.models import Activity, Run, RunStatus, RunTrigger, Task
-from tasks_app.registry import all_definitions
 
 from ...conftest import run_until_ended
 from ...factories import make_task

@@ -9,9 +9,9 @@ from django.db import transaction
 
 from tasks_app import clock, events
 from tasks_app.db.locks import retry_on_conflict
+from tasks_app.definitions.validate import OPERATOR_FIELDS
 from tasks_app.exceptions import InvalidSchedule, NotCronScheduled, NotIntervalScheduled
 from tasks_app.models import DefinitionSource, EndReason, RunStatus, Task
-from tasks_app.registry import OPERATOR_FIELDS
 from tasks_app.scheduling import rules
 from tasks_app.scheduling import cron
 from tasks_app.services.lookups import get_task

@@ -3,11 +3,13 @@ import sys
 
 import pytest
 
+from tasks_app.definitions.declare import code_registry
+from tasks_app.definitions.load import load_definitions_file
+from tasks_app.definitions.validate import build_definition
 from tasks_app.exceptions import DefinitionError
 from tasks_app.models import Task
-from tasks_app.registry import build_definition, code_registry, load_definitions_file
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 GOOD_FILE = """
 [tasks.nightly_report]

@@ -1,9 +1,9 @@
-"""services/definitions.py: the definitions sync, operator edits, and the admin's saves."""
+"""services/tasks.py: the definitions sync, operator edits, and the admin's saves."""
 import pytest
 
 from tasks_app import services
+from tasks_app.definitions.validate import build_definition
 from tasks_app.models import Event, Run, RunStatus, RunTrigger, Task
-from tasks_app.registry import build_definition
 
 from ..factories import make_task
 

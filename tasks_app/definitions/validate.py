@@ -1,27 +1,22 @@
-"""Where task definitions come from: ``@task`` in an app's ``tasks.py`` and the definitions file.
+"""What a definition may say: its fields, their defaults, and the one check of a definition.
 
-A definition is a plain dict of Task field values, checked here once so a bad field fails
-start-up with a message naming the task and the field. ``services.sync_definitions`` writes them
-to the Task table, keeping what an operator changed.
+A definition is checked here once, whoever declared it, so a bad field fails start-up with one
+line naming the task and the field.
 """
 from __future__ import annotations
 
 import re
-import tomllib
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from django.db import models
-from django.utils.module_loading import import_string
 
 from tasks_app import text
 from tasks_app.conf import taskdeck_settings
+from tasks_app.definitions.callables import resolve_callable
 from tasks_app.exceptions import DefinitionError
 from tasks_app.models import (
     POLICY_FIELDS,
     CatchUp,
-    DefinitionSource,
     IntervalUnit,
     OverlapPolicy,
     RetryBackoff,
@@ -52,91 +47,6 @@ def definition_defaults() -> dict[str, Any]:
     defaults = {name: str(value) if isinstance(value, models.Choices) else value for name, value in defaults.items()}
     defaults["timeout"] = taskdeck_settings.DEFAULT_TIMEOUT
     return defaults
-
-
-class CodeRegistry:
-    """The @task declarations of this process, by task id (like admin.site for ModelAdmins)."""
-
-    def __init__(self) -> None:
-        self._definitions: dict[str, dict[str, Any]] = {}
-
-    def add(self, definition: dict[str, Any]) -> None:
-        task_id = definition["id"]
-        existing = self._definitions.get(task_id)
-        if existing and existing["callable"] != definition["callable"]:
-            raise DefinitionError(
-                task_id, "id", f"declared twice ({existing['callable']} and {definition['callable']})"
-            )
-        self._definitions[task_id] = definition
-
-    def definitions(self) -> list[dict[str, Any]]:
-        return list(self._definitions.values())
-
-
-code_registry = CodeRegistry()
-
-
-def task(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
-    """Declare a python task: ``@task`` or ``@task(title=..., cron_string=..., timeout=...)``.
-
-    The function takes the run context ``ctx``; its JSON-serialisable return value becomes the
-    run's result. The id defaults to the function's name.
-    """
-
-    def register(function: Callable[..., Any]) -> Callable[..., Any]:
-        fields = dict(options)
-        task_id = fields.pop("id", function.__name__)
-        fields.setdefault("title", function.__name__.replace("_", " ").capitalize())
-        if function.__doc__ and "description" not in fields:
-            fields["description"] = function.__doc__.strip()
-        fields["kind"] = TaskKind.PYTHON.value
-        fields["callable"] = f"{function.__module__}.{function.__qualname__}"
-        code_registry.add(build_definition(task_id, fields, source=DefinitionSource.CODE, resolve=False))
-        return function
-
-    if func is not None:
-        return register(func)
-    return register
-
-
-def load_definitions_file(path: str | Path | None = None) -> list[dict[str, Any]]:
-    """Read the TOML definitions file (``[tasks.<id>]`` tables); a missing file declares nothing."""
-    path = Path(path if path is not None else taskdeck_settings.DEFINITIONS)
-    if not str(path) or not path.is_file():
-        return []
-    raw = path.read_bytes()
-    try:
-        document = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as error:
-        line = raw[:error.start].count(b"\n") + 1
-        raise DefinitionError(path.name, "(file)", f"not UTF-8 text (line {line})") from None
-    except tomllib.TOMLDecodeError as error:
-        raise DefinitionError(path.name, "(file)", f"not valid TOML: {error}") from None
-    unknown = set(document) - {"tasks"}
-    if unknown:
-        raise DefinitionError(path.name, sorted(unknown)[0], "unknown top-level table (expected [tasks.<id>])")
-    tables = document.get("tasks", {})
-    return [build_definition(task_id, dict(fields), source=DefinitionSource.FILE) for task_id, fields in tables.items()]
-
-
-def all_definitions(path: str | Path | None = None) -> list[dict[str, Any]]:
-    """Code and file definitions together; one id declared in both is an error."""
-    code = {definition["id"]: definition for definition in code_registry.definitions()}
-    for definition in load_definitions_file(path):
-        if definition["id"] in code:
-            raise DefinitionError(definition["id"], "id", "declared both in code (@task) and in the definitions file")
-        code[definition["id"]] = definition
-    return list(code.values())
-
-
-def resolve_callable(path: str) -> Callable[..., Any]:
-    try:
-        function = import_string(path)
-    except ImportError as error:
-        raise ImportError(f"cannot import {path!r}: {error}") from None
-    if not callable(function):
-        raise ImportError(f"{path!r} is not callable")
-    return function
 
 
 def build_definition(
