@@ -146,7 +146,7 @@ else:
     Q_CLUSTER["broker_class"] = "tasks_app.queue.brokers.RunQueueBroker"  # takes by deleting, see there
 
 # Live events with Redis: writers announce "new events up to id N" once committed, and each web
-# process's relay reads the outbox when it hears one (tasks_app/announcements.py). Without Redis
+# process's relay reads the outbox when it hears one (tasks_app/live/announce.py). Without Redis
 # there is no layer and the relay polls the outbox every 0.1 s. The pub/sub layer, not the core
 # one: an announcement is a wake-up worth nothing once missed (the relay's fallback poll catches
 # up), so a plain PUBLISH fits, delivered at once, with no list per web process left in Redis by

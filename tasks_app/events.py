@@ -4,7 +4,7 @@ Rows are written inside the transaction that makes the change, so an event exist
 its change committed. Each web process's ``relay`` reads new rows and hands them to its SSE and
 WebSocket clients (``Subscription``); an SSE client resumes from its Last-Event-ID because the id
 is the row's primary key. With REDIS_URL, writers also announce new rows once committed, and the
-relay reads when it hears one rather than polling (``announcements.py``).
+relay reads when it hears one rather than polling (``live/announce.py``).
 """
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ from typing import Any
 from django.db import close_old_connections, connection
 from django.db.models import QuerySet
 
-from tasks_app import announcements, clock
+from tasks_app import clock
 from tasks_app.conf import taskdeck_settings
+from tasks_app.live import announce
 from tasks_app.models import Event, EventName, Run, RunStatus, Task
 
 logger = logging.getLogger(__name__)
@@ -93,8 +94,8 @@ def _insert(rows: list[dict[str, Any]]) -> None:
             cursor.execute(sql, params[0])
         else:
             cursor.executemany(sql, params)
-    if announcements.enabled():
-        announcements.after_commit()
+    if announce.enabled():
+        announce.after_commit()
 
 
 # --- Fan-out to live clients (SSE and WebSocket) in a web process ---------------------------------
@@ -229,7 +230,7 @@ class Relay:
         self.subscriptions: set[Subscription] = set()
         self.last_id: int | None = None
         self.task: asyncio.Task[None] | None = None
-        self.listener: announcements.Listener | None = None
+        self.listener: announce.Listener | None = None
         self.listening: asyncio.Task[None] | None = None
         self.news = asyncio.Event()
         """Set by an announcement of events not read yet: read now."""
@@ -245,7 +246,7 @@ class Relay:
         self.subscriptions.add(subscription)
         if self.task is None or self.task.done():
             self.news = asyncio.Event()
-            self.listener = announcements.Listener(self.hear) if announcements.enabled() else None
+            self.listener = announce.Listener(self.hear) if announce.enabled() else None
             # A context of its own: the relay outlives the request that happened to start it.
             self.task = asyncio.get_running_loop().create_task(self.run(), name="taskdeck-relay",
                                                                context=contextvars.Context())

@@ -25,13 +25,14 @@ import redis
 from django.db import connections, transaction
 from websockets.sync.client import connect
 
-from tasks_app import announcements, clock, events, services
+from tasks_app import clock, events, services
+from tasks_app.live import announce
 from tasks_app.models import Event, EventName, Run, RunStatus, RunTrigger
 
-from .api.test_events import DEFINITIONS, Live, Stream, ended, trigger
-from .conftest import wait_until
-from .factories import make_task
-from .processes import Project, free_port
+from ..api.test_events import DEFINITIONS, Live, Stream, ended, trigger
+from ..conftest import wait_until
+from ..factories import make_task
+from ..processes import Project, free_port
 
 # --- A real Redis ---------------------------------------------------------------------------------
 
@@ -81,7 +82,7 @@ def redis_url() -> Iterator[str]:
 
 def layers(url: str) -> dict[str, Any]:
     """CHANNEL_LAYERS as config/settings.py builds it for ``url``."""
-    return {announcements.LAYER: {
+    return {announce.LAYER: {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {"hosts": [{"address": url, "socket_connect_timeout": 2}], "prefix": "taskdeck"},
     }}
@@ -160,10 +161,10 @@ def announcing(settings, redis_url: str) -> None:
 
 
 @pytest.fixture
-def publisher(monkeypatch: pytest.MonkeyPatch) -> announcements.Publisher:
+def publisher(monkeypatch: pytest.MonkeyPatch) -> announce.Publisher:
     """A publisher of this test's own, so what it logs is not what an earlier test's logged."""
-    fresh = announcements.Publisher()
-    monkeypatch.setattr(announcements, "publisher", fresh)
+    fresh = announce.Publisher()
+    monkeypatch.setattr(announce, "publisher", fresh)
     return fresh
 
 
@@ -274,7 +275,7 @@ def test_a_transaction_announces_once_with_its_newest_id_and_a_rollback_not_at_a
 
     async def scenario() -> None:
         heard: list[int | None] = []
-        listener = announcements.Listener(heard.append)
+        listener = announce.Listener(heard.append)
         listening = asyncio.create_task(listener.run())
         await listener.wait_tried(timeout=5)
         assert heard == [None]  # subscribed
@@ -290,7 +291,7 @@ def test_a_transaction_announces_once_with_its_newest_id_and_a_rollback_not_at_a
 @pytest.mark.django_db(transaction=True)
 def test_a_trigger_succeeds_while_redis_is_away(settings, publisher, caplog):
     settings.CHANNEL_LAYERS = layers(f"redis://127.0.0.1:{free_port()}/0")  # nobody listens there
-    caplog.set_level(logging.INFO, logger="tasks_app.announcements")
+    caplog.set_level(logging.INFO, logger="tasks_app.live.announce")
     task = make_task()
     run = services.trigger(task, source=RunTrigger.API, requested_by="test")
     run.refresh_from_db()
@@ -306,7 +307,7 @@ def test_a_relay_started_while_redis_is_away_hears_announcements_once_it_is_back
     port = free_port()
     settings.CHANNEL_LAYERS = layers(f"redis://127.0.0.1:{port}/0")
     settings.TASKDECK = {**settings.TASKDECK, "EVENT_FALLBACK_POLL": 30.0}
-    caplog.set_level(logging.INFO, logger="tasks_app.announcements")
+    caplog.set_level(logging.INFO, logger="tasks_app.live.announce")
 
     async def scenario() -> None:
         subscription = events.Subscription(task_id="back")
@@ -333,7 +334,7 @@ def test_a_relay_hears_announcements_again_after_redis_restarts(settings, publis
     settings.CHANNEL_LAYERS = layers(f"redis://127.0.0.1:{port}/0")
     settings.TASKDECK = {**settings.TASKDECK, "EVENT_FALLBACK_POLL": 30.0}
     client = redis.Redis(port=port)
-    group = f"taskdeck__group__{announcements.GROUP}"  # how channels-redis names a group's channel
+    group = f"taskdeck__group__{announce.GROUP}"  # how channels-redis names a group's channel
 
     def listeners() -> int:
         try:

@@ -1,7 +1,7 @@
 """Announcements: "the outbox has new events, up to id N", sent through Redis when REDIS_URL is set.
 
-The outbox (``events.py``) stays the record: ids, order, resuming and filters all come from the
-Event table. An announcement only wakes each web process's relay, so that it reads the outbox at
+The outbox (``tasks_app/events.py``) stays the record: ids, order, resuming and filters all come
+from the Event table. An announcement only wakes each web process's relay, so that it reads the outbox at
 once instead of at its next poll. Losing one (Redis away, a relay still subscribing) costs time,
 never an event: with announcements the relay still reads every ``EVENT_FALLBACK_POLL`` seconds.
 
