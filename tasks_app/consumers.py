@@ -27,10 +27,10 @@ from django.http.request import split_domain_port, validate_host
 from django.utils.http import is_same_domain
 from django.utils.datastructures import CaseInsensitiveMapping
 
-from tasks_app import events
 from tasks_app.services import keys
 from tasks_app.api.authentication import key_from_headers
 from tasks_app.api.permissions import scopes_of
+from tasks_app.live import relay
 from tasks_app.models import Scope
 
 NO_CALLER = 4401
@@ -43,7 +43,7 @@ QUIET_WAIT = 30.0
 
 
 class TaskEventsConsumer(AsyncWebsocketConsumer):
-    subscription: events.Subscription | None = None
+    subscription: relay.Subscription | None = None
     sender: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
@@ -53,8 +53,8 @@ class TaskEventsConsumer(AsyncWebsocketConsumer):
             await self.close(code=NO_CALLER if scopes is None else MISSING_SCOPE)
             return
         query = parse_qs(self.scope.get("query_string", b"").decode())
-        self.subscription = events.Subscription(task_id=first(query, "task"), run_id=first(query, "run"))
-        await events.relay.subscribe(self.subscription)
+        self.subscription = relay.Subscription(task_id=first(query, "task"), run_id=first(query, "run"))
+        await relay.this_process.subscribe(self.subscription)
         await self.accept()  # subscribed first: once the client is connected, it misses nothing
         self.sender = asyncio.get_running_loop().create_task(self.forward())
 
@@ -85,7 +85,7 @@ class TaskEventsConsumer(AsyncWebsocketConsumer):
         if self.sender is not None:
             self.sender.cancel()
         if self.subscription is not None:
-            events.relay.unsubscribe(self.subscription)
+            relay.this_process.unsubscribe(self.subscription)
 
 
 def first(query: dict[str, list[str]], name: str) -> str | None:

@@ -20,12 +20,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tasks_app import __version__, events, health, selectors, services, text
+from tasks_app import __version__, health, selectors, services, text
 from tasks_app.access.callers import caller_label
 from tasks_app.api import serializers as s
 from tasks_app.api.pagination import paginate, pagination, parse_query
 from tasks_app.conf import taskdeck_settings
 from tasks_app.exceptions import InvalidQuery
+from tasks_app.live import relay
 from tasks_app.models import RunTrigger, Scope, Task, TaskKind
 
 #: A Last-Event-ID: ASCII digits only (str.isdigit would let "²" through to int()).
@@ -265,20 +266,20 @@ class EventsView(APIView):
 async def event_stream(*, task_id: str | None, run_id: str | None, last_id: int | None) -> AsyncIterator[str]:
     """The SSE body: the missed events first when resuming, then live ones as the relay hands
     them over, a comment when quiet. The client leaving cancels it; ``finally`` lets go at once."""
-    subscription = events.Subscription(task_id=task_id, run_id=run_id)
-    await events.relay.subscribe(subscription)  # before reading the backlog, so nothing falls between
+    subscription = relay.Subscription(task_id=task_id, run_id=run_id)
+    await relay.this_process.subscribe(subscription)  # before reading the backlog, so nothing falls between
     try:
         yield "retry: 2000\n\n"
         if last_id is not None:
             # An id past the newest (a database that was reset, a client's mistake) resumes from
             # the newest: skipping through it would silence every event until ids caught up.
-            subscription.skip_through = min(last_id, await events.relay.read(events.latest_event_id))
-            while backlog := await events.relay.read(events.events_after, subscription.skip_through,
-                                                      task_id=task_id, run_id=run_id):
+            subscription.skip_through = min(last_id, await relay.this_process.read(relay.latest_event_id))
+            while backlog := await relay.this_process.read(relay.events_after, subscription.skip_through,
+                                                           task_id=task_id, run_id=run_id):
                 yield "".join(event.as_sse() for event in backlog)
                 subscription.skip_through = backlog[-1].id
         while True:
             batch = await subscription.next_batch(timeout=taskdeck_settings.SSE_KEEPALIVE)
             yield "".join(event.as_sse() for event in batch) if batch else ": keep-alive\n\n"
     finally:
-        events.relay.unsubscribe(subscription)
+        relay.this_process.unsubscribe(subscription)

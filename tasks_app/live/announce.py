@@ -1,9 +1,10 @@
 """Announcements: "the outbox has new events, up to id N", sent through Redis when REDIS_URL is set.
 
-The outbox (``tasks_app/events.py``) stays the record: ids, order, resuming and filters all come
-from the Event table. An announcement only wakes each web process's relay, so that it reads the outbox at
-once instead of at its next poll. Losing one (Redis away, a relay still subscribing) costs time,
-never an event: with announcements the relay still reads every ``EVENT_FALLBACK_POLL`` seconds.
+The outbox (``outbox.py``) stays the record: ids, order, resuming and filters all come from the
+Event table. An announcement only wakes each web process's relay (``relay.py``), so that it reads
+the outbox at once instead of at its next poll. Losing one (Redis away, a relay still
+subscribing) costs time, never an event: with announcements the relay still reads every
+``EVENT_FALLBACK_POLL`` seconds.
 
 * Writers (workers, the scheduler, web requests) call ``after_commit()`` when they insert event
   rows. Once the transaction commits, one announcement per transaction goes out, sent by a

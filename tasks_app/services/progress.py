@@ -17,7 +17,8 @@ from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Concat
 
-from tasks_app import clock, events
+from tasks_app import clock
+from tasks_app.live import outbox
 from tasks_app.models import Activity, EventName, Run, RunStatus
 
 
@@ -54,4 +55,4 @@ def record_progress(
         if update:
             Run.objects.filter(pk=run.pk).update(**update)
         if progress_changed:
-            events.emit_run_event(EventName.PROGRESS, run, message=run.progress_message)
+            outbox.emit_run_event(EventName.PROGRESS, run, message=run.progress_message)

@@ -7,10 +7,11 @@ from typing import Any
 
 from django.db import transaction
 
-from tasks_app import clock, events
+from tasks_app import clock
 from tasks_app.db.locks import retry_on_conflict
 from tasks_app.definitions.validate import OPERATOR_FIELDS
 from tasks_app.exceptions import InvalidSchedule, NotCronScheduled, NotIntervalScheduled
+from tasks_app.live import outbox
 from tasks_app.models import DefinitionSource, EndReason, RunStatus, Task
 from tasks_app.scheduling import rules
 from tasks_app.scheduling import cron
@@ -62,7 +63,7 @@ def sync_definitions(definitions: Iterable[Mapping[str, Any]]) -> dict[str, list
                     from_statuses=(RunStatus.QUEUED,),
                     error="The task was removed from its definitions.",
                 )
-            events.emit_task_updated(task, message="Task removed from its definitions")
+            outbox.emit_task_updated(task, message="Task removed from its definitions")
     return report
 
 
@@ -85,7 +86,7 @@ def set_operator_fields(task_id: str, **values: Any) -> Task:
         task.overrides = sorted(set(task.overrides) | set(values))
         task.next_run_at = cron.next_run_at(task, now=clock.now())
         task.save()
-        events.emit_task_updated(task, message="Changed: " + ", ".join(sorted(values)))
+        outbox.emit_task_updated(task, message="Changed: " + ", ".join(sorted(values)))
     return task
 
 
@@ -105,7 +106,7 @@ def save_task(task: Task, *, changed: Collection[str], created: bool = False) ->
             task.source = DefinitionSource.ADMIN
             task.next_run_at = cron.next_run_at(task, now=clock.now())
             task.save(force_insert=True)
-            events.emit_task_updated(task, message="Task created")
+            outbox.emit_task_updated(task, message="Task created")
             return task
         saved = Task.objects.select_for_update().get(pk=get_task(task.pk).pk)
         fields = [field.name for field in Task._meta.concrete_fields if field.name in changed and field.name != "id"]
@@ -119,7 +120,7 @@ def save_task(task: Task, *, changed: Collection[str], created: bool = False) ->
         if _schedule_of(saved) != schedule_before:
             saved.next_run_at = cron.next_run_at(saved, now=clock.now())
         saved.save()
-        events.emit_task_updated(saved, message="Changed: " + ", ".join(sorted(fields)))
+        outbox.emit_task_updated(saved, message="Changed: " + ", ".join(sorted(fields)))
     return saved
 
 

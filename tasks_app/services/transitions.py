@@ -22,10 +22,11 @@ from uuid import UUID
 
 from django.db import transaction
 
-from tasks_app import clock, events, queue
+from tasks_app import clock, queue
 from tasks_app.db.locks import lock_task, lock_task_reading, retry_on_conflict
 from tasks_app.db.slots import count_slots, has_held_runs, next_held
 from tasks_app.exceptions import RunActive, TaskNotFound
+from tasks_app.live import outbox
 from tasks_app.models import REASON_FOR_STOP, STATUS_FOR_REASON, Event, EventName, OverlapPolicy, Run, RunStatus, Task
 from tasks_app.services.lookups import HOSTNAME, get_run
 
@@ -54,7 +55,7 @@ def claim_run(run_id: UUID | str, *, task_id: str | None = None, pid: int | None
         if not won:
             return None
         Task.objects.filter(pk=task_id).update(last_run_at=now)
-        events.emit_run_event(EventName.STARTED, Run(id=UUID(str(run_id)), task_id=task_id, status=RunStatus.RUNNING))
+        outbox.emit_run_event(EventName.STARTED, Run(id=UUID(str(run_id)), task_id=task_id, status=RunStatus.RUNNING))
     return Run.objects.select_related("task").only(*FOR_EXECUTION).get(pk=run_id)
 
 
@@ -85,7 +86,7 @@ def end_run(run: Run, *, reason: str, from_statuses: list[str], fields: dict[str
             return False
         for name, value in {"status": status, "end_reason": reason, "ended_at": now, **fields}.items():
             setattr(run, name, value)
-        events.emit_run_end(run)
+        outbox.emit_run_end(run)
         if not keep_slot:
             admit_after_end(run, now=now)
     return True
@@ -117,7 +118,7 @@ def claim_next_held(task_id: str, *, pid: int) -> Run | None:
                 worker_pid=pid):
             return None
         Task.objects.filter(pk=task_id).update(last_run_at=now)
-        events.emit_run_event(EventName.STARTED, Run(id=ids[0], task_id=task_id, status=RunStatus.RUNNING))
+        outbox.emit_run_event(EventName.STARTED, Run(id=ids[0], task_id=task_id, status=RunStatus.RUNNING))
         if occupied + 1 < policy.max_concurrent:
             admit_held(task_id, now=now)
     return Run.objects.select_related("task").only(*FOR_EXECUTION).get(pk=ids[0])
@@ -184,7 +185,7 @@ def stop(run: Run, *, request: str, now: Any) -> bool:
         )
         if ended:
             run.refresh_from_db()
-            events.emit_run_end(run)
+            outbox.emit_run_end(run)
             return True
     Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, stop_requested="").update(
         stop_requested=request, stop_requested_at=now

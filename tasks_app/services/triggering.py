@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db import transaction
 
-from tasks_app import clock, events, parameters, queue
+from tasks_app import clock, parameters, queue
 from tasks_app.db.locks import retry_on_conflict
 from tasks_app.db.slots import Slots, next_held
 from tasks_app.exceptions import (
@@ -23,6 +23,7 @@ from tasks_app.exceptions import (
     TaskDisabled,
     TaskRemoved,
 )
+from tasks_app.live import outbox
 from tasks_app.models import ON_DEMAND_TRIGGERS, STATUS_FOR_REASON, EndReason, EventName, OverlapPolicy, Run, StopRequest, Task
 from tasks_app.services.lookups import get_task
 from tasks_app.services.transitions import admit_held, lock_and_count, stop
@@ -136,11 +137,11 @@ class Writes:
         run.ended_at = now
         run.error = message
         self.runs.append(run)
-        self.events.append((events.END_EVENTS[run.status], run, message or reason))
+        self.events.append((outbox.END_EVENTS[run.status], run, message or reason))
 
     def flush(self) -> None:
         Run.objects.bulk_create(self.runs)
-        events.emit_run_events(self.events)
+        outbox.emit_run_events(self.events)
         queue.enqueue_many(self.packages)
         self.runs, self.events, self.packages = [], [], []
 

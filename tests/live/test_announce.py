@@ -25,8 +25,9 @@ import redis
 from django.db import connections, transaction
 from websockets.sync.client import connect
 
-from tasks_app import clock, events, services
-from tasks_app.live import announce
+from tasks_app import clock, services
+from tasks_app.live import announce, outbox
+from tasks_app.live.relay import Relay, Subscription
 from tasks_app.models import Event, EventName, Run, RunStatus, RunTrigger
 
 from ..api.test_events import DEFINITIONS, Live, Stream, ended, trigger
@@ -188,7 +189,7 @@ def announced_event(task_id: str) -> int:
     """An event row written as services do, announced once its transaction commits."""
     task = make_task(id=task_id)
     with transaction.atomic():
-        events.emit_task_updated(task, message="Changed: enabled")
+        outbox.emit_task_updated(task, message="Changed: enabled")
     return Event.objects.filter(task_id=task_id).latest("id").id
 
 
@@ -200,9 +201,9 @@ def run_apart(scenario: Any) -> None:
 
 
 @contextlib.asynccontextmanager
-async def relaying(subscription: events.Subscription) -> AsyncIterator[events.Relay]:
+async def relaying(subscription: Subscription) -> AsyncIterator[Relay]:
     """A relay of its own serving ``subscription``, closed (with its Redis listener) afterwards."""
-    relay = events.Relay()
+    relay = Relay()
     await relay.subscribe(subscription)
     try:
         yield relay
@@ -210,7 +211,7 @@ async def relaying(subscription: events.Subscription) -> AsyncIterator[events.Re
         await close(relay)
 
 
-async def close(relay: events.Relay) -> None:
+async def close(relay: Relay) -> None:
     relay.task.cancel()
     await asyncio.wait({relay.task})
     if relay.listening is not None:
@@ -219,7 +220,7 @@ async def close(relay: events.Relay) -> None:
     relay.reader.shutdown()
 
 
-async def received(subscription: events.Subscription, *, within: float) -> tuple[list[int], float]:
+async def received(subscription: Subscription, *, within: float) -> tuple[list[int], float]:
     """The ids of the next batch (maybe none after ``within`` s), and how long they took."""
     started = time.monotonic()
     batch = await subscription.next_batch(timeout=within)
@@ -229,7 +230,7 @@ async def received(subscription: events.Subscription, *, within: float) -> tuple
 @pytest.mark.django_db(transaction=True)
 def test_the_relay_reads_when_an_announcement_comes_and_not_before(announcing, publisher):
     async def scenario() -> None:
-        subscription = events.Subscription(task_id="announced")
+        subscription = Subscription(task_id="announced")
         async with relaying(subscription):
             first = await on_a_thread(lambda: announced_event("announced"))
             ids, took = await received(subscription, within=5)
@@ -250,7 +251,7 @@ def test_a_lost_announcement_delays_an_event_by_the_fallback_poll_at_most(settin
     settings.TASKDECK = {**settings.TASKDECK, "EVENT_FALLBACK_POLL": 0.5}
 
     async def scenario() -> None:
-        subscription = events.Subscription(task_id="lost")
+        subscription = Subscription(task_id="lost")
         async with relaying(subscription):
             lost = await on_a_thread(lambda: announced_event("lost"))
             ids, took = await received(subscription, within=5)
@@ -265,11 +266,11 @@ def test_a_transaction_announces_once_with_its_newest_id_and_a_rollback_not_at_a
         task = make_task(id="many")
         run = Run(task_id=task.id, status=RunStatus.QUEUED)
         with transaction.atomic():
-            events.emit_run_events([(EventName.QUEUED, run, "")] * 1000)  # a scheduler pass's worth
-            events.emit_task_updated(task)
-            events.emit_task_updated(task)
+            outbox.emit_run_events([(EventName.QUEUED, run, "")] * 1000)  # a scheduler pass's worth
+            outbox.emit_task_updated(task)
+            outbox.emit_task_updated(task)
         with pytest.raises(ZeroDivisionError), transaction.atomic():
-            events.emit_task_updated(task)
+            outbox.emit_task_updated(task)
             1 / 0  # noqa: B018  a writer failing mid-transaction
         return Event.objects.latest("id").id
 
@@ -310,7 +311,7 @@ def test_a_relay_started_while_redis_is_away_hears_announcements_once_it_is_back
     caplog.set_level(logging.INFO, logger="tasks_app.live.announce")
 
     async def scenario() -> None:
-        subscription = events.Subscription(task_id="back")
+        subscription = Subscription(task_id="back")
         started = time.monotonic()
         async with relaying(subscription):
             assert time.monotonic() - started < 0.5  # a client does not wait on a Redis that refuses
@@ -344,7 +345,7 @@ def test_a_relay_hears_announcements_again_after_redis_restarts(settings, publis
 
     async def scenario() -> None:
         servers = [start_redis(port)]
-        subscription = events.Subscription(task_id="restart")
+        subscription = Subscription(task_id="restart")
         try:
             async with relaying(subscription):
                 stop_redis(servers.pop())

@@ -1,10 +1,10 @@
-"""The event outbox: every state change of a run (and every definition change) writes one row.
+"""Each web process's relay: the outbox's new rows, read once and handed to every live client.
 
-Rows are written inside the transaction that makes the change, so an event exists exactly when
-its change committed. Each web process's ``relay`` reads new rows and hands them to its SSE and
-WebSocket clients (``Subscription``); an SSE client resumes from its Last-Event-ID because the id
-is the row's primary key. With REDIS_URL, writers also announce new rows once committed, and the
-relay reads when it hears one rather than polling (``live/announce.py``).
+Workers and the scheduler write events (``outbox.py``) in other processes; the outbox is how
+they reach each web process. ``Relay`` reads new rows for all of this process's clients and
+offers each to every ``Subscription``: one per SSE or WebSocket client, holding what it has not
+been sent yet. With REDIS_URL the relay reads when an announcement says there is something
+new (``announce.py``), and otherwise polls.
 """
 from __future__ import annotations
 
@@ -13,92 +13,20 @@ import contextvars
 import json
 import logging
 from collections import deque
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from collections.abc import Collection
 from typing import Any
 
-from django.db import close_old_connections, connection
+from django.db import close_old_connections
 from django.db.models import QuerySet
 
 from tasks_app import clock
 from tasks_app.conf import taskdeck_settings
 from tasks_app.live import announce
-from tasks_app.models import Event, EventName, Run, RunStatus, Task
+from tasks_app.models import Event, EventName
 
 logger = logging.getLogger(__name__)
-
-#: The event a run's end writes, by its final status.
-END_EVENTS: dict[str, str] = {
-    RunStatus.COMPLETED: EventName.COMPLETED,
-    RunStatus.FAILED: EventName.ERROR,
-    RunStatus.CANCELLED: EventName.CANCELLED,
-    RunStatus.SKIPPED: EventName.SKIPPED,
-}
-
-
-def emit_run_event(name: str, run: Run, *, message: str = "") -> None:
-    """One event about a run, carrying what a live view needs without another query."""
-    emit_run_events([(name, run, message)])
-
-
-def emit_run_events(items: list[tuple[str, Run, str]]) -> None:
-    """Events about runs, ``(name, run, message)`` each, written with one prepared statement."""
-    now = clock.now()
-    rows = []
-    for name, run, message in items:
-        data: dict[str, Any] = {
-            "task_id": run.task_id,
-            "run_id": str(run.id),
-            "timestamp": now.isoformat(),
-            "status": run.status,
-            "progress": run.progress,
-            "message": message,
-        }
-        if run.end_reason:
-            data["end_reason"] = run.end_reason
-        rows.append({"name": name, "task_id": run.task_id, "run_id": run.id, "data": data, "created_at": now})
-    _insert(rows)
-
-
-def emit_run_end(run: Run) -> None:
-    emit_run_event(END_EVENTS[run.status], run, message=run.error or run.end_reason)
-
-
-def emit_task_updated(task: Task, *, message: str = "") -> None:
-    now = clock.now()
-    data = {"task_id": task.id, "timestamp": now.isoformat(), "message": message}
-    _insert([{"name": EventName.UPDATED, "task_id": task.id, "run_id": None, "data": data, "created_at": now}])
-
-
-_COLUMNS = ("name", "task_id", "run_id", "data", "created_at")
-
-
-def _insert(rows: list[dict[str, Any]]) -> None:
-    """INSERT event rows with one prepared statement, each value prepared by its model field.
-
-    Every run writes three events inside write transactions, where ``Model.save`` cost twice
-    the statement itself; a scheduler pass writes a thousand at once.
-    """
-    if not rows:
-        return
-    fields = [Event._meta.get_field(name) for name in _COLUMNS]
-    quote = connection.ops.quote_name
-    sql = (
-        f"INSERT INTO {quote(Event._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))})"
-    )
-    params = [[field.get_db_prep_save(row[field.name], connection) for field in fields] for row in rows]
-    with connection.cursor() as cursor:
-        if len(params) == 1:
-            cursor.execute(sql, params[0])
-        else:
-            cursor.executemany(sql, params)
-    if announce.enabled():
-        announce.after_commit()
-
-
-# --- Fan-out to live clients (SSE and WebSocket) in a web process ---------------------------------
 
 
 @dataclass(frozen=True)
@@ -329,4 +257,4 @@ class Relay:
 
 
 #: This web process's relay (an asyncio object: it lives on the server's event loop).
-relay = Relay()
+this_process = Relay()

@@ -1,4 +1,5 @@
-"""tasks_app/events.py: the relay's reads of the outbox (the streams themselves: tests/api/test_events.py)."""
+"""tasks_app/live/relay.py: the relay's reads of the outbox and a subscription's queue (the streams
+themselves: tests/api/test_events.py)."""
 from __future__ import annotations
 
 import threading
@@ -6,10 +7,12 @@ import threading
 import pytest
 from django.db import connection, transaction
 
-from tasks_app import clock, events
+from tasks_app import clock
+from tasks_app.live import outbox
+from tasks_app.live.relay import LiveEvent, Relay, Subscription, latest_event_id
 from tasks_app.models import Event, EventName
 
-from .factories import make_task
+from ..factories import make_task
 
 FAR = 10**9  # ids no sequence reaches during the suite
 
@@ -21,7 +24,7 @@ def write_event(event_id: int, message: str) -> None:
 
 @pytest.mark.django_db
 def test_an_id_a_read_skipped_is_relayed_when_it_commits_later(monkeypatch):
-    relay = events.Relay()
+    relay = Relay()
     relay.last_id = FAR
     write_event(FAR + 2, "newer, committed first")
     assert [event.id for event in relay.fetch()] == [FAR + 2]
@@ -35,7 +38,7 @@ def test_an_id_a_read_skipped_is_relayed_when_it_commits_later(monkeypatch):
 
 @pytest.mark.django_db
 def test_a_hole_that_never_fills_is_forgotten_after_the_wait(clock):
-    relay = events.Relay()
+    relay = Relay()
     relay.last_id = FAR
     write_event(FAR + 3, "after two rolled-back ids")
     relay.fetch()
@@ -51,19 +54,19 @@ def test_an_event_that_commits_after_a_newer_one_still_reaches_clients_once():
     """PostgreSQL: the newer event is read first, the older one when it commits. SQLite: the
     second writer waits for the first, so both are read in order. Either way, each exactly once."""
     task = make_task()
-    relay = events.Relay()
-    relay.last_id = events.latest_event_id()
+    relay = Relay()
+    relay.last_id = latest_event_id()
     holding, release = threading.Event(), threading.Event()
 
     def slow_writer() -> None:
         with transaction.atomic():
-            events.emit_task_updated(task, message="slow")  # takes its id now, commits later
+            outbox.emit_task_updated(task, message="slow")  # takes its id now, commits later
             holding.set()
             release.wait(10)
         connection.close()
 
     def fast_writer() -> None:
-        events.emit_task_updated(task, message="fast")
+        outbox.emit_task_updated(task, message="fast")
         connection.close()
 
     slow = threading.Thread(target=slow_writer)
@@ -88,18 +91,18 @@ def test_an_event_that_commits_after_a_newer_one_still_reaches_clients_once():
 
 
 def test_a_resumed_client_gets_a_late_event_below_its_backlog_but_not_an_old_one_again():
-    subscription = events.Subscription()
+    subscription = Subscription()
     subscription.skip_through = FAR + 10  # the backlog went this far
-    for event in (events.LiveEvent(FAR + 5, EventName.UPDATED, "t", None, {}),  # relayed, was in the backlog
-                  events.LiveEvent(FAR + 6, EventName.UPDATED, "t", None, {}, late=True),  # committed after it
-                  events.LiveEvent(FAR + 11, EventName.UPDATED, "t", None, {})):
+    for event in (LiveEvent(FAR + 5, EventName.UPDATED, "t", None, {}),  # relayed, was in the backlog
+                  LiveEvent(FAR + 6, EventName.UPDATED, "t", None, {}, late=True),  # committed after it
+                  LiveEvent(FAR + 11, EventName.UPDATED, "t", None, {})):
         subscription.offer(event)
     assert [event.id for event in subscription.pending] == [FAR + 6, FAR + 11]
 
 
 @pytest.mark.django_db
 def test_events_read_from_a_hole_are_marked_late():
-    relay = events.Relay()
+    relay = Relay()
     relay.last_id = FAR
     write_event(FAR + 2, "newer")
     assert [event.late for event in relay.fetch()] == [False]
