@@ -61,13 +61,11 @@ async def http(scope, receive, send):
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.urls import path  # noqa: E402
 
-from tasks_app.consumers import TaskEventsConsumer  # noqa: E402
+from tasks_app.live.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter({
     "http": http,
     # Sessions for the admin's live pages; the consumer checks the Origin before trusting one.
-    "websocket": on_one_thread(AuthMiddlewareStack(URLRouter([path("ws/tasks/", TaskEventsConsumer.as_asgi())])),
-                               "taskdeck-websockets"),
+    "websocket": on_one_thread(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), "taskdeck-websockets"),
 })

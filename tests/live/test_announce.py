@@ -1,7 +1,7 @@
 """Live events through Redis (REDIS_URL): writers announce committed events, relays wake on them.
 
 A throwaway ``redis-server`` on a free loopback port. First over a real ``manage.py serve`` (web,
-worker, scheduler, all with REDIS_URL; the SSE helpers of tests/api/test_events.py); then the
+worker, scheduler, all with REDIS_URL; the SSE helpers of tests/live/clients.py); then the
 relay and the writers in this process, on the test database. The fallback poll is set so long
 that only an announcement explains a prompt delivery; Redis is also absent, or restarted.
 """
@@ -30,7 +30,7 @@ from tasks_app.live import announce, outbox
 from tasks_app.live.relay import Relay, Subscription
 from tasks_app.models import Event, EventName, Run, RunStatus, RunTrigger
 
-from ..api.test_events import DEFINITIONS, Live, Stream, ended, trigger
+from .clients import DEFINITIONS, Live, Stream, ended, trigger
 from ..conftest import wait_until
 from ..factories import make_task
 from ..processes import Project, free_port
