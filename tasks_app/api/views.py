@@ -5,7 +5,6 @@ Every route names the scope it needs (``required_scopes``); every error is a pro
 """
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,11 +25,9 @@ from tasks_app.api import serializers as s
 from tasks_app.api.pagination import paginate, pagination, parse_query
 from tasks_app.conf import taskdeck_settings
 from tasks_app.exceptions import InvalidQuery
-from tasks_app.live import relay
+from tasks_app.live import streams
 from tasks_app.models import RunTrigger, Scope, Task, TaskKind
 
-#: A Last-Event-ID: ASCII digits only (str.isdigit would let "²" through to int()).
-EVENT_ID = re.compile(r"[0-9]{1,19}")
 PROBLEM = OpenApiResponse(s.ProblemSerializer, description="Problem document (RFC 9457)")
 
 
@@ -250,11 +247,12 @@ class EventsView(APIView):
         last_id = query.get("last_event_id")
         header = request.headers.get("Last-Event-ID", "").strip()
         if header:
-            if not EVENT_ID.fullmatch(header) or int(header) > s.MAX_POSITION:
+            try:
+                last_id = streams.parse_event_id(header)
+            except ValueError:
                 raise InvalidQuery("Invalid Last-Event-ID header.", errors=[
                     {"location": "header.Last-Event-ID", "message": "An event id (an integer).",
-                     "value": text.storable(header[:100])}])
-            last_id = int(header)
+                     "value": text.storable(header[:100])}]) from None
         run_id = str(query["run"]) if query.get("run") else None
         stream = event_stream(task_id=query.get("task") or None, run_id=run_id, last_id=last_id)
         response = StreamingHttpResponse(stream, content_type="text/event-stream; charset=utf-8")
@@ -264,22 +262,10 @@ class EventsView(APIView):
 
 
 async def event_stream(*, task_id: str | None, run_id: str | None, last_id: int | None) -> AsyncIterator[str]:
-    """The SSE body: the missed events first when resuming, then live ones as the relay hands
-    them over, a comment when quiet. The client leaving cancels it; ``finally`` lets go at once."""
-    subscription = relay.Subscription(task_id=task_id, run_id=run_id)
-    await relay.this_process.subscribe(subscription)  # before reading the backlog, so nothing falls between
-    try:
+    """The SSE body over ``live.streams``: ``retry:`` once subscribed, then the missed events when
+    resuming and live ones, as messages, a comment when quiet. The client leaving cancels it, and
+    leaving the ``opened`` block lets go of its subscription at once."""
+    async with streams.opened(task_id=task_id, run_id=run_id, resume_after=last_id) as stream:
         yield "retry: 2000\n\n"
-        if last_id is not None:
-            # An id past the newest (a database that was reset, a client's mistake) resumes from
-            # the newest: skipping through it would silence every event until ids caught up.
-            subscription.skip_through = min(last_id, await relay.this_process.read(relay.latest_event_id))
-            while backlog := await relay.this_process.read(relay.events_after, subscription.skip_through,
-                                                           task_id=task_id, run_id=run_id):
-                yield "".join(event.as_sse() for event in backlog)
-                subscription.skip_through = backlog[-1].id
-        while True:
-            batch = await subscription.next_batch(timeout=taskdeck_settings.SSE_KEEPALIVE)
+        async for batch in stream.batches(quiet_after=taskdeck_settings.SSE_KEEPALIVE):
             yield "".join(event.as_sse() for event in batch) if batch else ": keep-alive\n\n"
-    finally:
-        relay.this_process.unsubscribe(subscription)

@@ -30,7 +30,7 @@ from django.utils.datastructures import CaseInsensitiveMapping
 from tasks_app.services import keys
 from tasks_app.api.authentication import key_from_headers
 from tasks_app.api.permissions import scopes_of
-from tasks_app.live import relay
+from tasks_app.live import streams
 from tasks_app.models import Scope
 
 NO_CALLER = 4401
@@ -43,7 +43,9 @@ QUIET_WAIT = 30.0
 
 
 class TaskEventsConsumer(AsyncWebsocketConsumer):
-    subscription: relay.Subscription | None = None
+    """The WebSocket adapter over ``streams.Stream``: one JSON text frame per event."""
+
+    stream: streams.Stream | None = None
     sender: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
@@ -53,15 +55,17 @@ class TaskEventsConsumer(AsyncWebsocketConsumer):
             await self.close(code=NO_CALLER if scopes is None else MISSING_SCOPE)
             return
         query = parse_qs(self.scope.get("query_string", b"").decode())
-        self.subscription = relay.Subscription(task_id=first(query, "task"), run_id=first(query, "run"))
-        await relay.this_process.subscribe(self.subscription)
+        self.stream = streams.Stream(task_id=first(query, "task"), run_id=first(query, "run"))
+        await self.stream.open()
         await self.accept()  # subscribed first: once the client is connected, it misses nothing
         self.sender = asyncio.get_running_loop().create_task(self.forward())
 
     async def forward(self) -> None:
-        assert self.subscription is not None
-        while True:
-            for event in await self.subscription.next_batch(timeout=QUIET_WAIT):
+        """Nothing is sent when quiet (SSE sends a comment): uvicorn's WebSocket pings keep the
+        connection alive."""
+        assert self.stream is not None
+        async for batch in self.stream.batches(quiet_after=QUIET_WAIT):
+            for event in batch:
                 await self.send(text_data=json.dumps(event.as_frame()))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -77,15 +81,15 @@ class TaskEventsConsumer(AsyncWebsocketConsumer):
         except (ValueError, RecursionError):
             return
         wanted = message.get("subscribe") if isinstance(message, dict) else None
-        if self.subscription is not None and isinstance(wanted, dict):
-            self.subscription.task_id = str(wanted["task"]) if wanted.get("task") else None
-            self.subscription.run_id = str(wanted["run"]) if wanted.get("run") else None
+        if self.stream is not None and isinstance(wanted, dict):
+            self.stream.follow(task_id=str(wanted["task"]) if wanted.get("task") else None,
+                               run_id=str(wanted["run"]) if wanted.get("run") else None)
 
     async def disconnect(self, code: int) -> None:
         if self.sender is not None:
             self.sender.cancel()
-        if self.subscription is not None:
-            relay.this_process.unsubscribe(self.subscription)
+        if self.stream is not None:
+            self.stream.close()
 
 
 def first(query: dict[str, list[str]], name: str) -> str | None:

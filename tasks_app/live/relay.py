@@ -2,8 +2,8 @@
 
 Workers and the scheduler write events (``outbox.py``) in other processes; the outbox is how
 they reach each web process. ``Relay`` reads new rows for all of this process's clients and
-offers each to every ``Subscription``: one per SSE or WebSocket client, holding what it has not
-been sent yet. With REDIS_URL the relay reads when an announcement says there is something
+offers each to every ``Subscription``: one per SSE or WebSocket client (``streams.py``),
+holding what it has not been sent yet. With REDIS_URL the relay reads when an announcement says there is something
 new (``announce.py``), and otherwise polls.
 """
 from __future__ import annotations

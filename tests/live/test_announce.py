@@ -16,13 +16,12 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
 import pytest
 import redis
-from django.db import connections, transaction
+from django.db import transaction
 from websockets.sync.client import connect
 
 from tasks_app import clock, services
@@ -30,10 +29,11 @@ from tasks_app.live import announce, outbox
 from tasks_app.live.relay import Relay, Subscription
 from tasks_app.models import Event, EventName, Run, RunStatus, RunTrigger
 
-from .clients import DEFINITIONS, Live, Stream, ended, trigger
 from ..conftest import wait_until
 from ..factories import make_task
 from ..processes import Project, free_port
+from .clients import DEFINITIONS, Live, Stream, ended, trigger
+from .loops import close, on_a_thread, run_apart
 
 # --- A real Redis ---------------------------------------------------------------------------------
 
@@ -169,16 +169,6 @@ def publisher(monkeypatch: pytest.MonkeyPatch) -> announce.Publisher:
     return fresh
 
 
-def on_a_thread(function: Any) -> Any:
-    """Run database code off the event loop (Django refuses it there), letting go of the connection."""
-    def call() -> Any:
-        try:
-            return function()
-        finally:
-            connections.close_all()
-    return asyncio.to_thread(call)
-
-
 def quiet_event(task_id: str) -> int:
     """An event row written the way no writer does: with no announcement."""
     return Event.objects.create(name=EventName.UPDATED, task_id=task_id, data={"task_id": task_id},
@@ -193,13 +183,6 @@ def announced_event(task_id: str) -> int:
     return Event.objects.filter(task_id=task_id).latest("id").id
 
 
-def run_apart(scenario: Any) -> None:
-    """``asyncio.run(scenario())`` on a thread of its own: Playwright's sync API (tests/test_admin.py)
-    keeps an event loop running on this one for the rest of the session."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(lambda: asyncio.run(scenario())).result()
-
-
 @contextlib.asynccontextmanager
 async def relaying(subscription: Subscription) -> AsyncIterator[Relay]:
     """A relay of its own serving ``subscription``, closed (with its Redis listener) afterwards."""
@@ -209,15 +192,6 @@ async def relaying(subscription: Subscription) -> AsyncIterator[Relay]:
         yield relay
     finally:
         await close(relay)
-
-
-async def close(relay: Relay) -> None:
-    relay.task.cancel()
-    await asyncio.wait({relay.task})
-    if relay.listening is not None:
-        await asyncio.wait({relay.listening})  # it lets go of Redis
-    await relay.read(connections.close_all)
-    relay.reader.shutdown()
 
 
 async def received(subscription: Subscription, *, within: float) -> tuple[list[int], float]:

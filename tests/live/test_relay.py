@@ -1,5 +1,6 @@
 """tasks_app/live/relay.py: the relay's reads of the outbox and a subscription's queue (the streams
-themselves: tests/api/test_events.py)."""
+themselves: tests/live/test_streams.py, and over a real serve tests/api/test_events.py and
+tests/live/test_consumers.py)."""
 from __future__ import annotations
 
 import threading
