@@ -5,13 +5,15 @@ Bearer`` header) or with its admin session cookie. A session counts only from a 
 the ``Origin`` must be the socket's own origin (scheme, host and port) or one of
 CSRF_TRUSTED_ORIGINS, as Django's CSRF check requires of a form post, so no other page (another
 port or scheme on the same host included) can open a socket with a visitor's cookie. The socket is
-accepted, then closed with 4401 when there is no caller and 4403 when the caller lacks
-``tasks:read``.
+accepted, then closed with 4401 when there is no caller, 4403 when the caller lacks
+``tasks:read`` and 4400 when its Last-Event-ID is not an event id.
 
 Frames are ``{"id", "event", "data"}`` with the same ids as SSE. ``?task=`` and ``?run=`` filter
 from the start; a client may change its filter at any time by sending
 ``{"subscribe": {"task": "scan_library"}}`` or ``{"subscribe": {"run": "<uuid>"}}`` (``{}`` for
-everything).
+everything). A client resumes as an SSE one does (``streams.py``), with a ``Last-Event-ID``
+header or, from a browser, which cannot send one, ``?last_event_id=``: every retained event after
+that id comes first.
 """
 from __future__ import annotations
 
@@ -35,6 +37,8 @@ from tasks_app.models import Scope
 
 NO_CALLER = 4401
 MISSING_SCOPE = 4403
+#: A Last-Event-ID that is not an event id (SSE answers 400).
+BAD_EVENT_ID = 4400
 MESSAGE_TOO_BIG = 1009
 #: The longest frame a client may send (characters): a subscribe message is under 200.
 MAX_FRAME = 4096
@@ -55,7 +59,14 @@ class TaskEventsConsumer(AsyncWebsocketConsumer):
             await self.close(code=NO_CALLER if scopes is None else MISSING_SCOPE)
             return
         query = parse_qs(self.scope.get("query_string", b"").decode())
-        self.stream = streams.Stream(task_id=first(query, "task"), run_id=first(query, "run"))
+        try:
+            resume_after = last_event_id(headers_of(self.scope), query)
+        except ValueError:
+            await self.accept()
+            await self.close(code=BAD_EVENT_ID)
+            return
+        self.stream = streams.Stream(task_id=first(query, "task"), run_id=first(query, "run"),
+                                     resume_after=resume_after)
         await self.stream.open()
         await self.accept()  # subscribed first: once the client is connected, it misses nothing
         self.sender = asyncio.get_running_loop().create_task(self.forward())
@@ -97,10 +108,24 @@ def first(query: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values and values[0] else None
 
 
+def last_event_id(headers: CaseInsensitiveMapping, query: dict[str, list[str]]) -> int | None:
+    """The id a client resumes after, as SSE reads it: the Last-Event-ID header when sent, else
+    ``?last_event_id=``; ValueError when it is not an event id."""
+    header = headers.get("Last-Event-ID", "").strip()
+    if header:
+        return streams.parse_event_id(header)
+    value = first(query, "last_event_id")
+    return None if value is None else streams.parse_event_id(value)
+
+
+def headers_of(scope: dict[str, Any]) -> CaseInsensitiveMapping:
+    return CaseInsensitiveMapping({name.decode("latin-1"): value.decode("latin-1")
+                                   for name, value in scope.get("headers", [])})
+
+
 def caller_scopes(scope: dict[str, Any]) -> frozenset[str] | None:
     """The caller's scopes, or None when there is no caller (no valid key, no usable session)."""
-    headers = CaseInsensitiveMapping({name.decode("latin-1"): value.decode("latin-1")
-                                      for name, value in scope.get("headers", [])})
+    headers = headers_of(scope)
     plain = key_from_headers(headers)
     if plain:
         key = keys.find_key(plain)
