@@ -5,6 +5,7 @@
 - execution sits above the services: it calls them, and nothing the services import (directly or
   further down) imports execution;
 - only the queue hand-off imports django_q;
+- of the live package, the services import only the outbox, and reach nothing of its web side;
 - no two modules of tasks_app import each other, directly or around a circle.
 """
 from __future__ import annotations
@@ -137,3 +138,21 @@ def test_no_import_circles_in_tasks_app():
     for module, targets in graph.items():
         circles.extend(f"{module} -> {target} -> ... -> {module}" for target in targets if reaches(target, module))
     assert not circles, circles
+
+
+#: The live modules the services may import: they write events (the outbox), and never serve them.
+LIVE_FOR_SERVICES = {"tasks_app.live", "tasks_app.live.outbox"}
+#: The web process's side of live events, which no service reaches, even through another module.
+LIVE_SERVING = {"tasks_app.live.relay", "tasks_app.live.streams", "tasks_app.live.consumers", "tasks_app.live.routing"}
+
+
+def test_services_import_only_the_outbox_of_the_live_package():
+    graph = internal_imports()
+    services = [name for name in graph if name == "tasks_app.services" or name.startswith("tasks_app.services.")]
+    direct = [f"{name} imports {target}" for name in services for target in graph[name]
+              if target.startswith("tasks_app.live") and target not in LIVE_FOR_SERVICES]
+    assert not direct, direct
+    reached = [f"{name} reaches {target}" for name in services
+               for target in sorted(reachable(graph, name) & LIVE_SERVING)]
+    assert not reached, reached
+    assert "tasks_app.live.outbox" in set().union(*(graph[name] for name in services))  # the rule is not vacuous
