@@ -16,6 +16,7 @@ def rows() -> list[tuple[str, str, str | None, dict]]:
             for event in Event.objects.order_by("id")]
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_a_run_event_carries_what_a_live_view_needs(clock):
     run = make_run(make_task(id="scan"), status=RunStatus.RUNNING, progress_current=3, progress_total=10,
@@ -28,6 +29,7 @@ def test_a_run_event_carries_what_a_live_view_needs(clock):
     assert Event.objects.get().created_at == clock.now()
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 @pytest.mark.parametrize(("reason", "name"), [(EndReason.SUCCESS, EventName.COMPLETED), (EndReason.FAILED, EventName.ERROR),
                                               (EndReason.CANCELLED, EventName.CANCELLED),
@@ -39,6 +41,7 @@ def test_a_run_s_end_is_named_by_its_final_status_and_says_why(clock, reason, na
     assert written == name and data["end_reason"] == reason and data["message"] == reason
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_many_events_in_one_go_keep_their_order_and_a_definition_change_names_no_run(clock):
     task = make_task(id="many")
@@ -54,6 +57,7 @@ def test_many_events_in_one_go_keep_their_order_and_a_definition_change_names_no
     assert len(rows()) == 4
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_an_event_exists_exactly_when_its_change_committed():
     task = make_task()

@@ -183,6 +183,7 @@ async def until(predicate: Callable[[], bool], *, timeout: float = 10, what: str
         await asyncio.sleep(0.02)
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_resumed_stream_reads_its_backlog_1000_at_a_time_then_sends_each_live_event_once():
     async def scenario() -> None:
