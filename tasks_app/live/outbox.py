@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import connection
 
 from tasks_app import clock
 from tasks_app.live import announce
+from tasks_app.db.inserts import insert_rows
 from tasks_app.models import Event, EventName, Run, RunStatus, Task
 
 #: The event a run's end writes, by its final status.
@@ -62,28 +62,10 @@ def emit_task_updated(task: Task, *, message: str = "") -> None:
     _insert([{"name": EventName.UPDATED, "task_id": task.id, "run_id": None, "data": data, "created_at": now}])
 
 
-_COLUMNS = ("name", "task_id", "run_id", "data", "created_at")
-
-
 def _insert(rows: list[dict[str, Any]]) -> None:
-    """INSERT event rows with one prepared statement, each value prepared by its model field.
-
-    Every run writes three events inside write transactions, where ``Model.save`` cost twice
-    the statement itself; a scheduler pass writes a thousand at once.
-    """
+    """Write event rows (one prepared statement, db/inserts.py), then announce them once committed."""
     if not rows:
         return
-    fields = [Event._meta.get_field(name) for name in _COLUMNS]
-    quote = connection.ops.quote_name
-    sql = (
-        f"INSERT INTO {quote(Event._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))})"
-    )
-    params = [[field.get_db_prep_save(row[field.name], connection) for field in fields] for row in rows]
-    with connection.cursor() as cursor:
-        if len(params) == 1:
-            cursor.execute(sql, params[0])
-        else:
-            cursor.executemany(sql, params)
+    insert_rows(Event, rows, columns=("name", "task_id", "run_id", "data", "created_at"))
     if announce.enabled():
         announce.after_commit()
