@@ -8,19 +8,12 @@ from tasks_app.exceptions import (
     RunAlreadyEnded,
     RunNotFound,
 )
-from tasks_app.models import EndReason, Event, Run, RunStatus, RunTrigger
+from tasks_app.models import EndReason, Run, RunStatus
 
 from ..factories import make_task
+from .conftest import api_trigger, events_of
 
 pytestmark = pytest.mark.django_db
-
-
-def api_trigger(task, **kwargs):
-    return services.trigger(task, source=RunTrigger.API, requested_by="key:test", **kwargs)
-
-
-def events_of(run):
-    return list(Event.objects.filter(run_id=run.id).values_list("name", flat=True))
 
 
 class TestCancel:

@@ -3,15 +3,12 @@ import pytest
 
 from tasks_app import services
 from tasks_app.definitions.validate import build_definition
-from tasks_app.models import Event, Run, RunStatus, RunTrigger, Task
+from tasks_app.models import Event, Run, RunStatus, Task
 
 from ..factories import make_task
+from .conftest import api_trigger
 
 pytestmark = pytest.mark.django_db
-
-
-def api_trigger(task, **kwargs):
-    return services.trigger(task, source=RunTrigger.API, requested_by="key:test", **kwargs)
 
 
 class TestSync:

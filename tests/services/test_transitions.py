@@ -2,26 +2,13 @@
 import pytest
 
 from tasks_app import services
-from tasks_app.exceptions import (
-    RunActive,
-)
+from tasks_app.exceptions import RunActive
 from tasks_app.models import EndReason, Event, Run, RunStatus, RunTrigger, Task
 
 from ..factories import make_task, number
+from .conftest import api_trigger, schedule_trigger, events_of
 
 pytestmark = pytest.mark.django_db
-
-
-def api_trigger(task, **kwargs):
-    return services.trigger(task, source=RunTrigger.API, requested_by="key:test", **kwargs)
-
-
-def schedule_trigger(task, **kwargs):
-    return services.trigger(task, source=RunTrigger.SCHEDULE, requested_by="schedule", **kwargs)
-
-
-def events_of(run):
-    return list(Event.objects.filter(run_id=run.id).values_list("name", flat=True))
 
 
 def test_finish_run_is_won_once():
