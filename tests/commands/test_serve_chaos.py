@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import wait_until
-from .processes import Project, alive, copy_database, descendants, free_port, hard_kill, stop_serve
+from ..conftest import wait_until
+from ..processes import Project, alive, copy_database, descendants, free_port, hard_kill, stop_serve
 
 DEFINITIONS = """
 [tasks.steady]

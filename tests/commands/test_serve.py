@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import wait_until
-from .processes import Project, alive, copy_database, descendants, free_port, hard_kill
+from ..conftest import wait_until
+from ..processes import Project, alive, copy_database, descendants, free_port, hard_kill
 
 
 @pytest.fixture(scope="module")

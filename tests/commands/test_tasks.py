@@ -8,9 +8,9 @@ from django.core.management import CommandError, call_command
 
 from tasks_app.models import Event, EventName, Run, RunStatus, Task
 
-from .conftest import ROOT
-from .factories import make_task, string
-from .processes import Project
+from ..conftest import ROOT
+from ..factories import make_task, string
+from ..processes import Project
 
 
 def call(*args: str) -> str:
