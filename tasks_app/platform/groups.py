@@ -1,0 +1,119 @@
+"""Process groups: a command run's processes started, signalled and killed as one.
+
+A command starts in a new session, so in a new process group whose id is the leader's pid; a
+signal to the group reaches everything the command started (children, grandchildren) that did
+not leave the group on purpose. Three rules hold whatever the command does:
+
+* **A stop really stops.** ``stop`` sends the task's stop signal to the whole group, waits the
+  grace for the leader, then sends SIGKILL to the group; and whatever is still in the group once
+  the leader has gone (a background child, a grandchild ignoring SIGTERM) gets SIGKILL too.
+* **The leader dies with its worker.** The leader gets SIGKILL from the kernel when the thread
+  that started it dies (Linux's parent-death signal), so ``spawn`` must be called from the
+  worker's main thread, the one that lives as long as the worker process.
+* **Nothing else outlives it either.** What the leader started is not told of a worker's death;
+  ``kill_group`` ends what is left, called by whoever notices the worker gone (the worker's
+  keeper, the reaper on the same host).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+
+from tasks_app.platform.children import die_with_parent
+
+
+def _die_with_worker() -> None:
+    die_with_parent(signal.SIGKILL)
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    working_dir: str = "",
+    user: str | int | None = None,
+    group: str | int | None = None,
+    umask: int = -1,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` as the leader of a new process group: stdin from /dev/null, stdout and
+    stderr into one pipe (``process.stdout``) so they interleave in arrival order. ``user`` and
+    ``group`` need this process to be root (the definitions check says so on load)."""
+    return subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(env),
+        cwd=working_dir or None,
+        user=user if user not in (None, "") else None,
+        group=group if group not in (None, "") else None,
+        umask=umask,
+        start_new_session=True,
+        close_fds=True,
+        preexec_fn=_die_with_worker if sys.platform.startswith("linux") else None,
+    )
+
+
+def signal_group(group_id: int, sig: int) -> bool:
+    """Send ``sig`` to every process of the group; False if none is left."""
+    try:
+        os.killpg(group_id, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # a member changed user (setuid): still there, out of this process's reach
+    return True
+
+
+def kill_group(group_id: int) -> bool:
+    """SIGKILL to whatever is left in the group; False if no live process was."""
+    alive = group_exists(group_id)
+    signal_group(group_id, signal.SIGKILL)
+    return alive
+
+
+def group_exists(group_id: int) -> bool:
+    """Whether a live process of the group is still there. A killed member whose new parent has
+    not reaped it yet (a zombie: it runs nothing) does not count, though the kernel still counts
+    it in the group; on Linux the process table tells them apart."""
+    if not sys.platform.startswith("linux"):
+        return signal_group(group_id, 0)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[2]) == group_id and fields[0] != b"Z":
+            return True
+    return False
+
+
+def stop(process: subprocess.Popen[bytes], *, stop_signal: int, graceful_stop: float) -> None:
+    """Stop the group ``process`` leads: ``stop_signal``, then SIGKILL after ``graceful_stop``
+    seconds if the leader has not exited, then SIGKILL to anything left in the group."""
+    signal_group(process.pid, stop_signal)
+    try:
+        process.wait(timeout=max(0.0, graceful_stop))
+    except subprocess.TimeoutExpired:
+        kill_group(process.pid)
+        process.wait()
+    kill_group(process.pid)
+
+
+def signal_number(name: str) -> int:
+    """``SIGTERM`` (as the definitions check stores it) as its number."""
+    return int(signal.Signals[name])
+
+
+def signal_name(number: int) -> str:
+    """The name of signal ``number`` (``SIGKILL``), or ``SIG<n>`` for one Python has no name for."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"SIG{number}"

@@ -1,0 +1,92 @@
+"""tasks_app/platform/groups.py with real processes: a stop that reaches grandchildren and
+SIGTERM-ignoring commands, a leader that dies with the worker that started it, user and umask."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tasks_app.platform import groups
+
+from ..conftest import ROOT, wait_until
+from ..processes import alive
+
+#: A command that ignores SIGTERM and leaves a grandchild (also ignoring it) in its group; the
+#: grandchild's pid lands in the file given as $1.
+STUBBORN = 'trap "" TERM; sleep 300 & echo $! > "$1"; while :; do sleep 1; done'
+
+
+def read_pid(path) -> int:
+    wait_until(lambda: path.exists() and path.read_text().strip(), what=f"{path.name} to be written")
+    return int(path.read_text())
+
+
+def test_a_stop_ends_a_command_that_ignores_sigterm_and_its_grandchild(tmp_path):
+    pid_file = tmp_path / "grandchild.pid"
+    process = groups.spawn(["/bin/sh", "-c", STUBBORN, "sh", str(pid_file)], env=os.environ)
+    grandchild = read_pid(pid_file)
+
+    groups.stop(process, stop_signal=signal.SIGTERM, graceful_stop=0.3)
+
+    assert process.returncode == -signal.SIGKILL  # it ignored SIGTERM, so the grace ran out
+    wait_until(lambda: not alive(grandchild), what="the grandchild to be gone")
+    assert not groups.group_exists(process.pid)
+
+
+def test_a_command_that_obeys_the_stop_signal_ends_by_it_and_takes_its_group_along(tmp_path):
+    pid_file = tmp_path / "grandchild.pid"
+    process = groups.spawn(["/bin/sh", "-c", 'sleep 300 & echo $! > "$1"; wait', "sh", str(pid_file)],
+                           env=os.environ)
+    grandchild = read_pid(pid_file)
+
+    groups.stop(process, stop_signal=signal.SIGINT, graceful_stop=10)
+
+    assert process.returncode in (-signal.SIGINT, 130)
+    wait_until(lambda: not alive(grandchild), what="the grandchild to be gone")
+
+
+def test_the_leader_dies_with_its_worker_and_kill_group_ends_what_it_left(tmp_path):
+    pid_file = tmp_path / "grandchild.pid"
+    worker_code = textwrap.dedent(f"""
+        import os, sys, time
+        from tasks_app.platform import groups
+        process = groups.spawn(["/bin/sh", "-c", 'sleep 300 & echo $! > "$1"; sleep 300', "sh", {str(pid_file)!r}],
+                               env=os.environ)
+        print(process.pid, flush=True)
+        time.sleep(300)
+    """)
+    worker = subprocess.Popen([sys.executable, "-c", worker_code], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"})
+    leader = int(worker.stdout.readline())
+    grandchild = read_pid(pid_file)
+
+    worker.kill()  # SIGKILL: no handler of the worker's runs
+    worker.wait()
+
+    wait_until(lambda: not alive(leader), what="the leader to die with its worker")
+    assert alive(grandchild) and groups.group_exists(leader)  # the leader's own child is not told
+    assert groups.kill_group(leader)
+    wait_until(lambda: not alive(grandchild), what="the rest of the group to be killed")
+    assert not groups.group_exists(leader) and not groups.kill_group(leader)
+
+
+def test_output_and_errors_share_one_pipe_in_order():
+    process = groups.spawn(["/bin/sh", "-c", "echo one; echo two >&2; echo three"], env=os.environ)
+    output, _ = process.communicate(timeout=10)
+    assert output == b"one\ntwo\nthree\n" and process.returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starting a process as another user needs root (CI runs as root)")
+def test_a_command_runs_as_its_user_with_its_umask(tmp_path):
+    process = groups.spawn(["/bin/sh", "-c", "id -un; umask; pwd"], env=os.environ, user="nobody", umask=0o027,
+                           working_dir="/tmp")
+    output, _ = process.communicate(timeout=10)
+    assert output.decode().split() == ["nobody", "0027", "/tmp"]
+
+
+def test_signal_names_both_ways():
+    assert groups.signal_number("SIGTERM") == signal.SIGTERM
+    assert groups.signal_name(signal.SIGKILL) == "SIGKILL"
+    assert groups.signal_name(200) == "SIG200"
