@@ -30,8 +30,9 @@ DEFAULTS: dict[str, Any] = {
     "HEALTH_FRESH_FOR": 60.0,
     # The scheduler loop wakes this often (seconds).
     "SCHEDULER_INTERVAL": 1.0,
-    # Captured output kept per python run (bytes); older text is dropped past it.
-    "LOG_MAX_SIZE": 1024 * 1024,
+    # Captured output kept per run (bytes; API.md: 100 MiB); older text is dropped past it. A
+    # command task's log_max_size defaults to it (TASKDECK_LOG_MAX_SIZE).
+    "LOG_MAX_SIZE": 100 * 1024 * 1024,
     # Threads of the web process answering plain HTTP requests (config/asgi.py); one database
     # connection each at most.
     "WEB_THREADS": 8,

@@ -54,6 +54,7 @@ class DefinitionError(TaskdeckError):
     def __init__(self, task_id: str, field: str, message: str) -> None:
         self.task_id = task_id
         self.field = field
+        self.message = message  # the clause alone, for a form that shows it beside the field
         super().__init__(f"Task {task_id!r}: field {field!r}: {message}")
 
 

@@ -17,14 +17,20 @@ from tasks_app.exceptions import DefinitionError, InvalidParameters
 TYPES = ("string", "number", "boolean")
 KINDS = ("option", "env", "arg", "flag")
 KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+#: A command task's option or flag may be keyed by its token itself (``-v``, ``--max-depth``: API.md).
+TOKEN_PATTERN = re.compile(r"^--?[A-Za-z0-9][A-Za-z0-9_-]*$")
 #: The longest string value a parameter takes (characters): a watcher's changed_paths fit.
 MAX_VALUE_LENGTH = 65536
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 
 
-def normalize_spec(task_id: str, raw: Any) -> list[dict[str, Any]]:
-    """Check a declared parameter list and fill in every default, so reads never guess."""
+def normalize_spec(task_id: str, raw: Any, *, tokens: bool = False) -> list[dict[str, Any]]:
+    """Check a declared parameter list and fill in every default, so reads never guess.
+
+    ``tokens``: keys may be command-line tokens (``--max-depth``), for command tasks, whose
+    option and flag parameters render as that token (API.md); never an ``env`` parameter's key.
+    """
     if raw in (None, ""):
         return []
     if not isinstance(raw, list):
@@ -39,7 +45,8 @@ def normalize_spec(task_id: str, raw: Any) -> list[dict[str, Any]]:
         if unknown:
             raise DefinitionError(task_id, f"{where}.{sorted(unknown)[0]}", "unknown field")
         key = item.get("key")
-        if not isinstance(key, str) or not KEY_PATTERN.match(key):
+        token = tokens and isinstance(key, str) and TOKEN_PATTERN.match(key) is not None
+        if not isinstance(key, str) or not (token or KEY_PATTERN.match(key)):
             raise DefinitionError(task_id, f"{where}.key", "must be a name of letters, digits, _ or -")
         if key in seen:
             raise DefinitionError(task_id, f"{where}.key", f"duplicate parameter {key!r}")
@@ -50,6 +57,8 @@ def normalize_spec(task_id: str, raw: Any) -> list[dict[str, Any]]:
         kind = item.get("kind", "flag" if type_ == "boolean" else "option")
         if kind not in KINDS:
             raise DefinitionError(task_id, f"{where}.kind", f"must be one of {', '.join(KINDS)}")
+        if token and kind == "env":
+            raise DefinitionError(task_id, f"{where}.key", "an env parameter's key is a variable name, not an option")
         choices = item.get("choices", [])
         if not isinstance(choices, list):
             raise DefinitionError(task_id, f"{where}.choices", "must be a list")

@@ -55,7 +55,8 @@ def latest_run(task: Task) -> Run | None:
 RUN_OBJECT_FIELDS = (
     "id", "task", "status", "end_reason", "trigger", "triggered_by", "parameters", "dry_run", "attempt", "retry_of",
     "created_at", "enqueued_at", "not_before", "started_at", "ended_at", "progress_current", "progress_total", "progress_message",
-    "items_processed", "items_affected", "summary", "result", "error", "exit_code", "instance_index", "stop_requested",
+    "items_processed", "items_affected", "summary", "result", "error", "exit_code", "exit_signal", "pid", "instance_index",
+    "stop_requested",
 )
 
 

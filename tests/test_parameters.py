@@ -55,3 +55,14 @@ def test_numbers_must_be_finite_numbers(value):
     with pytest.raises(InvalidParameters) as caught:
         resolve(SPEC, {"limit": value})
     assert caught.value.errors[0]["location"] == "body.parameters.limit"
+
+
+def test_command_tasks_may_key_options_and_flags_by_their_token():
+    spec = normalize_spec("du", [{"key": "--max-depth", "type": "number"}, {"key": "-v", "type": "boolean"}], tokens=True)
+    assert [(item["key"], item["kind"]) for item in spec] == [("--max-depth", "option"), ("-v", "flag")]
+    for raw in ([{"key": "--max-depth"}], [{"key": "-"}], [{"key": "---x"}]):
+        with pytest.raises(DefinitionError):
+            normalize_spec("scan", raw, tokens=raw[0]["key"] != "--max-depth")
+    with pytest.raises(DefinitionError) as caught:
+        normalize_spec("du", [{"key": "--target", "kind": "env"}], tokens=True)
+    assert caught.value.field == "parameters[0].key"

@@ -1,23 +1,138 @@
-"""Admin forms: a task's schedule and policy, the run-now form built from a task's parameters,
-and API-key creation. Values are checked by the same code as the API's; errors land on fields."""
+"""Admin forms: a task's schedule, policy and process settings, the run-now form built from a
+task's parameters, and API-key creation. Values are checked by the same code as the API's and the
+definitions file's; errors land on fields."""
 from __future__ import annotations
 
+import json
+import re
+import signal
+from collections.abc import Mapping
 from typing import Any
 
 from django import forms
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from tasks_app.models import ApiKey, Scope, Task
+from tasks_app.conf import taskdeck_settings
+from tasks_app.definitions.process import DEFAULT_GRACEFUL_STOP, PROCESS_FIELDS, validate_process
+from tasks_app.exceptions import DefinitionError
+from tasks_app.models import ApiKey, DefinitionSource, LogOnFull, Scope, Task, TaskKind
+from tasks_app.parameters import normalize_spec
 from tasks_app.scheduling import rules
+
+#: Every signal by its name, in number order (SIGHUP, SIGINT, ... SIGTERM ...).
+SIGNAL_CHOICES = [(number.name, number.name) for number in sorted(signal.Signals, key=int)]
+
+#: The shell a command runs in when the form leaves it as offered.
+DEFAULT_SHELL = "/bin/sh"
+
+
+class ListJSONField(forms.JSONField):
+    """A JSON list in a one-line box (argv, exit_codes); empty when there is none, not "null"."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", forms.TextInput(attrs={"size": 80}))
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        return "" if value is None else super().prepare_value(value)
+
+
+class EnvField(forms.CharField):
+    """Environment variables as ``NAME=value`` lines (blank lines and ``#`` comments skipped) or a
+    JSON object; whether each is acceptable is the process check's to say."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "cols": 80})
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strip=False, **kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return "\n".join(f"{name}={item}" for name, item in value.items())
+        return value
+
+    def to_python(self, value: Any) -> dict[str, Any]:
+        if isinstance(value, Mapping):
+            return dict(value)
+        text = super().to_python(value)
+        if text.strip().startswith("{"):
+            try:
+                parsed = json.loads(text)
+            except ValueError as error:
+                raise forms.ValidationError(f"Not a JSON object: {error}.") from None
+            if not isinstance(parsed, dict):
+                raise forms.ValidationError("Give NAME=value lines or a JSON object.")
+            return parsed
+        values: dict[str, Any] = {}
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            name, equals, item = line.partition("=")
+            if not equals:
+                raise forms.ValidationError(f"Line {number} is not NAME=value.")
+            values[name.strip()] = item
+        return values
 
 
 class TaskForm(forms.ModelForm):
-    """The schedule fields checked as the API and the definitions file check them."""
+    """The schedule fields checked as the API and the definitions file check them, and a command
+    task's process settings checked by the definitions file's own check (definitions/process.py).
+
+    The process fields are this form's, not the model's: together they become ``Task.process``.
+    They exist only where they can be edited: a new task, and a command task made in the admin
+    (a declared one is shown as declared; see TaskAdmin)."""
+
+    command = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        help_text='Shell text run as <code>shell -c command</code>; parameters arrive as "$@", never spliced in. '
+                  "Give this or argv.")
+    argv = ListJSONField(required=False, help_text='A JSON list run without a shell, like ["du", "-s", "/srv"].')
+    shell = forms.CharField(required=False, initial=DEFAULT_SHELL, help_text="Runs command; not used with argv.")
+    working_dir = forms.CharField(required=False, help_text="Empty: the worker's.")
+    user = forms.CharField(required=False, help_text="name, name:group or a numeric id (the worker must run as root). "
+                                                     "Empty: the worker's.")
+    umask = forms.CharField(required=False, help_text="Octal, like 022. Empty: the worker's.")
+    env = EnvField(required=False, help_text="NAME=value, one a line (or a JSON object). Shown to operators.")
+    env_file = forms.CharField(required=False, help_text="A dotenv file, read when the process starts "
+                                                         "(checked now: it must exist and parse).")
+    secrets_file = forms.CharField(required=False, help_text="A dotenv file read by the worker when the process "
+                                                             "starts; what it holds is never shown.")
+    exit_codes = ListJSONField(required=False, initial=[0], help_text="Exit statuses that mean success, like [0, 1].")
+    stop_signal = forms.ChoiceField(required=False, choices=SIGNAL_CHOICES, initial="SIGTERM",
+                                    help_text="Sent to the process group to stop a run.")
+    graceful_stop = forms.FloatField(required=False, min_value=0, initial=DEFAULT_GRACEFUL_STOP,
+                                     help_text="Seconds from stop_signal to SIGKILL.")
+    log_max_size = forms.IntegerField(required=False, min_value=1, help_text="Bytes of log kept. Empty: "
+                                                                             "TASKDECK_LOG_MAX_SIZE.")
+    log_on_full = forms.ChoiceField(required=False, choices=LogOnFull.choices, initial=LogOnFull.DROP_OLD)
 
     class Meta:
         model = Task
         fields = "__all__"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.edits_process:
+            for name in PROCESS_FIELDS:
+                del self.fields[name]
+            return
+        self.fields["log_max_size"].help_text += f" ({taskdeck_settings.LOG_MAX_SIZE:,} bytes)"
+        for name, value in (self.instance.process or {}).items():
+            if name in self.fields:
+                self.initial.setdefault(name, value)
+
+    @property
+    def edits_process(self) -> bool:
+        """A new task (which may be a command task), or a command task made in the admin."""
+        task = self.instance
+        return task._state.adding or (task.kind == TaskKind.COMMAND and task.source == DefinitionSource.ADMIN)
+
+    @property
+    def changed_task_fields(self) -> list[str]:
+        """The Task fields this form changed: ``process`` when any process field changed."""
+        changed = [name for name in self.changed_data if name not in PROCESS_FIELDS]
+        return changed + ["process"] if set(self.changed_data) & set(PROCESS_FIELDS) else changed
 
     def clean_cron_string(self) -> str:
         value = self.cleaned_data.get("cron_string", "")
@@ -40,7 +155,51 @@ class TaskForm(forms.ModelForm):
             self.add_error("cron_string", "A task has a cron string or an interval, not both.")
         if not interval:
             data["interval_unit"] = ""
+        if self.edits_process:
+            self._clean_process(data)
         return data
+
+    def _clean_process(self, data: dict[str, Any]) -> None:
+        """A command task's settings through definitions/process.py, each error on its field; a
+        task of another kind has none (a command or argv given to one is an error)."""
+        kind = data.get("kind") or self.instance.kind
+        given = self._process_given(data)
+        if kind != TaskKind.COMMAND:
+            for name in ("command", "argv"):
+                if name in given:
+                    self.add_error(name, "Only a command task runs a command.")
+            self.instance.process = None
+            return
+        if data.get("callable"):
+            self.add_error("callable", "A command task runs its command or argv: leave this empty.")
+        if "supports_cancel" in self.fields and not data.get("supports_cancel"):
+            self.add_error("supports_cancel", "A command run can always be cancelled.")
+        if data.get("supports_dry_run"):
+            self.add_error("supports_dry_run", "A command task cannot be told it is a dry run.")
+        if "parameters" in self.fields and "parameters" not in self.errors:
+            try:
+                data["parameters"] = normalize_spec(self.instance.pk or "new", data.get("parameters"), tokens=True)
+            except DefinitionError as error:
+                self.add_error("parameters", f"{error.field}: {error.message}.")
+        if any(name in self.errors for name in PROCESS_FIELDS):
+            return  # a value the field could not even read; the process check would only guess
+        settings, errors = validate_process(self.instance.pk or data.get("id") or "new", given)
+        for error in errors:
+            name = re.split(r"[.\[]", error.field, maxsplit=1)[0]
+            where = error.field[len(name):]  # "[1]" (an argv item), ".NAME" (an env entry) or ""
+            where = f"item {where[1:-1]}" if where.startswith("[") else where[1:]
+            message = f"{where}: {error.message}" if where else error.message
+            self.add_error(name if name in self.fields else None, message[0].upper() + message[1:] + ".")
+        if not errors:
+            self.instance.process = settings
+
+    def _process_given(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The process fields filled in; the rest are left to the check's defaults. The shell as
+        offered is given only with a command (argv runs without one)."""
+        given = {name: data[name] for name in PROCESS_FIELDS if data.get(name) not in (None, "", {})}
+        if given.get("shell") == DEFAULT_SHELL and "command" not in given:
+            del given["shell"]
+        return given
 
 
 def _checked(check: Any, value: Any) -> Any:

@@ -8,6 +8,7 @@ Live cells are ``data-live-fragment`` elements that static/taskdeck/live.js refr
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,6 +37,7 @@ from tasks_app.access.callers import caller_label
 from tasks_app.admin import display
 from tasks_app.admin.actions import apply_each, live_fragments
 from tasks_app.admin.forms import PARAMETER_PREFIX, RunNowForm, TaskForm
+from tasks_app.definitions.process import PROCESS_FIELDS
 from tasks_app.definitions.validate import OPERATOR_FIELDS
 from tasks_app.exceptions import InvalidParameters, TaskdeckError
 from tasks_app.models import POLICY_FIELDS, DefinitionSource, RunTrigger, Task, TaskKind, TaskStatus, TaskTrigger
@@ -97,6 +99,17 @@ def trigger_kind(task: Task) -> str:
     return f"{text}, at start-up" if task.run_on_start else text
 
 
+PROCESS_HELP = ("For command tasks (kind: Shell command): command or argv, and how the process runs and stops. "
+                "Left as offered, a field takes its default; a python task has none of these.")
+
+
+def _setting_text(value: Any) -> str:
+    """A process setting as one line: lists and tables as JSON, none as a dash."""
+    if value is None or value == "":
+        return "-"
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
 class TaskChangeList(ChangeList):
     """Reads each row's live state for the whole page in a few queries, not a few per row."""
 
@@ -129,7 +142,7 @@ class TaskAdmin(admin.ModelAdmin):
     search_fields = ("id", "title", "description")
     actions = ("run_now", "enable", "disable", "cancel_active")
     readonly_fields = ("id", "kind", "callable", "source", "last_run_at", "next_run_at", "fire_times_preview",
-                       "removed_at", "created_at", "updated_at")
+                       "removed_at", "created_at", "updated_at", "process_settings")
     fieldsets = (
         (None, {"fields": ("id", "title", "description", "type", "kind", "callable", "source", "enabled", "manual_run")}),
         ("Schedule", {"fields": ("cron_string", "timezone", "interval", "interval_unit", "fire_times_preview",
@@ -177,12 +190,20 @@ class TaskAdmin(admin.ModelAdmin):
         return self.readonly_fields
 
     def get_fieldsets(self, request: HttpRequest, obj: Task | None = None) -> Any:
+        """A command task's process settings after its first fieldset: as form fields where they
+        can be edited (a new task, one made here), else as declared (``process_settings``)."""
+        fieldsets = list(self.fieldsets)
+        if obj is None:
+            fieldsets.insert(1, ("Process", {"fields": PROCESS_FIELDS, "description": PROCESS_HELP}))
+        elif obj.kind == TaskKind.COMMAND:
+            editable = obj.source == DefinitionSource.ADMIN and self.has_change_permission(request, obj)
+            fieldsets.insert(1, ("Process", {"fields": PROCESS_FIELDS if editable else ("process_settings",)}))
         if obj is None or obj.source == DefinitionSource.ADMIN:
-            return self.fieldsets
+            return fieldsets
         where = "in code (@task)" if obj.source == DefinitionSource.CODE else "in the definitions file"
         declared = f"Declared {where}: change it there (an edit here would be undone at the next start)."
-        return [(name, {**options, "description": declared} if name in ("Policy", "Capabilities") else options)
-                for name, options in self.fieldsets]
+        return [(name, {**options, "description": declared} if name in ("Process", "Policy", "Capabilities") else options)
+                for name, options in fieldsets]
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return TaskChangeList
@@ -191,12 +212,22 @@ class TaskAdmin(admin.ModelAdmin):
         """Through ``services.save_task``, as the API writes: the changed fields only, under the
         task's row lock; operator fields remembered across definition reloads; next_run_at
         recomputed; announced (task:updated). The form already showed any rule broken."""
-        saved = services.save_task(obj, changed=form.changed_data, created=not change)
+        saved = services.save_task(obj, changed=form.changed_task_fields, created=not change)
         obj.next_run_at, obj.source = saved.next_run_at, saved.source
 
     @admin.display(description="Task", ordering="id")
     def task_text(self, task: Task) -> SafeString:
         return format_html('{}<br><span class="td-muted">{}</span>', task.title or task.pk, task.pk)
+
+    @admin.display(description="Process settings")
+    def process_settings(self, task: Task) -> SafeString:
+        """A command task's settings, read-only: declared elsewhere, or shown to someone who may not
+        change them. Env values and the secrets file's path are for operators to see; what that
+        file holds is never read here."""
+        settings = task.process or {}
+        rows = ((name, _setting_text(settings[name])) for name in PROCESS_FIELDS if name in settings)
+        return format_html('<table class="td-process">{}</table>',
+                           format_html_join("", "<tr><th>{}</th><td><code>{}</code></td></tr>", rows))
 
     @admin.display(description="Next five fire times")
     def fire_times_preview(self, task: Task) -> SafeString:

@@ -14,6 +14,7 @@ from tasks_app.models import (
     CatchUp,
     EndReason,
     IntervalUnit,
+    LogOnFull,
     OverlapPolicy,
     RetryBackoff,
     Run,
@@ -76,6 +77,28 @@ class PolicySerializer(serializers.Serializer):
     run_on_start = serializers.BooleanField()
 
 
+class ProcessSerializer(serializers.Serializer):
+    """A command task's process settings (API.md "Process settings"), complete: defaults filled in,
+    stop_signal and umask normalised. The env values and the secrets_file path are shown; what the
+    secrets file holds never is (only the worker reads it, when it starts the process)."""
+
+    command = serializers.CharField(allow_null=True, help_text="Shell text run as `shell -c command`; null with argv.")
+    argv = serializers.ListField(child=serializers.CharField(), allow_null=True,
+                                 help_text="Executed directly, without a shell; null with command.")
+    shell = serializers.CharField()
+    working_dir = serializers.CharField(allow_blank=True, help_text="Empty: the worker's.")
+    user = serializers.CharField(allow_blank=True, help_text="name, name:group or numeric; empty: the worker's.")
+    umask = serializers.CharField(allow_blank=True, help_text="Octal, like 0022; empty: the worker's.")
+    env = serializers.DictField(child=serializers.CharField(allow_blank=True))
+    env_file = serializers.CharField(allow_blank=True)
+    secrets_file = serializers.CharField(allow_blank=True, help_text="Its path only; read by the worker at spawn.")
+    exit_codes = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=255))
+    stop_signal = serializers.CharField(help_text="A signal name, like SIGTERM.")
+    graceful_stop = serializers.FloatField(min_value=0, help_text="Seconds from stop_signal to SIGKILL.")
+    log_max_size = serializers.IntegerField(min_value=1, help_text="Bytes of log kept.")
+    log_on_full = serializers.ChoiceField(choices=LogOnFull.choices)
+
+
 class TaskSerializer(serializers.ModelSerializer):
     """The Task object. Pass ``context={"statuses": {task_id: status}}`` to avoid a query per task."""
 
@@ -120,9 +143,12 @@ class TaskSerializer(serializers.ModelSerializer):
     def get_policy(self, task: Task) -> dict[str, Any]:
         return {name: getattr(task, name) for name in POLICY_FIELDS}
 
-    @extend_schema_field(serializers.DictField(allow_null=True))
-    def get_process(self, task: Task) -> None:
-        return None  # command and service tasks (process settings) come with the process-tasks issue
+    @extend_schema_field(ProcessSerializer(allow_null=True))
+    def get_process(self, task: Task) -> dict[str, Any] | None:
+        """A command task's settings as stored; null for python and watcher tasks (API.md)."""
+        if task.kind != TaskKind.COMMAND or task.process is None:
+            return None
+        return dict(task.process)
 
     def to_representation(self, task: Task) -> dict[str, Any]:
         """The fields above, written out: building a ModelSerializer's fields costs more than the
@@ -155,6 +181,7 @@ class RunSerializer(serializers.ModelSerializer):
 
     task_title = serializers.CharField(source="task.title", read_only=True)
     end_reason = serializers.SerializerMethodField()
+    exit_signal = serializers.SerializerMethodField()
     duration = serializers.FloatField(read_only=True, allow_null=True)
     progress = ProgressSerializer(read_only=True)
     cancel_requested = serializers.BooleanField(read_only=True)
@@ -166,14 +193,19 @@ class RunSerializer(serializers.ModelSerializer):
             "id", "task_id", "task_title", "status", "end_reason", "trigger", "triggered_by", "parameters", "dry_run",
             "attempt", "retry_of", "created_at", "enqueued_at", "not_before", "started_at", "ended_at", "duration",
             "progress",
-            "items_processed", "items_affected", "summary", "result", "error", "exit_code", "instance_index",
-            "cancel_requested",
+            "items_processed", "items_affected", "summary", "result", "error", "exit_code", "exit_signal", "pid",
+            "instance_index", "cancel_requested",
         )
         read_only_fields = fields
 
     @extend_schema_field(serializers.ChoiceField(choices=EndReason.choices, allow_null=True))
     def get_end_reason(self, run: Run) -> str | None:
         return run.end_reason or None
+
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text="The signal that ended the process "
+                                                                          "(SIGTERM, SIGKILL…); null when none."))
+    def get_exit_signal(self, run: Run) -> str | None:
+        return run.exit_signal or None
 
     def to_representation(self, run: Run) -> dict[str, Any]:
         """The fields above, written out: a page renders up to 500 runs and DRF's field-by-field
@@ -190,8 +222,8 @@ class RunSerializer(serializers.ModelSerializer):
             "not_before": iso_datetime(run.not_before), "started_at": iso_datetime(run.started_at), "ended_at": iso_datetime(run.ended_at),
             "duration": run.duration, "progress": progress,
             "items_processed": run.items_processed, "items_affected": run.items_affected, "summary": run.summary,
-            "result": run.result, "error": run.error, "exit_code": run.exit_code,
-            "instance_index": run.instance_index, "cancel_requested": run.cancel_requested,
+            "result": run.result, "error": run.error, "exit_code": run.exit_code, "exit_signal": run.exit_signal or None,
+            "pid": run.pid, "instance_index": run.instance_index, "cancel_requested": run.cancel_requested,
         }
 
 

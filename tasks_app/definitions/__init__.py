@@ -4,7 +4,8 @@
 - ``callables``: the dotted path a python definition names, checked on load and called by workers;
 - ``load``: the TOML definitions file, and every definition (code and file) together;
 - ``validate``: the field list, the defaults, and the one check of a definition, which fails with
-  one line naming the task and the field.
+  one line naming the task and the field;
+- ``process``: the one check of a command task's process settings, shared with the admin's form.
 
 A definition is a plain dict of Task field values. ``services.sync_definitions`` writes them to
 the Task table, keeping what an operator changed. Apps write ``from tasks_app.definitions import task``.

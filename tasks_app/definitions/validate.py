@@ -13,6 +13,7 @@ from django.db import models
 from tasks_app import text
 from tasks_app.conf import taskdeck_settings
 from tasks_app.definitions.callables import resolve_callable
+from tasks_app.definitions.process import PROCESS_FIELDS, check_process
 from tasks_app.exceptions import DefinitionError
 from tasks_app.models import (
     POLICY_FIELDS,
@@ -31,7 +32,9 @@ TASK_ID_PATTERN = re.compile(r"^[a-z0-9_.-]{1,200}$")
 #: Fields an operator may change; a sync leaves them alone once changed (Task.overrides).
 OPERATOR_FIELDS = ("enabled", "interval", "interval_unit", "cron_string", "timezone")
 
-#: Every field a definition may set. Its default is the Task model's (``definition_defaults``).
+#: Every field a definition may set. Its default is the Task model's (``definition_defaults``). A
+#: command task may also set the process fields (process.PROCESS_FIELDS), flat in its table; the
+#: definition holds them as one ``process`` dict (the Task column), None for a python task.
 DEFINITION_FIELDS = (
     "title", "description", "type", "kind", "callable", "enabled", "manual_run", "cron_string", "timezone",
     "interval", "interval_unit", "supports_cancel", "supports_dry_run", "supports_history", "parameters",
@@ -50,12 +53,18 @@ def definition_defaults() -> dict[str, Any]:
 
 
 def build_definition(
-    task_id: str, fields: dict[str, Any], *, source: str, resolve: bool = True
+    task_id: str, fields: dict[str, Any], *, source: str, resolve: bool = True, effective_uid: int | None = None
 ) -> dict[str, Any]:
-    """Check every field of one definition and return the complete, clean field dict."""
+    """Check every field of one definition and return the complete, clean field dict.
+
+    ``effective_uid``: the uid a command task's process would be started by (this process's by
+    default), which decides whether ``user`` may be given (definitions/process.py).
+    """
     if not isinstance(task_id, str) or not TASK_ID_PATTERN.match(task_id):
         raise DefinitionError(str(task_id), "id", "must be 1-200 characters of a-z, 0-9, _ . -")
-    unknown = set(fields) - set(DEFINITION_FIELDS)
+    if "process" in fields:
+        raise DefinitionError(task_id, "process", "unknown field (process fields sit flat in the task's table)")
+    unknown = set(fields) - set(DEFINITION_FIELDS) - set(PROCESS_FIELDS)
     if unknown:
         raise DefinitionError(task_id, text.storable(str(sorted(unknown)[0])), "unknown field")
     for name, value in fields.items():
@@ -63,18 +72,25 @@ def build_definition(
         if bad is not None:
             raise DefinitionError(task_id, bad.location, bad.clause)
     defaults = definition_defaults()
-    clean = {**defaults, **fields}
+    process = {name: value for name, value in fields.items() if name in PROCESS_FIELDS}
+    clean = {**defaults, **{name: value for name, value in fields.items() if name not in PROCESS_FIELDS}}
     check = _Checker(task_id, clean)
 
     check.choice("kind", TaskKind)
-    if clean["kind"] != TaskKind.PYTHON:
+    if clean["kind"] not in (TaskKind.PYTHON, TaskKind.COMMAND):
         raise DefinitionError(task_id, "kind", f"{clean['kind']!r} tasks are not supported yet; use kind = \"python\"")
-    check.text("callable", required=True)
-    if resolve:
-        try:
-            resolve_callable(clean["callable"])
-        except ImportError as error:
-            raise DefinitionError(task_id, "callable", str(error)) from None
+    if clean["kind"] == TaskKind.PYTHON:
+        if process:
+            raise DefinitionError(task_id, min(process, key=PROCESS_FIELDS.index), "applies to command tasks only")
+        check.text("callable", required=True)
+        if resolve:
+            try:
+                resolve_callable(clean["callable"])
+            except ImportError as error:
+                raise DefinitionError(task_id, "callable", str(error)) from None
+    else:
+        _check_command_capabilities(task_id, fields)
+        clean["callable"], clean["supports_cancel"] = "", True
     check.text("title")
     clean["title"] = clean["title"] or task_id.replace("_", " ").capitalize()
     check.text("description")
@@ -111,11 +127,24 @@ def build_definition(
         clean[name] = defaults[name] if clean[name] is None else clean[name]
     check.integer("keep_runs", minimum=1)
     check.number("keep_for", minimum=1)
-    clean["parameters"] = normalize_spec(task_id, clean["parameters"])
+    clean["parameters"] = normalize_spec(task_id, clean["parameters"], tokens=clean["kind"] == TaskKind.COMMAND)
+    clean["process"] = (check_process(task_id, process, effective_uid=effective_uid)
+                        if clean["kind"] == TaskKind.COMMAND else None)
     clean["id"] = task_id
     clean["source"] = str(source)
     clean["default_interval"] = clean["interval"]
     return clean
+
+
+def _check_command_capabilities(task_id: str, fields: dict[str, Any]) -> None:
+    """What a command task cannot be: a callable, uncancellable (its process group can always be
+    stopped), or dry-runnable (nothing would tell its process it is a dry run, so it would do it)."""
+    if "callable" in fields:
+        raise DefinitionError(task_id, "callable", "a command task runs command or argv, not a callable")
+    if fields.get("supports_cancel", True) is not True:
+        raise DefinitionError(task_id, "supports_cancel", "a command run can always be cancelled (leave it out)")
+    if fields.get("supports_dry_run", False) is not False:
+        raise DefinitionError(task_id, "supports_dry_run", "a command task cannot be told it is a dry run")
 
 
 class _Checker:

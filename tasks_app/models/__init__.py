@@ -30,6 +30,7 @@ from tasks_app.models.tasks import (
     CatchUp,
     DefinitionSource,
     IntervalUnit,
+    LogOnFull,
     OverlapPolicy,
     RetryBackoff,
     Task,
@@ -45,7 +46,7 @@ from tasks_app.models.tasks import (
 __all__ = [
     "ON_DEMAND_TRIGGERS", "POLICY_FIELDS", "REASON_FOR_STOP", "RETRYABLE_REASONS", "SCOPE_GRANTS", "STATUS_FOR_REASON",
     "Activity", "ApiKey", "ApiKeyQuerySet", "CatchUp", "DefinitionSource", "EndReason", "Event", "EventName",
-    "Heartbeat", "HeartbeatRole", "IntervalUnit", "OverlapPolicy", "RetryBackoff", "Run", "RunCount", "RunQuerySet",
+    "Heartbeat", "HeartbeatRole", "IntervalUnit", "LogOnFull", "OverlapPolicy", "RetryBackoff", "Run", "RunCount", "RunQuerySet",
     "RunStatus", "RunTrigger", "Scope", "StopRequest", "Task", "TaskKind", "TaskQuerySet", "TaskStatus", "TaskTrigger",
     "default_keep_for", "default_keep_runs", "default_timezone",
 ]

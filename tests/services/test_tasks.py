@@ -39,6 +39,30 @@ class TestSync:
         assert not Task.objects.get(pk="report").is_removed
 
 
+    def test_a_command_tasks_process_settings_are_written_and_follow_the_definition(self):
+        declared = build_definition("backup", {"kind": "command", "argv": ["tar", "-czf", "/tmp/b.tgz", "/srv"],
+                                               "interval": 1, "interval_unit": "hours", "stop_signal": "INT"},
+                                    source="file")
+        services.sync_definitions([declared])
+        services.set_operator_fields("backup", enabled=False)
+        task = Task.objects.get(pk="backup")
+        assert task.process == declared["process"] and task.process["stop_signal"] == "SIGINT"
+        assert task.definition["process"]["argv"] == ["tar", "-czf", "/tmp/b.tgz", "/srv"]
+
+        changed = build_definition("backup", {"kind": "command", "command": "tar -czf /tmp/b.tgz /srv",
+                                              "interval": 1, "interval_unit": "hours", "graceful_stop": 30},
+                                   source="file")
+        services.sync_definitions([changed])
+        task.refresh_from_db()
+        assert (task.process["command"], task.process["argv"], task.process["graceful_stop"]) == (
+            "tar -czf /tmp/b.tgz /srv", None, 30)
+        assert task.enabled is False  # the operator's change is kept; the declaration is not
+
+        services.sync_definitions([build_definition("backup", {"callable": "tests.sample_tasks.noop"}, source="file")])
+        task.refresh_from_db()
+        assert (task.kind, task.process, task.callable) == ("python", None, "tests.sample_tasks.noop")
+
+
 def test_operator_changes_recompute_the_next_tick_at_once_and_announce_it(clock):
     from datetime import UTC, datetime, timedelta
 
