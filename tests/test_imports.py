@@ -20,7 +20,7 @@ APP = ROOT / "tasks_app"
 LAYERS = ["lookups", "transitions", "progress", "triggering", "outcomes", "ticks", "stopping", "recovery",
           "tasks", "keys", "heartbeats"]
 #: The execution package, bottom first (tasks_app/execution/__init__.py says what each holds).
-EXECUTION_LAYERS = ["outcome", "output", "context", "watchdog", "python", "entry"]
+EXECUTION_LAYERS = ["outcome", "output", "command_line", "context", "watchdog", "python", "entry"]
 #: The modules allowed to import django_q.
 QUEUE_HOMES = {"tasks_app.queue.handoff", "tasks_app.queue.brokers", "tasks_app.queue.cluster", "tasks_app.queue.hooks"}
 
