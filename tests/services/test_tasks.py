@@ -39,6 +39,7 @@ class TestSync:
         assert not Task.objects.get(pk="report").is_removed
 
 
+    @pytest.mark.postgres  # a JSON column: SQLite's text and PostgreSQL's jsonb read back alike
     def test_a_command_tasks_process_settings_are_written_and_follow_the_definition(self):
         declared = build_definition("backup", {"kind": "command", "argv": ["tar", "-czf", "/tmp/b.tgz", "/srv"],
                                                "interval": 1, "interval_unit": "hours", "stop_signal": "INT"},
