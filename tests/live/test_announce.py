@@ -214,7 +214,9 @@ def test_the_relay_reads_when_an_announcement_comes_and_not_before(announcing, p
             subscription.task_id = None  # before the write: the relay may read it at once
             loud = await on_a_thread(lambda: announced_event("announced-too"))
             ids, took = await received(subscription, within=5)
-            assert ids == [quiet, loud] and took < 0.5  # the announcement woke the relay: both are read
+            # The announcement woke the relay: both are read (with whatever else was written
+            # meanwhile: the package's serve shares this database and writes events of its own).
+            assert [event_id for event_id in ids if event_id in (quiet, loud)] == [quiet, loud] and took < 0.5
 
     run_apart(scenario)
 
