@@ -119,3 +119,13 @@ def odd_text(ctx):
 
 def nan_result(ctx):
     return {"ratio": float("nan")}
+
+
+def flood(ctx):
+    """Prints lines until asked to stop (at most ``lines``); ``stubborn`` ones never look at ctx."""
+    lines = int(ctx.params.get("lines") or 100_000)
+    for index in range(lines):
+        print(f"flood line {index:06d}")
+        if not ctx.params.get("stubborn") and ctx.cancelled:
+            return "stopped"
+    return "finished"

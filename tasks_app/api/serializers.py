@@ -379,3 +379,4 @@ class EventsQuerySerializer(serializers.Serializer):
 
 class LogQuerySerializer(serializers.Serializer):
     offset = serializers.IntegerField(min_value=0, max_value=MAX_POSITION, required=False, default=0)
+

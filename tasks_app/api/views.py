@@ -5,7 +5,7 @@ Every route names the scope it needs (``required_scopes``); every error is a pro
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -24,7 +24,7 @@ from tasks_app.access.callers import caller_label
 from tasks_app.api import serializers as s
 from tasks_app.api.pagination import paginate, pagination, parse_query
 from tasks_app.conf import taskdeck_settings
-from tasks_app.exceptions import InvalidQuery
+from tasks_app.exceptions import InvalidQuery, RunNotFound
 from tasks_app.live import streams
 from tasks_app.models import RunTrigger, Scope, Task, TaskKind
 
@@ -132,6 +132,16 @@ def render_tasks(tasks: QuerySet[Task]) -> list[dict[str, Any]]:
     return s.TaskSerializer(tasks, many=True, context={"statuses": selectors.task_statuses(tasks)}).data
 
 
+class EventStreamRenderer(BaseRenderer):
+    """Lets ``Accept: text/event-stream`` through content negotiation; the stream renders itself."""
+
+    media_type = "text/event-stream"
+    format = "event-stream"
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> Any:
+        return data
+
+
 RUN_ID = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
 
@@ -185,16 +195,41 @@ class RunViewSet(viewsets.ViewSet):
             "X-Log-Size", OpenApiTypes.INT, OpenApiParameter.HEADER, response=[200],
             description="Bytes of output written so far, dropped head included: the next offset to ask for.")],
         responses={(200, "text/plain"): OpenApiTypes.STR, **problems(400, 404)},
-        description="Captured output from byte `offset`; the header X-Log-Size gives the size written so far.",
+        description=("Captured output from byte `offset`; the header X-Log-Size gives the size written so far. "
+                     "Output is UTF-8 with invalid bytes replaced; where the log's cap dropped bytes, a line "
+                     "`[taskdeck: N bytes dropped]` stands in their place."),
     )
     @action(detail=True, methods=["get"])
     def log(self, request: Request, run_id: str) -> HttpResponse:
         run = services.get_run(run_id)
         offset = parse_query(s.LogQuerySerializer, request)["offset"]
-        text, size = selectors.output_from(run, offset)
-        response = HttpResponse(text, content_type="text/plain; charset=utf-8")
-        response["X-Log-Size"] = str(size)
+        piece = selectors.read_log(run.pk, offset=offset)
+        if piece is None:
+            raise RunNotFound(f"Run {run.pk} does not exist.")
+        if piece.end >= piece.size:
+            response: HttpResponse = HttpResponse(piece.as_text(), content_type="text/plain; charset=utf-8")
+        else:  # a long log goes out page by page, never whole in memory
+            response = StreamingHttpResponse(log_pages(run.pk, piece), content_type="text/plain; charset=utf-8")
+        response["X-Log-Size"] = str(piece.size)
         return response
+
+
+def log_pages(run_id: Any, piece: selectors.LogPiece) -> Iterator[str]:
+    """A log from ``piece`` on, a page at a time, up to the size the first page read."""
+    yield piece.as_text()
+    while piece.end < piece.size:
+        following = selectors.read_log(run_id, offset=piece.end, until=piece.size)
+        if following is None or not following.data:
+            return
+        piece = following
+        yield piece.as_text()
+
+
+def event_stream_response(stream: AsyncIterator[str]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(stream, content_type="text/event-stream; charset=utf-8")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # a proxy in front must not hold events back
+    return response
 
 
 class HealthView(APIView):
@@ -211,16 +246,6 @@ class HealthView(APIView):
                 "checks": {"database": report.database, "workers": report.workers, "scheduler": report.scheduler},
                 "restarts": report.restarts}
         return Response(body, status=503 if report.status == "error" else 200)
-
-
-class EventStreamRenderer(BaseRenderer):
-    """Lets ``Accept: text/event-stream`` through content negotiation; the stream renders itself."""
-
-    media_type = "text/event-stream"
-    format = "event-stream"
-
-    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> Any:
-        return data
 
 
 class EventsView(APIView):
@@ -254,11 +279,7 @@ class EventsView(APIView):
                     {"location": "header.Last-Event-ID", "message": "An event id (an integer).",
                      "value": text.storable(header[:100])}]) from None
         run_id = str(query["run"]) if query.get("run") else None
-        stream = event_stream(task_id=query.get("task") or None, run_id=run_id, last_id=last_id)
-        response = StreamingHttpResponse(stream, content_type="text/event-stream; charset=utf-8")
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"  # a proxy in front must not hold events back
-        return response
+        return event_stream_response(event_stream(task_id=query.get("task") or None, run_id=run_id, last_id=last_id))
 
 
 async def event_stream(*, task_id: str | None, run_id: str | None, last_id: int | None) -> AsyncIterator[str]:

@@ -69,6 +69,17 @@ class CatchUp(models.TextChoices):
     """No run for the missed ticks; a missed run records the gap."""
 
 
+class LogOnFull(models.TextChoices):
+    """What a run's log does once it holds log_max_size bytes (a process task's ``log_on_full``)."""
+
+    DROP_OLD = "drop_old", _("Drop the oldest output")
+    """Keep the newest bytes; the dropped head still counts in the log's size and offsets."""
+    DROP_NEW = "drop_new", _("Drop the newest output")
+    """Keep the oldest bytes and discard what the run writes after."""
+    KILL_TASK = "kill_task", _("Stop the run")
+    """Stop the run, which ends failed with end reason log_overflow."""
+
+
 class DefinitionSource(models.TextChoices):
     CODE = "code", _("Code (@task)")
     """Declared with the @task decorator in an installed app."""
