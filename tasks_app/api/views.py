@@ -5,6 +5,8 @@ Every route names the scope it needs (``required_scopes``); every error is a pro
 """
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -25,7 +27,7 @@ from tasks_app.api import serializers as s
 from tasks_app.api.pagination import paginate, pagination, parse_query
 from tasks_app.conf import taskdeck_settings
 from tasks_app.exceptions import InvalidQuery, RunNotFound
-from tasks_app.live import streams
+from tasks_app.live import logs, streams
 from tasks_app.models import RunTrigger, Scope, Task, TaskKind
 
 PROBLEM = OpenApiResponse(s.ProblemSerializer, description="Problem document (RFC 9457)")
@@ -149,7 +151,7 @@ class RunViewSet(viewsets.ViewSet):
     lookup_field = "run_id"
     required_scopes = {
         "list": Scope.READ, "retrieve": Scope.READ, "activity": Scope.READ, "log": Scope.READ,
-        "cancel": Scope.RUN, "destroy": Scope.MANAGE,
+        "log_stream": Scope.READ, "cancel": Scope.RUN, "destroy": Scope.MANAGE,
     }
 
     @extend_schema(parameters=[s.RunsQuerySerializer], responses={200: s.RunListSerializer, **problems(400)})
@@ -213,6 +215,34 @@ class RunViewSet(viewsets.ViewSet):
         response["X-Log-Size"] = str(piece.size)
         return response
 
+    @extend_schema(
+        operation_id="runs_log_stream",
+        parameters=[RUN_ID, s.LogStreamQuerySerializer, OpenApiParameter(
+            "Last-Event-ID", OpenApiTypes.INT, OpenApiParameter.HEADER,
+            description="Resume: the byte offset of the last `log` event received (its `id`).")],
+        responses={(200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR, description=(
+            "`log` events whose `id:` is the byte offset after the output they carry and whose `data:` lines "
+            "are that output (UTF-8, invalid bytes replaced, line ends as SSE gives them: `\\n`); a line "
+            "`[taskdeck: N bytes dropped]` where the log's cap dropped bytes; an `end` event (JSON: run_id, "
+            "status, end_reason, size) once the run ended and all its output was sent, then the stream ends; "
+            "a `: keep-alive` comment when quiet.")),
+            **problems(400, 404)},
+    )
+    @action(detail=True, methods=["get"], url_path="log/stream",
+            renderer_classes=[EventStreamRenderer, JSONRenderer])
+    def log_stream(self, request: Request, run_id: str) -> StreamingHttpResponse:
+        run = services.get_run(run_id)
+        offset = parse_query(s.LogStreamQuerySerializer, request)["offset"]
+        header = request.headers.get("Last-Event-ID", "").strip()
+        if header:
+            try:
+                offset = streams.parse_event_id(header)
+            except ValueError:
+                raise InvalidQuery("Invalid Last-Event-ID header.", errors=[
+                    {"location": "header.Last-Event-ID", "message": "A byte offset (an integer).",
+                     "value": text.storable(header[:100])}]) from None
+        return event_stream_response(log_event_stream(str(run.pk), offset=offset))
+
 
 def log_pages(run_id: Any, piece: selectors.LogPiece) -> Iterator[str]:
     """A log from ``piece`` on, a page at a time, up to the size the first page read."""
@@ -223,6 +253,26 @@ def log_pages(run_id: Any, piece: selectors.LogPiece) -> Iterator[str]:
             return
         piece = following
         yield piece.as_text()
+
+
+async def log_event_stream(run_id: str, *, offset: int) -> AsyncIterator[str]:
+    """The SSE body over ``live.logs``: ``retry:`` once subscribed, then the output as ``log``
+    events, a comment when quiet, and ``end`` once the run ended and everything was sent."""
+    async with logs.followed(run_id, offset=offset) as follower:
+        yield "retry: 2000\n\n"
+        async for item in follower.items(quiet_after=taskdeck_settings.SSE_KEEPALIVE):
+            if item is None:
+                yield ": keep-alive\n\n"
+            elif isinstance(item, logs.LogEnd):
+                data = {"run_id": run_id, "status": item.status, "end_reason": item.end_reason or None, "size": item.size}
+                yield f"id: {item.size}\nevent: end\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+            else:
+                lines = "".join(f"data: {line}\n" for line in LINE_ENDS.split(item.as_text()))
+                yield f"id: {item.end}\nevent: log\n{lines}\n"
+
+
+#: What SSE reads as the end of a line: a ``data:`` line each, joined again with ``\n`` by clients.
+LINE_ENDS = re.compile(r"\r\n|\r|\n")
 
 
 def event_stream_response(stream: AsyncIterator[str]) -> StreamingHttpResponse:
