@@ -58,3 +58,16 @@ def test_0012_taken_back_puts_the_kept_bytes_into_the_output_column_again():
     finally:
         migrate(RUN_LOG)
     assert log_of(Run.objects.get(pk=run.pk)) == (40, "\ufffd tail".encode(), 40 + len("\ufffd tail".encode()))
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db
+def test_0012_has_postgresql_compress_log_chunks_with_lz4_or_not_at_all():
+    """pglz halves the speed a command's output is stored at (db/log_chunks.py)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")
+        lz4 = "lz4" in (cursor.fetchone() or [[]])[0]
+        cursor.execute("""SELECT attcompression, attstorage FROM pg_attribute
+                          WHERE attrelid = 'tasks_app_runlogchunk'::regclass AND attname = 'data'""")
+        compression, storage = cursor.fetchone()
+    assert (compression, storage) == (("l", "x") if lz4 else ("", "e"))

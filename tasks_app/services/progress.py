@@ -17,6 +17,7 @@ from uuid import UUID
 from django.db import transaction
 
 from tasks_app import clock
+from tasks_app.db.log_chunks import insert_chunk
 from tasks_app.live import outbox
 from tasks_app.models import Activity, EventName, Run, RunLogChunk, RunStatus, StopRequest
 
@@ -102,8 +103,8 @@ def append_log(
             chunks.filter(pk=tail.chunk_id).update(data=joined, end=end)
             tail = LogTail(tail.chunk_id, joined, end)
         elif data:
-            chunk = RunLogChunk.objects.create(run_id=run_id, start=max(start, kept_from or 0), end=end, data=data)
-            tail = LogTail(chunk.pk, data, end) if len(data) < COALESCE_BYTES else None
+            chunk_id = insert_chunk(run_id, start=max(start, kept_from or 0), end=end, data=data)
+            tail = LogTail(chunk_id, data, end) if len(data) < COALESCE_BYTES else None
         if stop_for_overflow:
             Run.objects.filter(pk=run_id, status=RunStatus.RUNNING, stop_requested="").update(
                 stop_requested=StopRequest.OVERFLOW, stop_requested_at=clock.now())

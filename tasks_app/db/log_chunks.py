@@ -1,0 +1,33 @@
+"""The run log's hot statement written by hand: a chunk's INSERT (``services.append_log``).
+
+Django's PostgreSQL backend binds parameters on the client: a chunk's bytes travel inside the SQL
+text as a hex literal, twice their size, escaped by the driver and parsed again by the server.
+Here they go as one binary parameter (psycopg's ``%b``, on a server-side-binding cursor of the same
+connection, so in the same transaction). Measured when written (a loop of 512 KiB inserts of log
+lines, PostgreSQL 15 with fsync off, 2 shared cores): the ORM's INSERT 26 MB/s, this one 82 MB/s,
+and 215 MB/s once migration 0012 had the column compressed with lz4 instead of pglz.
+
+SQLite binds a blob as it is: the ORM's statement is kept there (100-113 MB/s in the same loop,
+against 145 MB/s for the bare sqlite3 module).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection
+
+from tasks_app.models import RunLogChunk
+
+
+def insert_chunk(run_id: Any, *, start: int, end: int, data: bytes) -> int:
+    """Store one chunk; returns its id. Inside the caller's transaction."""
+    if connection.vendor != "postgresql":
+        return RunLogChunk.objects.create(run_id=run_id, start=start, end=end, data=data).pk
+    import psycopg  # the PostgreSQL driver: present wherever this branch runs
+
+    connection.ensure_connection()
+    table = connection.ops.quote_name(RunLogChunk._meta.db_table)
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(f'INSERT INTO {table} (run_id, start, "end", data) VALUES (%s, %s, %s, %b) RETURNING id',
+                       [run_id, start, end, data])
+        return cursor.fetchone()[0]
