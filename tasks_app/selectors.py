@@ -20,6 +20,7 @@ from tasks_app.models import (
     Task,
     TaskStatus,
     dropped_marker,
+    unpack,
 )
 from tasks_app.text import whole_characters
 
@@ -299,10 +300,10 @@ def read_log(run_id: uuid.UUID | str, *, offset: int, limit: int = LOG_PAGE_BYTE
             break
         stop = min(stop, start + limit)
         rows = (RunLogChunk.objects.filter(run_id=run_id, end__gt=start, start__lt=stop).order_by("end")
-                .values_list("start", "end", "data"))
+                .values_list("start", "end", "data", "compressed"))
         pieces, first = [], None
-        for chunk_start, chunk_end, data in rows:
-            data = bytes(data)
+        for chunk_start, chunk_end, data, compressed in rows:
+            data = unpack(data, compressed=compressed)
             low, high = max(start, chunk_start), min(stop, chunk_end)
             if first is None:
                 first = low  # later than ``start`` if a cut dropped more meanwhile

@@ -9,6 +9,7 @@ table, so they are installed again if missing (as 0007 and 0009 say a rebuild mu
 PostgreSQL the chunks' bytes are compressed with lz4 rather than pglz (``compress_chunks_fast``).
 """
 import importlib
+import zlib
 
 import django.db.models.deletion
 from django.db import migrations, models
@@ -65,8 +66,10 @@ def carry_output_back(apps, schema_editor):
     run_ids = RunLogChunk.objects.using(alias).order_by().values_list("run_id", flat=True).distinct()
     for run_id in list(run_ids):
         chunks = RunLogChunk.objects.using(alias).filter(run_id=run_id).order_by("end")
-        pieces = [(start, bytes(data)[len(data) - (end - start):]) for start, end, data in
-                  chunks.values_list("start", "end", "data")]
+        pieces = []
+        for start, end, data, compressed in chunks.values_list("start", "end", "data", "compressed"):
+            data = zlib.decompress(data) if compressed else bytes(data)
+            pieces.append((start, data[len(data) - (end - start):]))
         text = b"".join(piece for _, piece in pieces).decode("utf-8", "replace")
         Run.objects.using(alias).filter(pk=run_id).update(output=text, output_dropped=pieces[0][0])
 
@@ -99,7 +102,8 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(primary_key=True, serialize=False)),
                 ('start', models.PositiveBigIntegerField(help_text='Offset of the first byte shown')),
                 ('end', models.PositiveBigIntegerField(help_text='Offset after the last byte')),
-                ('data', models.BinaryField(help_text='The bytes of [end - len(data), end)')),
+                ('data', models.BinaryField(help_text='The bytes of [end - len(data), end), zlib-compressed when compressed')),
+                ('compressed', models.BooleanField(default=False)),
                 ('run', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='log_chunks', to='tasks_app.run')),
             ],
             options={

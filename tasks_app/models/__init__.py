@@ -12,7 +12,7 @@ Every state is a TextChoices with a docstring per member.
 from tasks_app.models.events import INTERNAL_EVENTS, Event, EventName
 from tasks_app.models.heartbeats import Heartbeat, HeartbeatRole
 from tasks_app.models.keys import SCOPE_GRANTS, ApiKey, ApiKeyQuerySet, Scope
-from tasks_app.models.logs import RunLogChunk, dropped_marker, full_marker
+from tasks_app.models.logs import RunLogChunk, dropped_marker, full_marker, unpack
 from tasks_app.models.runs import (
     ON_DEMAND_TRIGGERS,
     REASON_FOR_STOP,
@@ -50,5 +50,5 @@ __all__ = [
     "Activity", "ApiKey", "ApiKeyQuerySet", "CatchUp", "DefinitionSource", "EndReason", "Event", "EventName",
     "Heartbeat", "HeartbeatRole", "IntervalUnit", "LogOnFull", "OverlapPolicy", "RetryBackoff", "Run", "RunCount", "RunQuerySet",
     "RunLogChunk", "RunStatus", "RunTrigger", "Scope", "StopRequest", "Task", "TaskKind", "TaskQuerySet", "TaskStatus", "TaskTrigger",
-    "default_keep_for", "default_keep_runs", "default_timezone", "dropped_marker", "full_marker",
+    "default_keep_for", "default_keep_runs", "default_timezone", "dropped_marker", "full_marker", "unpack",
 ]

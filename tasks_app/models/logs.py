@@ -9,11 +9,17 @@ deleted. So the log's size (the next offset to ask for, ``X-Log-Size``) is the `
 chunk, and the bytes dropped from its head the ``start`` of its first. Chunks are contiguous:
 each starts where the one before it ends (or later, where the head was cut).
 
+A chunk's bytes may be stored zlib-compressed (``compressed``; ``unpack`` gives them back): on
+SQLite the writer compresses large chunks, which roughly halves what storing a command's output
+costs there (db/log_chunks.py); PostgreSQL compresses them itself (lz4, migration 0012).
+
 What was dropped is said by a marker line (``dropped_marker``): for ``drop_old`` the readers write
 it in front of the kept bytes (the dropped head has offsets but no bytes); for ``drop_new`` and
 ``kill_task`` the writer stores it where the cut fell, so it has offsets like any output.
 """
 from __future__ import annotations
+
+import zlib
 
 from django.db import models
 
@@ -26,7 +32,8 @@ class RunLogChunk(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="log_chunks", db_index=False)
     start = models.PositiveBigIntegerField(help_text="Offset of the first byte shown")
     end = models.PositiveBigIntegerField(help_text="Offset after the last byte")
-    data = models.BinaryField(help_text="The bytes of [end - len(data), end)")
+    data = models.BinaryField(help_text="The bytes of [end - len(data), end), zlib-compressed when compressed")
+    compressed = models.BooleanField(default=False)
 
     class Meta:
         # Every read and write names a run and an offset: a range from an offset (end > offset),
@@ -36,6 +43,11 @@ class RunLogChunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id} [{self.start}, {self.end})"
+
+
+def unpack(data: bytes | memoryview, *, compressed: bool) -> bytes:
+    """A chunk's bytes as they were written."""
+    return zlib.decompress(data) if compressed else bytes(data)
 
 
 def dropped_marker(count: int) -> bytes:

@@ -17,7 +17,7 @@ from uuid import UUID
 from django.db import transaction
 
 from tasks_app import clock
-from tasks_app.db.log_chunks import insert_chunk
+from tasks_app.db.log_chunks import COMPRESS_FROM, insert_chunk
 from tasks_app.live import outbox
 from tasks_app.models import Activity, EventName, Run, RunLogChunk, RunStatus, StopRequest
 
@@ -55,7 +55,8 @@ def record_progress(
 #: A flush smaller than this is added to the run's last chunk while that stays under it (the row
 #: is written again, with at most this many bytes), rather than stored as a row of its own: a
 #: command printing a line a second for a month fills rows of 64 KiB, not millions of one line.
-COALESCE_BYTES = 64 * 1024
+#: Such chunks are never stored compressed (db/log_chunks.py), so they can be rewritten as they are.
+COALESCE_BYTES = COMPRESS_FROM
 
 
 @dataclass(frozen=True)

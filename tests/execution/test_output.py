@@ -1,8 +1,10 @@
 """execution/output.py: ``LogBuffer`` on its own (offsets, the cap in its three modes, markers: no
 database), then ``LogWriter`` storing into the run log table (chunks, coalescing, the cut, events)."""
+import os
 import threading
 
 import pytest
+from django.db import connection
 
 from tasks_app import selectors, services
 from tasks_app.execution.output import FLUSH_BYTES, Flush, LogBuffer, LogWriter
@@ -168,6 +170,23 @@ def test_megabytes_of_lines_are_stored_exactly_in_few_large_chunks(claimed):
     assert all(start < end for start, end, _ in stored)
     assert [end for _, end, _ in stored][-1] == len(lines)
     assert all(stored[index][1] == stored[index + 1][0] for index in range(len(stored) - 1))  # contiguous
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_large_chunks_of_text_are_compressed_on_sqlite_and_binary_ones_kept_as_they_are(claimed):
+    text = b"".join(b"%08d scanned /library/roms/gba ok\n" % index for index in range(30_000))  # ~1 MB
+    noise = os.urandom(300_000)
+    log = writer(claimed)
+    for part in (text, noise, b"tail\n"):
+        log.write(part)
+        log.flush()
+    log.close()
+    assert log_of(claimed) == (0, text + noise + b"tail\n", len(text) + len(noise) + 5)
+    compressed = list(RunLogChunk.objects.filter(run=claimed).order_by("end").values_list("compressed", flat=True))
+    # PostgreSQL compresses the column itself (lz4, migration 0012).
+    assert compressed == ([True, False, False] if connection.vendor == "sqlite" else [False, False, False])
+    assert selectors.read_log(claimed.pk, offset=len(text) - 3, limit=10).data == text[-3:] + noise[:7]
 
 
 @pytest.mark.postgres
