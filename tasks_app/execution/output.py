@@ -282,19 +282,15 @@ class LogWriter:
                         return
                 try:
                     self._flush()
-                except OperationalError as error:
+                except Exception as error:  # kept buffered, tried again; task code never sees it
                     if not self._failing:
-                        logger.warning("Could not store the output of run %s (%s); it stays buffered.",
-                                       self.run_id, error)
+                        log = logger.warning if isinstance(error, OperationalError) else logger.exception
+                        log("Could not store the output of run %s (%s); it stays buffered.", self.run_id, error)
                     with self._lock:
                         self._failing = True
                         self._lock.notify_all()  # writers no longer wait for the store
                         self._lock.wait(FLUSH_INTERVAL)
                     connections.close_all()  # a broken connection is replaced on the next try
-                except Exception:
-                    logger.exception("Storing the output of run %s failed; trying again.", self.run_id)
-                    with self._lock:
-                        self._lock.wait(FLUSH_INTERVAL)
         finally:
             connections.close_all()
 

@@ -186,7 +186,8 @@ def test_large_chunks_of_text_are_compressed_on_sqlite_and_binary_ones_kept_as_t
     compressed = list(RunLogChunk.objects.filter(run=claimed).order_by("end").values_list("compressed", flat=True))
     # PostgreSQL compresses the column itself (lz4, migration 0012).
     assert compressed == ([True, False, False] if connection.vendor == "sqlite" else [False, False, False])
-    assert selectors.read_log(claimed.pk, offset=len(text) - 3, limit=10).data == text[-3:] + noise[:7]
+    across = selectors.read_log(claimed.pk, offset=len(text) - 3, limit=10).data  # from a compressed chunk on
+    assert len(across) >= 7 and (text[-3:] + noise[:7]).startswith(across)  # (less an unfinished character)
 
 
 @pytest.mark.postgres
