@@ -60,6 +60,7 @@ def test_0012_taken_back_puts_the_kept_bytes_into_the_output_column_again():
     assert log_of(Run.objects.get(pk=run.pk)) == (40, "\ufffd tail".encode(), 40 + len("\ufffd tail".encode()))
 
 
+@pytest.mark.postgres
 @pytest.mark.postgres_only
 @pytest.mark.django_db
 def test_0012_has_postgresql_compress_log_chunks_with_lz4_or_not_at_all():
