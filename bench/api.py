@@ -156,8 +156,8 @@ def make_runs(task_id: str, count: int, *, start: datetime, spacing: float, rng:
                     run.traceback = "Traceback (most recent call last):\n" + '  File "tasks.py", line 42\n' * 8 + run.error
             if rng.random() < 0.33:
                 lines = rng.randint(6, 50)
-                run.output = "".join(LOG_LINE.format(i % 60, rng.choice(["gba", "n64"]), rng.randint(1, 999))
-                                     for i in range(lines))
+                run.bench_log = "".join(LOG_LINE.format(i % 60, rng.choice(["gba", "n64"]), rng.randint(1, 999))
+                                        for i in range(lines)).encode()
         previous = run
         yield run
 
@@ -170,7 +170,7 @@ def populate_main(args: argparse.Namespace) -> None:
     from django.db import transaction
     from django.db.models import Count
 
-    from tasks_app.models import DefinitionSource, Run, Task
+    from tasks_app.models import DefinitionSource, Run, RunLogChunk, Task
 
     rng = random.Random(args.seed)
     now = datetime.now(UTC) - timedelta(minutes=1)
@@ -200,6 +200,9 @@ def populate_main(args: argparse.Namespace) -> None:
                 break
             with transaction.atomic():
                 Run.objects.bulk_create(batch)
+                RunLogChunk.objects.bulk_create(
+                    RunLogChunk(run=run, start=0, end=len(run.bench_log), data=run.bench_log)
+                    for run in batch if getattr(run, "bench_log", None))
             inserted += len(batch)
     seconds = time.perf_counter() - began
     Task.objects.filter(pk__in=[HISTORY_TASK, *OTHER_TASKS]).update(last_run_at=now)

@@ -29,8 +29,14 @@ streams = ASGIStaticFilesHandler(get_asgi_application())
 from tasks_app.conf import taskdeck_settings  # noqa: E402  (needs Django set up first)
 
 plain_http = WSGIMiddleware(django_wsgi_app, workers=taskdeck_settings.WEB_THREADS)
-# Paths served as streams, through the ASGI handler: Server-Sent Events.
+# Paths served as streams, through the ASGI handler: Server-Sent Events (the live events, and a
+# run's log: /api/runs/<id>/log/stream).
 STREAM_PREFIXES = ("/api/events",)
+STREAM_SUFFIXES = ("/log/stream", "/log/stream/")
+
+
+def is_stream(path):
+    return path.startswith(STREAM_PREFIXES) or (path.startswith("/api/runs/") and path.endswith(STREAM_SUFFIXES))
 
 
 def on_one_thread(app, name):
@@ -55,7 +61,7 @@ streams_on_one_thread = on_one_thread(streams, "taskdeck-streams")
 
 async def http(scope, receive, send):
     """Streams to the ASGI handler, every other request to the thread pool."""
-    app = streams_on_one_thread if scope["path"].startswith(STREAM_PREFIXES) else plain_http
+    app = streams_on_one_thread if is_stream(scope["path"]) else plain_http
     await app(scope, receive, send)
 
 

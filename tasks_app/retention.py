@@ -9,8 +9,9 @@ only once it has ended, and deleting one in flight would lose a worker's writes.
 settings require at least 1; a 0 typed into the admin is read as no limit of that kind, never as
 "delete everything".
 
-A deleted run takes its activity (foreign key cascade), its captured output (a column of the row)
-and its events (by ``run_id``) with it, so nothing names a run that is gone. The per-status run
+A deleted run takes its activity and its log's chunks (foreign key cascades: one DELETE per table
+and batch, the chunks' bytes never read) and its events (by ``run_id``) with it, so nothing names
+a run that is gone. The per-status run
 counts follow on their own: database triggers keep them (models.RunCount).
 
 Events. The live-event outbox is kept ``EVENT_RETENTION`` seconds and never less than 600, so an
@@ -144,7 +145,7 @@ def _delete_batch(task_id: str, ids: list[Any]) -> tuple[int, int]:
     with transaction.atomic():
         lock_task(task_id)
         events_deleted = Event.objects.filter(run_id__in=ids).delete()[0]
-        # only("id"): the collector loads the rows it deletes; a run's captured output can
-        # be a megabyte, and none of it is needed to delete the row.
+        # only("id"): the collector loads the rows it deletes; a run's traceback and result can
+        # be large, and none of it is needed to delete the row.
         _, per_model = Run.objects.filter(id__in=ids).ended().only("id").delete()
     return per_model.get(Run._meta.label, 0), events_deleted

@@ -14,11 +14,15 @@ from tasks_app.models import (
     Heartbeat,
     Run,
     RunCount,
+    RunLogChunk,
     RunQuerySet,
     RunStatus,
     Task,
     TaskStatus,
+    dropped_marker,
+    unpack,
 )
+from tasks_app.text import whole_characters
 
 
 def task_status(task: Task) -> str:
@@ -50,8 +54,8 @@ def latest_run(task: Task) -> Run | None:
 # --- Run lists (history, /api/runs) ------------------------------------------------------------
 
 
-#: What the Run object of the API is made of: a list reads these and no more (not the captured
-#: output, nor the task's definition).
+#: What the Run object of the API is made of: a list reads these and no more (not the traceback,
+#: nor the task's definition).
 RUN_OBJECT_FIELDS = (
     "id", "task", "status", "end_reason", "trigger", "triggered_by", "parameters", "dry_run", "attempt", "retry_of",
     "created_at", "enqueued_at", "not_before", "started_at", "ended_at", "progress_current", "progress_total", "progress_message",
@@ -212,8 +216,103 @@ def dashboard(*, now: datetime, fresh_for: timedelta, limit: int = 10) -> Dashbo
     )
 
 
-def output_from(run: Run, offset: int) -> tuple[bytes, int]:
-    """Captured output from byte ``offset`` (counting any head dropped by the cap), and the size
-    written so far: the offset a tailing client asks for next."""
-    kept = run.output.encode("utf-8")
-    return kept[max(0, offset - run.output_dropped):], run.output_size
+# --- A run's log (models/logs.py) ------------------------------------------------------------------
+
+
+#: Bytes a log read returns at most unless told otherwise (a page of the API's /log, an SSE event).
+LOG_PAGE_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class LogBounds:
+    """What a run's log holds, read in one statement with the run's status: the bytes of
+    ``[first, size)`` (``first`` > 0: ``drop_old`` dropped the head). Read together, so a reader
+    that finds the run ended and has every byte up to ``size`` has all there will ever be (a
+    run's last output lands before its end)."""
+
+    first: int
+    size: int
+    status: str
+    end_reason: str
+
+    @property
+    def active(self) -> bool:
+        """Queued or running when read: more output may come."""
+        return self.status in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+def log_bounds(run_id: uuid.UUID | str) -> LogBounds | None:
+    """None when the run does not exist (or no longer: retention)."""
+    chunks = RunLogChunk.objects.filter(run_id=OuterRef("pk"))
+    row = (Run.objects.filter(pk=run_id)
+           .annotate(first=Subquery(chunks.order_by("end").values("start")[:1]),
+                     size=Subquery(chunks.order_by("-end").values("end")[:1]))
+           .values_list("status", "end_reason", "first", "size").first())
+    if row is None:
+        return None
+    status, end_reason, first, size = row
+    return LogBounds(first=first or 0, size=size or 0, status=status, end_reason=end_reason)
+
+
+@dataclass(frozen=True)
+class LogPiece:
+    """Bytes of a run's log read from ``offset``: ``data`` starts at ``start``; the bytes between
+    ``offset`` and ``start`` were dropped (``dropped``: the head ``drop_old`` cut). ``bounds`` as
+    read first: a piece never goes past ``bounds.size``."""
+
+    offset: int
+    start: int
+    data: bytes
+    bounds: LogBounds
+
+    @property
+    def end(self) -> int:
+        """The offset to read from next."""
+        return self.start + len(self.data)
+
+    @property
+    def dropped(self) -> int:
+        return self.start - self.offset
+
+    @property
+    def size(self) -> int:
+        return self.bounds.size
+
+    def as_text(self) -> str:
+        """For a page or a client: the marker line where bytes were dropped, then the bytes as
+        UTF-8 with anything invalid replaced (a binary log still renders)."""
+        marker = dropped_marker(self.dropped).decode() if self.dropped else ""
+        return marker + self.data.decode("utf-8", "replace")
+
+
+def read_log(run_id: uuid.UUID | str, *, offset: int, limit: int = LOG_PAGE_BYTES,
+             until: int | None = None) -> LogPiece | None:
+    """At most ``limit`` bytes of a run's log from byte ``offset`` (and before ``until``), in two
+    statements: the bounds (``log_bounds``), then the chunks the range touches, by the
+    (run, end) index. A piece cut short by ``limit`` ends on a whole UTF-8 character (the next
+    read starts with it); the writer's own flushes never split one. None when the run is gone."""
+    for _ in range(2):  # twice at most: a cut between the two statements may drop the range read
+        bounds = log_bounds(run_id)
+        if bounds is None:
+            return None
+        stop = bounds.size if until is None else min(until, bounds.size)
+        start = max(offset, bounds.first)
+        if start >= stop:
+            break
+        stop = min(stop, start + limit)
+        rows = (RunLogChunk.objects.filter(run_id=run_id, end__gt=start, start__lt=stop).order_by("end")
+                .values_list("start", "end", "data", "compressed"))
+        pieces, first = [], None
+        for chunk_start, chunk_end, data, compressed in rows:
+            data = unpack(data, compressed=compressed)
+            low, high = max(start, chunk_start), min(stop, chunk_end)
+            if first is None:
+                first = low  # later than ``start`` if a cut dropped more meanwhile
+            pieces.append(data[len(data) - (chunk_end - low):len(data) - (chunk_end - high)])
+        if first is None:
+            continue
+        data = b"".join(pieces)
+        if first + len(data) < bounds.size:
+            data = whole_characters(data) or data
+        return LogPiece(offset, first, data, bounds)
+    return LogPiece(offset, max(offset, min(start, stop)), b"", bounds)

@@ -123,3 +123,40 @@ class UnstorableTextDecoder(json.JSONDecoder):
 def _has_surrogate_escape(s: str) -> bool:
     lowered = s.lower()
     return any(marker in lowered for marker in ("\\ud8", "\\ud9", "\\uda", "\\udb", "\\udc", "\\udd", "\\ude", "\\udf"))
+
+
+# --- Output bytes: what a run's log stores (models/logs.py) ---------------------------------------
+
+
+def output_bytes(text: str) -> bytes:
+    """Text task code wrote (print, ``ctx.log``) as the bytes of its run's log: UTF-8, a character
+    of an undecodable file name (``surrogateescape``) as the byte it stands for, and, in text
+    holding another lone surrogate, every surrogate as its escape. Bytes, unlike a text column,
+    take NUL and invalid UTF-8: readers decode with replacement."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace")
+
+
+def incomplete_character(data: bytes | bytearray) -> int:
+    """How many bytes at the end of ``data`` begin a UTF-8 character that is not complete yet
+    (0 to 3): a reader that stops there and goes on later never shows a character cut in two."""
+    for back in range(1, min(4, len(data)) + 1):
+        lead = data[-back]
+        if lead & 0xC0 == 0x80:
+            continue  # a continuation byte: its lead is further back
+        if not 0xC2 <= lead <= 0xF4:
+            return 0  # ASCII, or a byte no character starts with: nothing to wait for
+        length = 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+        return back if back < length else 0
+    return 0
+
+
+def whole_characters(data: bytes) -> bytes:
+    """``data`` without a UTF-8 character cut in two at its end (the next piece starts with it)."""
+    cut = incomplete_character(data)
+    return data[:-cut] if cut else data

@@ -95,7 +95,8 @@ def _use_test_data_dir(settings: Any, data_dir: Path) -> None:
 
 @pytest.fixture(scope="session")
 def process_env(django_db_setup: Any, django_db_blocker: Any, data_dir: Path) -> dict[str, str]:
-    """Environment for child processes: the test database, the test data folder, fast heartbeats."""
+    """Environment for child processes: the test database, the test data folder, fast heartbeats,
+    and a 1 MiB log cap (the default is 100 MiB), so the cap tests stay small and quick."""
     with django_db_blocker.unblock():
         url = subprocess_database_url()
     return {
@@ -106,6 +107,7 @@ def process_env(django_db_setup: Any, django_db_blocker: Any, data_dir: Path) ->
         "TASKDECK_CANCEL_GRACE": "2",
         "TASKDECK_SCHEDULER_INTERVAL": "0.2",
         "TASKDECK_HEARTBEAT_STALE_AFTER": "5",
+        "TASKDECK_LOG_MAX_SIZE": str(1024 * 1024),
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     }

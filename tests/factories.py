@@ -1,4 +1,5 @@
-"""Test data: make_task(**overrides) builds a complete, valid task row; make_run(task, ...) a run row."""
+"""Test data: make_task(**overrides) builds a complete, valid task row; make_run(task, ...) a run row;
+write_log(run, data) stores a run's log as its writer would have."""
 from __future__ import annotations
 
 import itertools
@@ -9,6 +10,7 @@ from tasks_app.models import (
     STATUS_FOR_REASON,
     DefinitionSource,
     Run,
+    RunLogChunk,
     RunTrigger,
     Task,
     TaskKind,
@@ -48,3 +50,23 @@ def make_run(task: Task, *, end_reason: str = "", **overrides: Any) -> Run:
                       started_at=fields["created_at"], ended_at=fields["created_at"])
     fields.update(overrides)
     return Run.objects.create(task=task, **fields)
+
+
+def write_log(run: Run, data: bytes | str, *, at: int = 0, chunk_size: int = 1024 * 1024) -> Run:
+    """``data`` into ``run``'s log from offset ``at``, in chunks of ``chunk_size`` bytes: after what
+    it holds (its size), or, for a log that holds nothing, after ``at`` bytes its cap dropped."""
+    data = data.encode() if isinstance(data, str) else data
+    RunLogChunk.objects.bulk_create(
+        RunLogChunk(run=run, start=at + index, end=at + index + len(data[index:index + chunk_size]),
+                    data=data[index:index + chunk_size])
+        for index in range(0, len(data), chunk_size))
+    return run
+
+
+def log_of(run: Run) -> tuple[int, bytes, int]:
+    """A run's stored log: the bytes dropped from its head, the bytes kept, and its size."""
+    from tasks_app import selectors
+
+    piece = selectors.read_log(run.pk, offset=0, limit=2**62)
+    assert piece is not None, f"run {run.pk} is gone"
+    return piece.dropped, piece.data, piece.size

@@ -119,3 +119,28 @@ def odd_text(ctx):
 
 def nan_result(ctx):
     return {"ratio": float("nan")}
+
+
+def talking(ctx):
+    """Prints ``lines`` numbered lines (an odd file name among them), then waits for the file named
+    by ``gate`` (if any) to exist, then prints as many again: output that lands while it runs."""
+    lines = int(ctx.params.get("lines") or 50)
+    for index in range(lines):
+        print(f"before {index:04d} {ODD_NAME if index == 1 else 'é€'}")
+    gate = ctx.params.get("gate")
+    deadline = time.monotonic() + 30
+    while gate and not Path(gate).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for index in range(lines):
+        print(f"after {index:04d}")
+    return lines
+
+
+def flood(ctx):
+    """Prints lines until asked to stop (at most ``lines``); ``stubborn`` ones never look at ctx."""
+    lines = int(ctx.params.get("lines") or 100_000)
+    for index in range(lines):
+        print(f"flood line {index:06d}")
+        if not ctx.params.get("stubborn") and ctx.cancelled:
+            return "stopped"
+    return "finished"

@@ -9,9 +9,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tasks_app import retention, selectors
-from tasks_app.models import Activity, EndReason, Event, EventName, Run, RunStatus, RunTrigger, Task
+from tasks_app.models import Activity, EndReason, Event, EventName, Run, RunLogChunk, RunStatus, RunTrigger, Task
 
-from .factories import make_run, make_task
+from .factories import log_of, make_run, make_task, write_log
 
 pytestmark = pytest.mark.django_db
 
@@ -159,6 +159,26 @@ def test_a_deleted_run_takes_its_activity_and_events_and_nothing_else(clock):
     assert Event.objects.filter(run_id__in=[kept.id, other.id]).count() == 2
     assert Event.objects.filter(id=task_event.id).exists()
     assert (report.runs_deleted, report.events_deleted) == (1, 1)
+
+
+@pytest.mark.postgres
+def test_a_deleted_run_takes_its_log_in_batches_without_reading_it(clock):
+    task = make_task(keep_runs=2, keep_for=30 * DAY)
+    runs = ended_runs(task, 7, clock)
+    for run in runs:
+        write_log(run, b"x" * 5000, chunk_size=1000)  # 5 chunks a run
+    survivors = runs[-2:]
+
+    with CaptureQueriesContext(connection) as queries:
+        report = retention.sweep(batch_size=2)
+
+    assert report.runs_deleted == 5 and surviving_ids(task) == ids(survivors)
+    assert set(RunLogChunk.objects.values_list("run_id", flat=True).distinct()) == ids(survivors)
+    assert all(log_of(run) == (0, b"x" * 5000, 5000) for run in survivors)
+    chunk_table = RunLogChunk._meta.db_table
+    touching = [query["sql"] for query in queries.captured_queries if chunk_table in query["sql"]]
+    # One DELETE per batch of runs (3 batches of at most 2), never a read of the chunks' bytes.
+    assert len(touching) == 3 and all(sql.startswith("DELETE") for sql in touching)
 
 
 def test_events_are_pruned_once_older_than_event_retention(clock, settings):

@@ -100,7 +100,7 @@ def test_a_trigger_filter_is_counted_from_the_rows() -> None:
     runs, total = selectors.page_of_runs(trigger=RunTrigger.API, page=2, limit=4)
     assert total == len(expected) == 10
     assert [run.id for run in runs] == expected[4:8]
-    assert "output" in runs[0].get_deferred_fields()  # a page never reads the captured output
+    assert "traceback" in runs[0].get_deferred_fields()  # a page never reads the traceback
 
 
 # --- Query plans (SQLite) -------------------------------------------------------------------------

@@ -63,9 +63,9 @@ class RunAdmin(admin.ModelAdmin):
         css = {"all": ("taskdeck/admin.css",)}  # the status badges of the list
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Run]:
-        """Without the captured output and traceback (megabytes a run, at worst): the run page
-        reads its output tail when it needs it."""
-        return super().get_queryset(request).defer("output", "traceback")
+        """Without the traceback (large, at worst): the run page reads it when it shows it. The
+        log is not in the row; the page reads its tail from the chunks."""
+        return super().get_queryset(request).defer("traceback")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -132,11 +132,16 @@ class RunAdmin(admin.ModelAdmin):
         run = self.get_object(request, unquote(object_id))
         extra = {**(extra_context or {})}
         if run is not None:
-            tail, size = selectors.output_from(run, max(0, run.output_size - OUTPUT_TAIL_BYTES))
+            bounds = selectors.log_bounds(run.pk)
+            first, size = (bounds.first, bounds.size) if bounds is not None else (0, 0)
+            # The kept tail; all of it, with the marker counting every dropped byte, when it fits.
+            shown_from = max(0, size - OUTPUT_TAIL_BYTES) if size - first > OUTPUT_TAIL_BYTES else 0
+            tail = selectors.read_log(run.pk, offset=shown_from, limit=OUTPUT_TAIL_BYTES)
             extra.update({
                 "run": run, "panel": self.render_panel(request, run),
-                "output": tail.decode("utf-8", errors="replace"), "output_size": size,
-                "output_cut": size > len(tail),
+                # Escaped by the template; invalid UTF-8 replaced; a marker line where the cap dropped bytes.
+                "output": tail.as_text() if tail is not None else "", "output_size": size,
+                "output_cut": shown_from > 0, "output_dropped": first,
                 "live_query": request.GET.urlencode(),
             })
         return super().change_view(request, object_id, form_url, extra)
@@ -174,13 +179,11 @@ class RunAdmin(admin.ModelAdmin):
             offset = max(0, int(request.GET.get("log_offset", "0")))
         except ValueError:
             offset = 0
-        text, size = selectors.output_from(run, offset)
-        text = whole_characters(text[:OUTPUT_CHUNK_BYTES]) if len(text) > OUTPUT_CHUNK_BYTES else text
-        # Output dropped by the cap is skipped: the text starts where the kept output does.
-        next_offset = max(offset, run.output_dropped) + len(text)
-        return live_fragments(self.render_panel(request, run), active=run.is_active, percent=run.percent,
-                              log={"text": text.decode("utf-8", errors="replace"), "offset": next_offset,
-                                   "size": size})
+        piece = selectors.read_log(run.pk, offset=offset, limit=OUTPUT_CHUNK_BYTES)
+        # Where the cap dropped bytes the text starts with a marker line, then the kept output.
+        log = ({"text": piece.as_text(), "offset": piece.end, "size": piece.size} if piece is not None
+               else {"text": "", "offset": offset, "size": offset})
+        return live_fragments(self.render_panel(request, run), active=run.is_active, percent=run.percent, log=log)
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """POST from the run page's cancel button (CSRF-checked); back to the page with a message."""
@@ -199,17 +202,6 @@ class RunAdmin(admin.ModelAdmin):
             done = "cancel requested" if run.is_active else run.status
             self.message_user(request, f"Run {str(run.id)[:8]}: {done}.", messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:tasks_app_run_change", args=[run.pk]))
-
-
-def whole_characters(data: bytes) -> bytes:
-    """``data`` without a UTF-8 character cut in two at its end (the next chunk starts with it)."""
-    for back in range(1, min(4, len(data)) + 1):
-        lead = data[-back]
-        if lead & 0xC0 == 0x80:
-            continue  # a continuation byte: its lead is further back
-        length = 1 if lead < 0x80 else 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
-        return data if back >= length else data[:-back]
-    return data
 
 
 def summary_rows(summary: Any) -> list[tuple[str, str]]:

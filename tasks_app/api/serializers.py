@@ -411,3 +411,8 @@ class EventsQuerySerializer(serializers.Serializer):
 
 class LogQuerySerializer(serializers.Serializer):
     offset = serializers.IntegerField(min_value=0, max_value=MAX_POSITION, required=False, default=0)
+
+
+class LogStreamQuerySerializer(serializers.Serializer):
+    offset = serializers.IntegerField(min_value=0, max_value=MAX_POSITION, required=False, default=0,
+                                      help_text="The byte offset to start from; the Last-Event-ID header wins.")

@@ -5,7 +5,9 @@ Every route names the scope it needs (``required_scopes``); every error is a pro
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+import re
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -24,8 +26,8 @@ from tasks_app.access.callers import caller_label
 from tasks_app.api import serializers as s
 from tasks_app.api.pagination import paginate, pagination, parse_query
 from tasks_app.conf import taskdeck_settings
-from tasks_app.exceptions import InvalidQuery
-from tasks_app.live import streams
+from tasks_app.exceptions import InvalidQuery, RunNotFound
+from tasks_app.live import logs, streams
 from tasks_app.models import RunTrigger, Scope, Task, TaskKind
 
 PROBLEM = OpenApiResponse(s.ProblemSerializer, description="Problem document (RFC 9457)")
@@ -132,6 +134,16 @@ def render_tasks(tasks: QuerySet[Task]) -> list[dict[str, Any]]:
     return s.TaskSerializer(tasks, many=True, context={"statuses": selectors.task_statuses(tasks)}).data
 
 
+class EventStreamRenderer(BaseRenderer):
+    """Lets ``Accept: text/event-stream`` through content negotiation; the stream renders itself."""
+
+    media_type = "text/event-stream"
+    format = "event-stream"
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> Any:
+        return data
+
+
 RUN_ID = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
 
@@ -139,7 +151,7 @@ class RunViewSet(viewsets.ViewSet):
     lookup_field = "run_id"
     required_scopes = {
         "list": Scope.READ, "retrieve": Scope.READ, "activity": Scope.READ, "log": Scope.READ,
-        "cancel": Scope.RUN, "destroy": Scope.MANAGE,
+        "log_stream": Scope.READ, "cancel": Scope.RUN, "destroy": Scope.MANAGE,
     }
 
     @extend_schema(parameters=[s.RunsQuerySerializer], responses={200: s.RunListSerializer, **problems(400)})
@@ -185,16 +197,89 @@ class RunViewSet(viewsets.ViewSet):
             "X-Log-Size", OpenApiTypes.INT, OpenApiParameter.HEADER, response=[200],
             description="Bytes of output written so far, dropped head included: the next offset to ask for.")],
         responses={(200, "text/plain"): OpenApiTypes.STR, **problems(400, 404)},
-        description="Captured output from byte `offset`; the header X-Log-Size gives the size written so far.",
+        description=("Captured output from byte `offset`; the header X-Log-Size gives the size written so far. "
+                     "Output is UTF-8 with invalid bytes replaced; where the log's cap dropped bytes, a line "
+                     "`[taskdeck: N bytes dropped]` stands in their place."),
     )
     @action(detail=True, methods=["get"])
     def log(self, request: Request, run_id: str) -> HttpResponse:
         run = services.get_run(run_id)
         offset = parse_query(s.LogQuerySerializer, request)["offset"]
-        text, size = selectors.output_from(run, offset)
-        response = HttpResponse(text, content_type="text/plain; charset=utf-8")
-        response["X-Log-Size"] = str(size)
+        piece = selectors.read_log(run.pk, offset=offset)
+        if piece is None:
+            raise RunNotFound(f"Run {run.pk} does not exist.")
+        if piece.end >= piece.size:
+            response: HttpResponse = HttpResponse(piece.as_text(), content_type="text/plain; charset=utf-8")
+        else:  # a long log goes out page by page, never whole in memory
+            response = StreamingHttpResponse(log_pages(run.pk, piece), content_type="text/plain; charset=utf-8")
+        response["X-Log-Size"] = str(piece.size)
         return response
+
+    @extend_schema(
+        operation_id="runs_log_stream",
+        parameters=[RUN_ID, s.LogStreamQuerySerializer, OpenApiParameter(
+            "Last-Event-ID", OpenApiTypes.INT, OpenApiParameter.HEADER,
+            description="Resume: the byte offset of the last `log` event received (its `id`).")],
+        responses={(200, "text/event-stream"): OpenApiResponse(OpenApiTypes.STR, description=(
+            "`log` events whose `id:` is the byte offset after the output they carry and whose `data:` lines "
+            "are that output (UTF-8, invalid bytes replaced, line ends as SSE gives them: `\\n`); a line "
+            "`[taskdeck: N bytes dropped]` where the log's cap dropped bytes; an `end` event (JSON: run_id, "
+            "status, end_reason, size) once the run ended and all its output was sent, then the stream ends; "
+            "a `: keep-alive` comment when quiet.")),
+            **problems(400, 404)},
+    )
+    @action(detail=True, methods=["get"], url_path="log/stream",
+            renderer_classes=[EventStreamRenderer, JSONRenderer])
+    def log_stream(self, request: Request, run_id: str) -> StreamingHttpResponse:
+        run = services.get_run(run_id)
+        offset = parse_query(s.LogStreamQuerySerializer, request)["offset"]
+        header = request.headers.get("Last-Event-ID", "").strip()
+        if header:
+            try:
+                offset = streams.parse_event_id(header)
+            except ValueError:
+                raise InvalidQuery("Invalid Last-Event-ID header.", errors=[
+                    {"location": "header.Last-Event-ID", "message": "A byte offset (an integer).",
+                     "value": text.storable(header[:100])}]) from None
+        return event_stream_response(log_event_stream(str(run.pk), offset=offset))
+
+
+def log_pages(run_id: Any, piece: selectors.LogPiece) -> Iterator[str]:
+    """A log from ``piece`` on, a page at a time, up to the size the first page read."""
+    yield piece.as_text()
+    while piece.end < piece.size:
+        following = selectors.read_log(run_id, offset=piece.end, until=piece.size)
+        if following is None or not following.data:
+            return
+        piece = following
+        yield piece.as_text()
+
+
+async def log_event_stream(run_id: str, *, offset: int) -> AsyncIterator[str]:
+    """The SSE body over ``live.logs``: ``retry:`` once subscribed, then the output as ``log``
+    events, a comment when quiet, and ``end`` once the run ended and everything was sent."""
+    async with logs.followed(run_id, offset=offset) as follower:
+        yield "retry: 2000\n\n"
+        async for item in follower.items(quiet_after=taskdeck_settings.SSE_KEEPALIVE):
+            if item is None:
+                yield ": keep-alive\n\n"
+            elif isinstance(item, logs.LogEnd):
+                data = {"run_id": run_id, "status": item.status, "end_reason": item.end_reason or None, "size": item.size}
+                yield f"id: {item.size}\nevent: end\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+            else:
+                lines = "".join(f"data: {line}\n" for line in LINE_ENDS.split(item.as_text()))
+                yield f"id: {item.end}\nevent: log\n{lines}\n"
+
+
+#: What SSE reads as the end of a line: a ``data:`` line each, joined again with ``\n`` by clients.
+LINE_ENDS = re.compile(r"\r\n|\r|\n")
+
+
+def event_stream_response(stream: AsyncIterator[str]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(stream, content_type="text/event-stream; charset=utf-8")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # a proxy in front must not hold events back
+    return response
 
 
 class HealthView(APIView):
@@ -211,16 +296,6 @@ class HealthView(APIView):
                 "checks": {"database": report.database, "workers": report.workers, "scheduler": report.scheduler},
                 "restarts": report.restarts}
         return Response(body, status=503 if report.status == "error" else 200)
-
-
-class EventStreamRenderer(BaseRenderer):
-    """Lets ``Accept: text/event-stream`` through content negotiation; the stream renders itself."""
-
-    media_type = "text/event-stream"
-    format = "event-stream"
-
-    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> Any:
-        return data
 
 
 class EventsView(APIView):
@@ -254,11 +329,7 @@ class EventsView(APIView):
                     {"location": "header.Last-Event-ID", "message": "An event id (an integer).",
                      "value": text.storable(header[:100])}]) from None
         run_id = str(query["run"]) if query.get("run") else None
-        stream = event_stream(task_id=query.get("task") or None, run_id=run_id, last_id=last_id)
-        response = StreamingHttpResponse(stream, content_type="text/event-stream; charset=utf-8")
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"  # a proxy in front must not hold events back
-        return response
+        return event_stream_response(event_stream(task_id=query.get("task") or None, run_id=run_id, last_id=last_id))
 
 
 async def event_stream(*, task_id: str | None, run_id: str | None, last_id: int | None) -> AsyncIterator[str]:

@@ -3,8 +3,8 @@
 Modules, bottom first (each imports only those before it; tests/test_imports.py checks):
 
 - ``outcome``: how a run's code ended, as an executor reports it (``Outcome``);
-- ``output``: the capped output buffer (``OutputBuffer``), for ctx.log and print today and a
-  child process's stdout and stderr later;
+- ``output``: a run's output on its way to its log (``LogWriter``, capped by ``LogBuffer``), for
+  print and ctx.log today and a child process's stdout and stderr next;
 - ``context``: ``RunContext``, the ``ctx`` task code receives, and ``RunCancelled``;
 - ``watchdog``: the thread that heartbeats a run and enforces stop requests and its timeout;
 - ``python``: the executor of python tasks;

@@ -1,10 +1,12 @@
 """What task code receives as ``ctx`` (``RunContext``), and ``RunCancelled``, which
 ``ctx.check_cancelled()`` raises.
 
-The context buffers what task code reports (progress, activity rows, output) and writes it through
+The context buffers what task code reports (progress, activity rows) and writes it through
 ``services.record_progress`` at most every ``PROGRESS_INTERVAL`` seconds; its last write lands
-when the run ends (``entry`` forces it). A stop request reaches it from the watchdog through the
-shared stop event.
+when the run ends (``entry`` forces it). Output (print, ``ctx.log``) goes to the run's log through
+a ``LogWriter`` (``output.py``), capped at ``LOG_MAX_SIZE`` bytes, ``drop_old``, until python
+tasks have settings of their own. A stop request reaches it from the watchdog through the shared
+stop event; a log that overflows with ``kill_task`` sets that event itself.
 """
 from __future__ import annotations
 
@@ -22,9 +24,9 @@ from django.db import OperationalError
 
 from tasks_app import clock, services
 from tasks_app.conf import taskdeck_settings
-from tasks_app.execution.output import OutputBuffer
-from tasks_app.models import Activity, Run
-from tasks_app.text import storable, storable_data
+from tasks_app.execution.output import LogWriter
+from tasks_app.models import Activity, LogOnFull, Run
+from tasks_app.text import output_bytes, storable, storable_data
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +57,11 @@ def _finite(value: Any) -> float | None:
 class _OutputStream:
     """A file-like sink for print() and stderr inside task code."""
 
-    def __init__(self, output: OutputBuffer) -> None:
+    def __init__(self, output: LogWriter) -> None:
         self._output = output
 
     def write(self, text: str) -> int:
-        self._output.write(text)
+        self._output.write(output_bytes(text))
         return len(text)
 
     def flush(self) -> None:
@@ -69,14 +71,14 @@ class _OutputStream:
 class _OutputHandler(logging.Handler):
     """``ctx.log``'s records, one line each, into the run's output."""
 
-    def __init__(self, output: OutputBuffer) -> None:
+    def __init__(self, output: LogWriter) -> None:
         super().__init__(level=logging.DEBUG)
         self._output = output
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._output.write(self.format(record) + "\n")
+            self._output.write(output_bytes(self.format(record) + "\n"))
         except Exception:  # a logging handler must never raise into task code
             self.handleError(record)
 
@@ -86,10 +88,12 @@ class RunContext:
 
     ``progress``, ``activity`` and output are buffered and written at most every
     ``PROGRESS_INTERVAL`` seconds (the last write always lands, when the run ends), so a tight
-    loop costs no more than a few writes a second.
+    loop costs no more than a few writes a second. Output goes to the run's log (``log_writer``),
+    by default capped as python runs are today: ``LOG_MAX_SIZE`` bytes, ``drop_old``.
     """
 
-    def __init__(self, run: Run, *, stop_event: threading.Event) -> None:
+    def __init__(self, run: Run, *, stop_event: threading.Event, log_max_size: int | None = None,
+                 log_on_full: str = LogOnFull.DROP_OLD) -> None:
         self.run_id = run.id
         self.dry_run = run.dry_run
         self.params: Mapping[str, Any] = MappingProxyType(dict(run.parameters))
@@ -105,11 +109,12 @@ class RunContext:
         self._statuses: Counter[str] = Counter()
         self._affected = 0
         self._counts_dirty = False
-        self._output = OutputBuffer(max_bytes=int(taskdeck_settings.LOG_MAX_SIZE), kept=run.output,
-                                   dropped=run.output_dropped)
-        self.output_stream = _OutputStream(self._output)
+        max_size = int(taskdeck_settings.LOG_MAX_SIZE) if log_max_size is None else log_max_size
+        self.log_writer = LogWriter(run.id, task_id=run.task_id, max_size=max_size, on_full=log_on_full,
+                                    on_overflow=stop_event.set)
+        self.output_stream = _OutputStream(self.log_writer)
         self.log = logging.Logger(f"taskdeck.run.{run.task_id}", level=logging.DEBUG)
-        self.log.addHandler(_OutputHandler(self._output))
+        self.log.addHandler(_OutputHandler(self.log_writer))
 
     # -- cancellation --
 
@@ -170,8 +175,18 @@ class RunContext:
         self.flush()
 
     def write_output(self, text: str) -> None:
-        """Text into the run's output, as print() and ``ctx.log`` inside task code write it."""
-        self._output.write(text)
+        """Text into the run's log, as print() and ``ctx.log`` inside task code write it."""
+        self.log_writer.write(output_bytes(text))
+
+    @property
+    def log_overflowed(self) -> bool:
+        """The run's log passed its cap with ``kill_task``: the run ends ``log_overflow``."""
+        return self.log_writer.overflowed
+
+    def close_log(self) -> None:
+        """The run's code is done: store the rest of its output (``LogWriter.close``); raises
+        OperationalError if the database refuses, and may be called again."""
+        self.log_writer.close()
 
     @property
     def current_run(self) -> Run:
@@ -183,12 +198,15 @@ class RunContext:
         return {"items": len(self._items), "actions": dict(self._actions), "statuses": dict(self._statuses)}
 
     def flush(self, *, force: bool = False) -> None:
-        """Write what is buffered, if the throttle allows (always when forced).
+        """Write what is buffered, if the throttle allows (always when forced; then the output
+        waiting is stored too, which otherwise its writer's thread does on its own schedule).
 
         A write the database refuses for a while (OperationalError: a full disk, a lock, a lost
         connection) keeps everything buffered for the next flush; task code never sees the error.
         A forced flush (the run's end) raises it instead, so the end can be retried.
         """
+        if force:
+            self.log_writer.flush()
         if not force and clock.monotonic() - self._last_flush < taskdeck_settings.PROGRESS_INTERVAL:
             return
         with self._lock:
@@ -209,27 +227,15 @@ class RunContext:
                 self._run.summary = self.summary()
                 fields.update(items_processed=self._run.items_processed, items_affected=self._affected,
                               summary=self._run.summary)
-            output = self._output.take()
-            appended = ""
-            if output is not None and output.truncated:  # the cap cut its head: the whole output is written
-                fields.update(output=output.kept, output_dropped=output.dropped)
-            elif output is not None:
-                appended = output.added
-        if not (rows or fields or appended):
+        if not (rows or fields):
             return
         try:
-            services.record_progress(self._run, fields=fields, activity=rows, appended_output=appended,
-                                     progress_changed=progress_dirty)
+            services.record_progress(self._run, fields=fields, activity=rows, progress_changed=progress_dirty)
         except OperationalError as error:
             with self._lock:  # put it all back, in front of what came meanwhile
                 self._activity[:0] = rows
-                if output is not None:
-                    self._output.put_back(output)
                 self._progress_dirty |= progress_dirty
                 self._counts_dirty |= counts_dirty
             if force:
                 raise
             logger.warning("Could not write the progress of run %s (%s); it stays buffered.", self.run_id, error)
-            return
-        if output is not None:
-            self._output.landed(output)

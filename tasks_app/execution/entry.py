@@ -3,7 +3,8 @@
 
 It claims the run (a duplicate delivery stops there), runs it with the executor for its task's
 kind (``EXECUTORS``) beside a ``RunContext`` and a ``Watchdog``, then records the end the executor
-reported, however long the database takes to take it. A worker that ends a run of a ``queue``
+reported (``log_overflow`` instead when its log passed a ``kill_task`` cap), however long the
+database takes to take it. A worker that ends a run of a ``queue``
 task then runs the task's next held run itself (``HAND_OVER_FOR``).
 """
 from __future__ import annotations
@@ -14,16 +15,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
+from typing import Any
 from uuid import UUID
 
 from django.db import DatabaseError, OperationalError, connections
 
 from tasks_app import clock, services
+from tasks_app.conf import taskdeck_settings
 from tasks_app.execution.context import RunContext
 from tasks_app.execution.outcome import STOPPED, Outcome, failed
 from tasks_app.execution.python import execute as execute_python
 from tasks_app.execution.watchdog import Watchdog
-from tasks_app.models import REASON_FOR_STOP, EndReason, OverlapPolicy, Run, StopRequest, TaskKind
+from tasks_app.models import REASON_FOR_STOP, EndReason, LogOnFull, OverlapPolicy, Run, StopRequest, TaskKind
 
 logger = logging.getLogger(__name__)
 
@@ -49,24 +52,33 @@ def execute_run(run_id: str | UUID, task_id: str | None = None) -> str:
     began = clock.monotonic()
     while True:
         keep_slot = run.task.on_overlap == OverlapPolicy.QUEUE and clock.monotonic() - began < HAND_OVER_FOR
-        reason = _execute(run, keep_slot=keep_slot)
+        reason = execute_claimed(run, keep_slot=keep_slot, **log_settings(run))
         following = services.claim_next_held(run.task_id, pid=os.getpid()) if keep_slot else None
         if following is None:
             return reason
         run = following
 
 
-def _execute(run: Run, *, keep_slot: bool) -> str:
-    """Run one claimed run to its recorded end; returns its end reason. ``keep_slot``: see
-    ``services.finish_run`` (dropped if django-q2 or the interpreter stops the worker meanwhile)."""
+def log_settings(run: Run) -> dict[str, Any]:
+    """The cap of a run's log: python runs keep ``LOG_MAX_SIZE`` bytes, dropping the oldest, until
+    python tasks have log settings of their own (command tasks' come from their process settings)."""
+    return {"log_max_size": int(taskdeck_settings.LOG_MAX_SIZE), "log_on_full": LogOnFull.DROP_OLD}
+
+
+def execute_claimed(run: Run, *, keep_slot: bool = False, log_max_size: int, log_on_full: str) -> str:
+    """Run one claimed run to its recorded end, its log capped at ``log_max_size`` bytes as
+    ``log_on_full`` says; returns its end reason. ``keep_slot``: see ``services.finish_run``
+    (dropped if django-q2 or the interpreter stops the worker meanwhile)."""
     outcome = Outcome(EndReason.FAILED)
     ctx = watchdog = None
     try:
         stop = threading.Event()
-        ctx = RunContext(run, stop_event=stop)
+        ctx = RunContext(run, stop_event=stop, log_max_size=log_max_size, log_on_full=log_on_full)
         watchdog = Watchdog(run, ctx=ctx, stop_event=stop)
         watchdog.start()
         outcome = _run_code(run, ctx)
+        if ctx.log_overflowed:
+            outcome = overflowed(ctx)
     except BaseException as error:  # django-q2's own timeout (SystemExit) or interpreter exit
         timed_out = "timeout" in type(error).__name__.lower()
         outcome = failed(error, reason=EndReason.TIMEOUT if timed_out else EndReason.FAILED)
@@ -91,6 +103,13 @@ def _run_code(run: Run, ctx: RunContext) -> Outcome:
     return executor(run, ctx)
 
 
+def overflowed(ctx: RunContext) -> Outcome:
+    """However its code ended, a run whose log passed its cap with ``kill_task`` ends log_overflow."""
+    return Outcome(EndReason.LOG_OVERFLOW, {"error": (
+        f"Its output passed log_max_size ({ctx.log_writer.max_size:,} bytes) with log_on_full = kill_task; "
+        "the run was stopped.")})
+
+
 def _stop_reason(run: Run) -> str:
     """Why a run that stopped on request ends: cancelled, terminated or shutdown."""
     stop_requested = Run.objects.filter(pk=run.pk).values_list("stop_requested", flat=True).first()
@@ -98,7 +117,7 @@ def _stop_reason(run: Run) -> str:
 
 
 def _record_end(run: Run, *, ctx: RunContext | None, outcome: Outcome, keep_slot: bool) -> str:
-    """Write the run's last progress and its end, however long the database takes to answer;
+    """Write the run's last output, its last progress and its end, however long the database takes to answer;
     returns the end reason (``STOPPED`` becomes the reason the stop was asked for).
 
     A database that refuses writes for a while (a full disk, a lock held past the busy timeout,
@@ -113,6 +132,7 @@ def _record_end(run: Run, *, ctx: RunContext | None, outcome: Outcome, keep_slot
             if reason == STOPPED:
                 reason = _stop_reason(run)
             if ctx is not None:
+                ctx.close_log()
                 ctx.flush(force=True)
             services.finish_run(run, reason=reason, keep_slot=keep_slot, **fields)
             return reason
@@ -123,6 +143,8 @@ def _record_end(run: Run, *, ctx: RunContext | None, outcome: Outcome, keep_slot
                 raise
             refused = True
             logger.exception("The outcome of run %s cannot be stored; recording its end without it.", run.pk)
+            if ctx is not None:
+                ctx.log_writer.abandon()
             ctx = None
             fields = {"error": f"The run ended {reason}, but its outcome could not be stored ({type(error).__name__}).",
                       "result": None, "traceback": ""}

@@ -1,90 +1,351 @@
-"""The captured output of a run, capped at ``LOG_MAX_SIZE`` bytes: ``OutputBuffer``.
+"""A run's captured output on its way to its log (models/logs.py): ``LogBuffer`` keeps the cap and
+the offsets, with no database; ``LogWriter`` stores what it holds, in chunks, from a thread of
+its own.
 
-Whatever writes output (print and ``ctx.log`` inside task code today, a child process's stdout
-and stderr once command tasks run) writes text to one buffer; whoever flushes the run takes what
-is pending as an ``OutputWrite`` and stores it. The buffer knows only text and sizes, not the
-database: it mirrors what is stored (``kept``, and ``dropped``, the bytes cut from its head), so
-it can tell whether pending text is simply added to the end or the cap pushes the oldest text
-out. There is no marker in the text itself: ``dropped`` is the record of what was cut (pages
-show the output from that offset on).
+Every kind of run writes through one LogWriter: print() and ``ctx.log`` inside python task code
+(``context.py``), a command's stdout and stderr. Writers hand bytes over and go on; the writer's
+thread stores them when ``FLUSH_BYTES`` are waiting or the oldest has waited ``FLUSH_INTERVAL``
+seconds, one INSERT per flush (a few more statements only when the cap cuts), so a command
+writing hundreds of MB costs a statement per ``FLUSH_BYTES``, with no work per line. A writer
+far ahead of the database waits (``MAX_PENDING``): the output a run keeps in memory is bounded,
+and a child writing to a pipe is slowed, not the worker's memory filled. While the database
+refuses writes the bytes stay buffered (the cap still applies to them) and writers no longer wait.
 
-Thread-safe: writers and the flusher may be different threads.
+The cap (``log_max_size``, ``log_on_full``): ``drop_old`` keeps the newest ``max_size`` bytes
+(what it drops keeps its offsets; readers put a marker line in its place); ``drop_new`` keeps the
+first ``max_size`` bytes, stores a marker line there, and discards the rest; ``kill_task`` does
+the same and asks the run to stop (it ends ``log_overflow``). When the writer closes, the bytes
+``drop_new`` and ``kill_task`` discarded are counted on a last marker line.
 """
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from uuid import UUID
 
-from tasks_app.text import storable
+from django.db import OperationalError, connections
+
+from tasks_app import clock, selectors, services
+from tasks_app.models import LogOnFull, dropped_marker, full_marker
+from tasks_app.text import incomplete_character
+
+logger = logging.getLogger(__name__)
+
+#: Bytes waiting that make a flush (one chunk): large, so a fast writer costs few statements.
+#: Measured with bench/logs.py (200 MB of lines; see its docstring for the figures).
+FLUSH_BYTES = 512 * 1024
+#: Seconds the oldest waiting byte waits at most: how far behind a live tail runs.
+FLUSH_INTERVAL = 0.25
+#: Bytes waiting past which writers wait for the store (unless the database is refusing writes).
+MAX_PENDING = 4 * FLUSH_BYTES
+#: Seconds between two events waking the run's log streams (the last flush's always follows).
+ANNOUNCE_INTERVAL = 0.5
 
 
 @dataclass(frozen=True)
-class OutputWrite:
-    """What one flush stores: ``added``, the text written since the last one; and the output as
-    it stands once stored (``kept``, ``dropped`` bytes cut from its head). When ``truncated`` is
-    False, adding ``added`` to the end of the stored output is enough; when True the cap cut its
-    head, and the stored output is replaced by ``kept`` and ``dropped``."""
+class Flush:
+    """What one flush stores: ``data``, the bytes from offset ``start``; ``kept_from``, the first
+    offset the log keeps (``drop_old``; None when the cut has not moved since the last flush);
+    ``overflowed``: the ``kill_task`` cap was reached, the run must be asked to stop."""
 
-    added: str
-    kept: str
-    dropped: int
-    truncated: bool
+    start: int
+    data: bytes
+    kept_from: int | None
+    overflowed: bool
 
 
-class OutputBuffer:
-    """Output waiting to be stored, and what is stored already (at most ``max_bytes`` of UTF-8).
+class LogBuffer:
+    """One run's log as its writer sees it: the offsets, the cap, and the bytes not stored yet.
 
-    ``kept`` and ``dropped`` start from what the run has stored (a run resumed keeps its output)
-    and change only when the caller reports a write ``landed``: a write the database refused is
-    ``put_back`` and taken again, in order, by the next ``take``.
+    Not thread-safe: ``LogWriter`` holds its lock around every call.
     """
 
-    def __init__(self, *, max_bytes: int, kept: str = "", dropped: int = 0) -> None:
-        self.max_bytes = max_bytes
-        self._kept = kept
-        self._dropped = dropped
-        self._pending: list[str] = []
-        self._lock = threading.Lock()
+    def __init__(self, *, max_size: int, on_full: str) -> None:
+        if max_size < 1:
+            raise ValueError(f"max_size must be at least 1 byte, not {max_size}")
+        if on_full not in LogOnFull.values:
+            raise ValueError(f"on_full must be one of {', '.join(LogOnFull.values)}, not {on_full!r}")
+        self.max_size = max_size
+        self.on_full = on_full
+        self.pending = bytearray()
+        self.pending_start = 0
+        """The offset of ``pending[0]``."""
+        self.kept_from = 0
+        """``drop_old``: the offsets before this one are dropped."""
+        self.full = False
+        """``drop_new`` and ``kill_task``: the cap was reached; what comes after is discarded."""
+        self.discarded = 0
+        self.closed = False
+        self._taken_kept_from = 0
+        self._overflow_owed = False
+        self._last_byte = b"\n"
 
     @property
-    def kept(self) -> str:
-        """The stored output, as of the last write that landed."""
-        return self._kept
+    def end(self) -> int:
+        """The log's size once everything written so far is stored: the next byte's offset."""
+        return self.pending_start + len(self.pending)
 
     @property
-    def dropped(self) -> int:
-        """Bytes cut from the head of the stored output so far."""
-        return self._dropped
+    def overflowed(self) -> bool:
+        return self.full and self.on_full == LogOnFull.KILL_TASK
 
-    def write(self, text: str) -> None:
-        """Add ``text`` (made storable: no lone surrogates or NULs) to what waits to be stored."""
-        if text:
+    @property
+    def owes_flush(self) -> bool:
+        """Something to store even with no bytes waiting: a cut, or the stop request."""
+        return self._overflow_owed or self.kept_from != self._taken_kept_from
+
+    @property
+    def stop_owed(self) -> bool:
+        """The ``kill_task`` cap was reached and the run is not yet asked to stop: flush now."""
+        return self._overflow_owed
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if self.closed or self.full:
+            self.discarded += len(data)
+            return
+        if self.on_full == LogOnFull.DROP_OLD:
+            self._write_dropping_old(data)
+            return
+        room = self.max_size - self.end
+        if len(data) <= room:
+            self._keep(data)
+            return
+        self._keep(data[:room])
+        self.discarded += len(data) - room
+        self.full = True
+        self._overflow_owed = self.on_full == LogOnFull.KILL_TASK
+        self._keep(self._line(full_marker(self.max_size, stopping=self._overflow_owed)))
+
+    def _write_dropping_old(self, data: bytes) -> None:
+        """Keep the newest ``max_size`` bytes: a cut past what is stored drops the stored chunks
+        at the next flush, a cut into what is waiting drops it here (memory stays bounded)."""
+        end = self.end + len(data)
+        cut = end - self.max_size
+        if cut <= self.kept_from:
+            self._keep(data)
+            return
+        self.kept_from = cut
+        if cut >= self.end:  # everything waiting goes, and the head of ``data``
+            self.pending.clear()
+            self.pending_start = cut
+            self._keep(data[len(data) - (end - cut):])
+            return
+        self._keep(data)
+        if cut > self.pending_start:
+            del self.pending[:cut - self.pending_start]
+            self.pending_start = cut
+
+    def _keep(self, data: bytes) -> None:
+        if data:
+            self.pending += data
+            self._last_byte = data[-1:]
+
+    def _line(self, marker: bytes) -> bytes:
+        """A marker on a line of its own."""
+        return marker if self._last_byte == b"\n" else b"\n" + marker
+
+    def close(self) -> None:
+        """No more output: the bytes discarded are counted on a last marker line."""
+        if not self.closed:
+            self.closed = True
+            if self.discarded:
+                self._keep(self._line(dropped_marker(self.discarded)))
+
+    def take(self, *, final: bool = False) -> Flush | None:
+        """Everything waiting, as one flush; None when there is nothing to store. Short of the
+        last flush, a UTF-8 character not complete yet stays for the next one."""
+        size = len(self.pending) - (0 if final else incomplete_character(self.pending))
+        kept_from = self.kept_from if self.kept_from != self._taken_kept_from else None
+        if size <= 0 and kept_from is None and not self._overflow_owed:
+            return None
+        flush = Flush(self.pending_start, bytes(self.pending[:size]), kept_from, self._overflow_owed)
+        del self.pending[:size]
+        self.pending_start += size
+        self._taken_kept_from = self.kept_from
+        self._overflow_owed = False
+        return flush
+
+    def put_back(self, flush: Flush) -> None:
+        """A flush the store refused: its bytes go back in front of what came since, and the cut
+        and the stop request are owed again (what ``drop_old`` dropped meanwhile stays dropped)."""
+        self.pending[:0] = flush.data
+        self.pending_start = flush.start
+        self._taken_kept_from = -1 if flush.kept_from is not None else self._taken_kept_from
+        self._overflow_owed = self._overflow_owed or flush.overflowed
+        if self.kept_from > self.pending_start:
+            del self.pending[:self.kept_from - self.pending_start]
+            self.pending_start = self.kept_from
+
+    def start_after(self, stored: int) -> None:
+        """The run's log already holds ``stored`` bytes (a writer's first flush finds them): this
+        writer's bytes follow them. The cap counts this writer's bytes only."""
+        if stored:
+            self.pending_start += stored
+            self.kept_from += stored
+            self._taken_kept_from += stored
+
+
+class LogWriter:
+    """The one writer of a run's log: thread-safe ``write``; ``flush`` stores now; ``close`` stores
+    the rest and stops the writer's thread (started by the first write).
+
+    ``on_overflow`` is called once the ``kill_task`` cap was reached and the run asked to stop
+    (the request is stored with the marker): an executor stops the run's code at once rather
+    than at its watchdog's next look.
+    """
+
+    def __init__(self, run_id: UUID | str, *, task_id: str, max_size: int, on_full: str,
+                 on_overflow: Callable[[], None] | None = None) -> None:
+        self.run_id = run_id
+        self.task_id = task_id
+        self.on_overflow = on_overflow
+        self._buffer = LogBuffer(max_size=max_size, on_full=on_full)
+        self._lock = threading.Condition()
+        self._flushing = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._failing = False
+        self._waiting_since: float | None = None
+        self._started = False
+        self._tail: services.LogTail | None = None
+        self._announced_at: float | None = None
+        self._announce_owed = False
+
+    @property
+    def overflowed(self) -> bool:
+        """The ``kill_task`` cap was reached."""
+        return self._buffer.overflowed
+
+    @property
+    def max_size(self) -> int:
+        return self._buffer.max_size
+
+    def write(self, data: bytes) -> None:
+        """Add ``data`` to the log. Waits while the writer is far ahead of the database. After
+        ``close``, output is discarded."""
+        if not data:
+            return
+        with self._lock:
+            while (len(self._buffer.pending) >= MAX_PENDING and not self._failing and not self._stopping
+                   and self._thread is not None):
+                self._lock.wait(FLUSH_INTERVAL)
+            self._buffer.write(data)
+            if self._waiting_since is None and self._buffer.pending:
+                self._waiting_since = clock.monotonic()
+            if self._thread is None and not self._stopping:
+                self._thread = threading.Thread(target=self._run, name=f"taskdeck-log-{self.run_id}", daemon=True)
+                self._thread.start()
+            elif len(self._buffer.pending) >= FLUSH_BYTES:
+                self._lock.notify_all()
+
+    def flush(self) -> None:
+        """Store what is waiting now, in this thread. Raises OperationalError if the database
+        refuses (the bytes stay buffered)."""
+        self._flush()
+
+    def close(self) -> None:
+        """Stop the writer's thread, then store the rest with the last marker line, in this
+        thread. Raises OperationalError if the database refuses; calling it again tries again."""
+        with self._lock:
+            self._stopping = True
+            self._buffer.close()
+            self._lock.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+        self._flush(final=True)
+
+    def abandon(self) -> None:
+        """Stop the writer's thread and discard what waits: the run ends without it."""
+        with self._lock:
+            self._stopping = True
+            self._buffer.close()
+            self._buffer.pending.clear()
+            self._lock.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    # -- the writer's thread --
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    while not self._stopping and not self._due():
+                        self._lock.wait(FLUSH_INTERVAL)
+                    if self._stopping:
+                        return
+                try:
+                    self._flush()
+                except Exception as error:  # kept buffered, tried again; task code never sees it
+                    if not self._failing:
+                        log = logger.warning if isinstance(error, OperationalError) else logger.exception
+                        log("Could not store the output of run %s (%s); it stays buffered.", self.run_id, error)
+                    with self._lock:
+                        self._failing = True
+                        self._lock.notify_all()  # writers no longer wait for the store
+                        self._lock.wait(FLUSH_INTERVAL)
+                    connections.close_all()  # a broken connection is replaced on the next try
+        finally:
+            connections.close_all()
+
+    def _due(self) -> bool:
+        """Under the lock: enough bytes, or bytes (or an event) waiting long enough."""
+        pending = len(self._buffer.pending)
+        if pending >= FLUSH_BYTES or self._buffer.stop_owed:
+            return True
+        now = clock.monotonic()
+        if pending and self._waiting_since is not None and now - self._waiting_since >= FLUSH_INTERVAL:
+            return True
+        return self._announce_owed and now - (self._announced_at or 0.0) >= ANNOUNCE_INTERVAL
+
+    def _flush(self, *, final: bool = False) -> None:
+        with self._flushing:
+            if not self._started:
+                with self._lock:
+                    if not self._buffer.pending and not self._buffer.owes_flush:
+                        return  # nothing written yet: no statement at all
+                self._start()
             with self._lock:
-                self._pending.append(storable(text))
+                flush = self._buffer.take(final=final)
+                start = flush.start if flush is not None else self._buffer.pending_start
+                self._waiting_since = clock.monotonic() if self._buffer.pending else None
+                self._lock.notify_all()  # room for writers that wait
+            now = clock.monotonic()
+            stored = flush is not None and bool(flush.data)
+            announce = (stored or self._announce_owed) and (
+                final or self._announced_at is None or now - self._announced_at >= ANNOUNCE_INTERVAL)
+            if flush is None and not announce:
+                return
+            try:
+                self._tail = services.append_log(
+                    self.run_id, task_id=self.task_id, start=start, data=flush.data if flush else b"",
+                    kept_from=flush.kept_from if flush else None, tail=self._tail,
+                    stop_for_overflow=flush is not None and flush.overflowed, announce=announce)
+            except BaseException:
+                if flush is not None:
+                    with self._lock:
+                        self._buffer.put_back(flush)
+                        self._waiting_since = self._waiting_since or clock.monotonic()
+                raise
+            with self._lock:
+                self._failing = False
+            if announce:
+                self._announced_at, self._announce_owed = now, False
+            elif stored:
+                self._announce_owed = True
+            if flush is not None and flush.overflowed and self.on_overflow is not None:
+                self.on_overflow()
 
-    def take(self) -> OutputWrite | None:
-        """Everything pending, as the write that stores it; None when nothing is pending."""
+    def _start(self) -> None:
+        """Before the first flush: what the log already holds (normally nothing: a run has one
+        writer), so this writer's offsets follow it."""
+        bounds = selectors.log_bounds(self.run_id)
         with self._lock:
-            added, self._pending = "".join(self._pending), []
-        return self._write_of(added) if added else None
-
-    def put_back(self, write: OutputWrite) -> None:
-        """A write that did not land: its text goes back in front of what came meanwhile."""
-        with self._lock:
-            self._pending.insert(0, write.added)
-
-    def landed(self, write: OutputWrite) -> None:
-        """A write is stored: the buffer now mirrors it."""
-        self._kept, self._dropped = write.kept, write.dropped
-
-    def _write_of(self, added: str) -> OutputWrite:
-        """The stored output with ``added`` at its end; past ``max_bytes`` the oldest bytes go (a
-        character cut in two goes whole, and its bytes count as dropped)."""
-        combined = self._kept + added
-        size = len(combined.encode("utf-8"))
-        if size <= self.max_bytes:
-            return OutputWrite(added, combined, self._dropped, truncated=False)
-        raw = combined.encode("utf-8")
-        kept = raw[size - self.max_bytes:].decode("utf-8", errors="ignore")
-        dropped = self._dropped + size - len(kept.encode("utf-8"))
-        return OutputWrite(added, kept, dropped, truncated=True)
+            self._buffer.start_after(bounds.size if bounds is not None else 0)
+        self._started = True

@@ -84,7 +84,12 @@ class Watchdog(threading.Thread):
             self.end_and_kill(EndReason.TIMEOUT, f"Timed out after {self.timeout:g} s.")
 
     def end_and_kill(self, reason: str, error: str) -> None:
-        """End the run, then stop the process running the task code that would not stop."""
+        """Store the run's output so far, end the run, then stop the process running the task code
+        that would not stop (its log ends before the run does, as log streams expect)."""
+        try:
+            self.ctx.close_log()
+        except OperationalError as failure:
+            logger.warning("Run %s: its last output could not be stored (%s).", self.run_id, failure)
         services.finish_run(self.run_id, reason=reason, error=error)
         if multiprocessing.parent_process() is None:
             # Not inside a worker process (an in-process call): never kill the caller.

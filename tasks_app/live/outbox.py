@@ -56,6 +56,14 @@ def emit_run_end(run: Run) -> None:
     emit_run_event(END_EVENTS[run.status], run, message=run.error or run.end_reason)
 
 
+def emit_log_written(*, run_id: Any, task_id: str, size: int) -> None:
+    """Output of a run landed in its log, which now holds ``size`` bytes (offsets): it wakes the
+    run's log streams. Internal (``INTERNAL_EVENTS``): the public streams leave it out."""
+    now = clock.now()
+    data = {"task_id": task_id, "run_id": str(run_id), "timestamp": now.isoformat(), "size": size}
+    _insert([{"name": EventName.LOG, "task_id": task_id, "run_id": run_id, "data": data, "created_at": now}])
+
+
 def emit_task_updated(task: Task, *, message: str = "") -> None:
     now = clock.now()
     data = {"task_id": task.id, "timestamp": now.isoformat(), "message": message}

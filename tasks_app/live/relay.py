@@ -13,7 +13,7 @@ import contextvars
 import json
 import logging
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Collection, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -24,7 +24,7 @@ from django.db.models import QuerySet
 from tasks_app import clock
 from tasks_app.conf import taskdeck_settings
 from tasks_app.live import announce
-from tasks_app.models import Event, EventName
+from tasks_app.models import INTERNAL_EVENTS, Event, EventName
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +49,12 @@ class LiveEvent:
 
 
 def events_after(last_id: int, *, task_id: str | None = None, run_id: str | None = None,
-                 limit: int = 1000) -> list[LiveEvent]:
-    """Retained events newer than ``last_id``, oldest first (a resuming client's backlog)."""
+                 limit: int = 1000, public: bool = False) -> list[LiveEvent]:
+    """Retained events newer than ``last_id``, oldest first (a resuming client's backlog; only
+    those the public streams send when ``public``)."""
     rows = Event.objects.filter(id__gt=last_id).order_by("id")
+    if public:
+        rows = rows.exclude(name__in=sorted(INTERNAL_EVENTS))
     if task_id:
         rows = rows.filter(task_id=task_id)
     if run_id:
@@ -75,7 +78,8 @@ def latest_event_id() -> int:
 
 
 class Subscription:
-    """One live client's filter and its queue of events not yet sent.
+    """One live client's filter and its queue of events not yet sent: the events named in
+    ``names``, or when None every event the public streams send (not ``INTERNAL_EVENTS``).
 
     Progress is coalesced per run: a progress event replaces the one still waiting for the same
     run, so a fast loop cannot flood a client, and the newest (last) progress is always the one
@@ -84,9 +88,11 @@ class Subscription:
 
     MAX_PENDING = 2000
 
-    def __init__(self, *, task_id: str | None = None, run_id: str | None = None) -> None:
+    def __init__(self, *, task_id: str | None = None, run_id: str | None = None,
+                 names: Set[str] | None = None) -> None:
         self.task_id = task_id
         self.run_id = run_id
+        self.names = names
         self.pending: deque[LiveEvent] = deque()
         self.waiting_progress: dict[str, LiveEvent] = {}
         self.ready = asyncio.Event()
@@ -96,7 +102,8 @@ class Subscription:
         an event twice (same id) loses less than one never given it."""
 
     def wants(self, event: LiveEvent) -> bool:
-        return ((self.task_id is None or event.task_id == self.task_id)
+        named = event.name not in INTERNAL_EVENTS if self.names is None else event.name in self.names
+        return (named and (self.task_id is None or event.task_id == self.task_id)
                 and (self.run_id is None or event.run_id == self.run_id) and self.unsent(event))
 
     def unsent(self, event: LiveEvent) -> bool:

@@ -64,7 +64,7 @@ class Stream:
             # An id past the newest (a database that was reset, a client's mistake) resumes from
             # the newest: skipping through it would silence every event until ids caught up.
             subscription.skip_through = min(self.resume_after, await self.relay.read(latest_event_id))
-            while backlog := await self.relay.read(events_after, subscription.skip_through,
+            while backlog := await self.relay.read(events_after, subscription.skip_through, public=True,
                                                    task_id=subscription.task_id, run_id=subscription.run_id):
                 yield backlog
                 subscription.skip_through = backlog[-1].id

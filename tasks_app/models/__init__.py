@@ -2,15 +2,17 @@
 
 - ``tasks``: Task and the choices of its fields;
 - ``runs``: Run, Activity, RunCount, a run's states, end reasons and triggers;
+- ``logs``: RunLogChunk, a run's captured output in chunks of bytes;
 - ``events``: the live events' outbox;
 - ``keys``: API keys and scopes;
 - ``heartbeats``: processes saying they are alive.
 
 Every state is a TextChoices with a docstring per member.
 """
-from tasks_app.models.events import Event, EventName
+from tasks_app.models.events import INTERNAL_EVENTS, Event, EventName
 from tasks_app.models.heartbeats import Heartbeat, HeartbeatRole
 from tasks_app.models.keys import SCOPE_GRANTS, ApiKey, ApiKeyQuerySet, Scope
+from tasks_app.models.logs import RunLogChunk, dropped_marker, full_marker, unpack
 from tasks_app.models.runs import (
     ON_DEMAND_TRIGGERS,
     REASON_FOR_STOP,
@@ -44,9 +46,9 @@ from tasks_app.models.tasks import (
 )
 
 __all__ = [
-    "ON_DEMAND_TRIGGERS", "POLICY_FIELDS", "REASON_FOR_STOP", "RETRYABLE_REASONS", "SCOPE_GRANTS", "STATUS_FOR_REASON",
+    "INTERNAL_EVENTS", "ON_DEMAND_TRIGGERS", "POLICY_FIELDS", "REASON_FOR_STOP", "RETRYABLE_REASONS", "SCOPE_GRANTS", "STATUS_FOR_REASON",
     "Activity", "ApiKey", "ApiKeyQuerySet", "CatchUp", "DefinitionSource", "EndReason", "Event", "EventName",
     "Heartbeat", "HeartbeatRole", "IntervalUnit", "LogOnFull", "OverlapPolicy", "RetryBackoff", "Run", "RunCount", "RunQuerySet",
-    "RunStatus", "RunTrigger", "Scope", "StopRequest", "Task", "TaskKind", "TaskQuerySet", "TaskStatus", "TaskTrigger",
-    "default_keep_for", "default_keep_runs", "default_timezone",
+    "RunLogChunk", "RunStatus", "RunTrigger", "Scope", "StopRequest", "Task", "TaskKind", "TaskQuerySet", "TaskStatus", "TaskTrigger",
+    "default_keep_for", "default_keep_runs", "default_timezone", "dropped_marker", "full_marker", "unpack",
 ]

@@ -24,6 +24,13 @@ class EventName(models.TextChoices):
     """A run ended skipped, queue_full or missed without executing."""
     UPDATED = "task:updated", _("Definition updated")
     """A task's definition or operator settings changed."""
+    LOG = "run:log", _("Output logged")
+    """Output of a run landed in its log (throttled): it wakes the run's log streams
+    (``GET /api/runs/{id}/log/stream``); /api/events and the WebSocket do not send it."""
+
+
+#: Events only Taskdeck's own streams read: the public live streams leave them out.
+INTERNAL_EVENTS = frozenset({EventName.LOG})
 
 
 class Event(models.Model):

@@ -106,12 +106,15 @@ class StopRequest(models.TextChoices):
     """A newer run of a terminate task took its slot; it ends terminated."""
     SHUTDOWN = "shutdown", _("Shutdown")
     """Its worker is stopping; it ends shutdown."""
+    OVERFLOW = "overflow", _("Log overflow")
+    """Its output passed log_max_size with log_on_full kill_task; it ends log_overflow."""
 
 
 REASON_FOR_STOP: dict[str, str] = {
     StopRequest.CANCEL: EndReason.CANCELLED,
     StopRequest.TERMINATE: EndReason.TERMINATED,
     StopRequest.SHUTDOWN: EndReason.SHUTDOWN,
+    StopRequest.OVERFLOW: EndReason.LOG_OVERFLOW,
 }
 
 
@@ -184,9 +187,6 @@ class Run(models.Model):
     worker_host = models.CharField(max_length=255, blank=True)
     worker_pid = models.PositiveIntegerField(null=True, blank=True)
 
-    output = models.TextField(blank=True, help_text=_("Captured output, capped; the tail is kept"))
-    output_dropped = models.PositiveBigIntegerField(default=0, help_text=_("Bytes dropped from the head"))
-
     objects = RunQuerySet.as_manager()
 
     class Meta:
@@ -251,11 +251,6 @@ class Run(models.Model):
             "percent": self.percent,
             "message": self.progress_message,
         }
-
-    @property
-    def output_size(self) -> int:
-        """Bytes written so far, including any dropped from the head (the log offset space)."""
-        return self.output_dropped + len(self.output.encode("utf-8"))
 
 
 class RunCount(models.Model):

@@ -64,8 +64,8 @@ def claim_run(run_id: UUID | str, *, task_id: str | None = None, pid: int | None
 #: something touches it.
 FOR_EXECUTION = (
     "id", "task_id", "status", "end_reason", "error", "parameters", "dry_run", "progress_current",
-    "progress_total", "progress_message", "items_processed", "items_affected", "summary", "output",
-    "output_dropped", "task__id", "task__kind", "task__callable", "task__timeout", "task__on_overlap",
+    "progress_total", "progress_message", "items_processed", "items_affected", "summary", "task__id", "task__kind",
+    "task__callable", "task__timeout", "task__on_overlap",
 )
 
 
@@ -195,7 +195,7 @@ def stop(run: Run, *, request: str, now: Any) -> bool:
 
 @retry_on_conflict
 def delete_run(run_id: UUID | str) -> None:
-    """Remove an ended run with its activity, captured output and events; active runs refuse."""
+    """Remove an ended run with its activity, log and events; active runs refuse."""
     task_id = get_run(run_id).task_id
     with transaction.atomic():
         lock_task(task_id)

@@ -8,7 +8,7 @@ import pytest
 
 from tasks_app.models import Activity, Run, RunStatus
 
-from ..factories import make_run, make_task
+from ..factories import make_run, make_task, write_log
 from .conftest import staff_client
 
 pytestmark = pytest.mark.django_db
@@ -30,8 +30,8 @@ def add_activity(run, count, **fields):
 
 
 def test_the_run_page_shows_progress_with_eta_activity_output_and_a_cancel_button(root_client, clock):
-    run = running_run(clock, progress_current=25, progress_total=100, progress_message="Scanning gba",
-                      output="line one\nline two\n")
+    run = write_log(running_run(clock, progress_current=25, progress_total=100, progress_message="Scanning gba"),
+                    "line one\nline two\n")
     add_activity(run, 3)
 
     page = root_client.get(f"/admin/tasks_app/run/{run.pk}/change/").content.decode()
@@ -48,15 +48,15 @@ def test_the_run_page_shows_progress_with_eta_activity_output_and_a_cancel_butto
 
 
 def test_the_live_endpoint_sends_fragments_and_the_output_after_an_offset(root_client, clock):
-    run = running_run(clock, output="0123456789", progress_current=5, progress_total=10)
+    run = write_log(running_run(clock, progress_current=5, progress_total=10), "0123456789")
 
     body = root_client.get(f"/admin/tasks_app/run/{run.pk}/live/?log_offset=4").json()
 
     assert set(body["fragments"]) == {"status", "progress", "outcome", "activity", "details"}
     assert body["active"] is True and body["percent"] == 50.0
     assert body["log"] == {"text": "456789", "offset": 10, "size": 10}
-    Run.objects.filter(pk=run.pk).update(output="0123456789abc", status=RunStatus.COMPLETED, end_reason="success",
-                                         ended_at=clock.now())
+    write_log(run, "abc", at=10)
+    Run.objects.filter(pk=run.pk).update(status=RunStatus.COMPLETED, end_reason="success", ended_at=clock.now())
     body = root_client.get(f"/admin/tasks_app/run/{run.pk}/live/?log_offset=10").json()
     assert body["log"]["text"] == "abc" and body["active"] is False
     assert "Cancel this run" not in body["fragments"]["outcome"] and "Completed" in body["fragments"]["status"]
@@ -97,8 +97,9 @@ def test_cancel_from_the_run_page(root_client, clock):
 
 def test_output_errors_and_activity_are_escaped_and_the_traceback_is_for_superusers(root_client, clock):
     task = make_task(id="bad")
-    run = make_run(task, end_reason="failed", output=XSS, error=XSS, traceback="Traceback: secret frame",
+    run = make_run(task, end_reason="failed", error=XSS, traceback="Traceback: secret frame",
                    progress_message=XSS, summary={"note": XSS})
+    write_log(run, XSS)
     Activity.objects.create(run=run, item_id="x", item_title=XSS, action="delete", status="failed",
                             timestamp=run.created_at, message=XSS)
     viewer = staff_client("view_run")
@@ -118,20 +119,46 @@ def test_output_errors_and_activity_are_escaped_and_the_traceback_is_for_superus
 def test_the_output_tail_continues_after_a_dropped_head_and_never_splits_a_character(root_client, clock, monkeypatch):
     from tasks_app.admin import runs
 
-    run = running_run(clock, output="kept", output_dropped=100)
+    run = write_log(running_run(clock), "kept", at=100)
     body = root_client.get(f"/admin/tasks_app/run/{run.pk}/live/?log_offset=10").json()
-    assert body["log"] == {"text": "kept", "offset": 104, "size": 104}
+    # The bytes the cap dropped keep their offsets: a marker line stands where they were.
+    assert body["log"] == {"text": "[taskdeck: 90 bytes dropped]\nkept", "offset": 104, "size": 104}
+    assert root_client.get(f"/admin/tasks_app/run/{run.pk}/live/?log_offset=104").json()["log"] == {
+        "text": "", "offset": 104, "size": 104}
 
     monkeypatch.setattr(runs, "OUTPUT_CHUNK_BYTES", 5)
-    Run.objects.filter(pk=run.pk).update(output="abcé€xyz", output_dropped=0)  # é is 2 bytes, € 3
+    other = write_log(running_run(clock, task_id="other"), "abcé€xyz", chunk_size=4)  # é is 2 bytes, € 3
     chunks, offset = [], 0
     while True:
-        log = root_client.get(f"/admin/tasks_app/run/{run.pk}/live/?log_offset={offset}").json()["log"]
+        log = root_client.get(f"/admin/tasks_app/run/{other.pk}/live/?log_offset={offset}").json()["log"]
         if not log["text"]:
             break
         chunks.append(log["text"])
         offset = log["offset"]
     assert "".join(chunks) == "abcé€xyz" and offset == len("abcé€xyz".encode()) and len(chunks) > 1
+
+
+def test_the_run_page_shows_a_binary_log_as_escaped_text_with_the_dropped_bytes_marker(root_client, clock):
+    raw = b"<b>caf\xe9</b> \xff\x00 ok\n"
+    run = write_log(running_run(clock), raw, at=1234567)
+    page = root_client.get(f"/admin/tasks_app/run/{run.pk}/change/").content.decode()
+    shown = "[taskdeck: 1,234,567 bytes dropped]\n&lt;b&gt;caf\ufffd&lt;/b&gt; \ufffd\x00 ok\n"
+    assert f'data-log-offset="{1234567 + len(raw)}">{shown}</pre>' in page
+    live = root_client.get(f"/admin/tasks_app/run/{run.pk}/live/?log_offset=0").json()["log"]
+    assert live == {"text": "[taskdeck: 1,234,567 bytes dropped]\n<b>caf\ufffd</b> \ufffd\x00 ok\n",
+                    "offset": 1234567 + len(raw), "size": 1234567 + len(raw)}  # live.js appends it as a text node
+
+
+def test_the_run_page_shows_the_tail_of_a_long_log_and_says_its_head_was_dropped(root_client, clock):
+    from tasks_app.admin.runs import OUTPUT_TAIL_BYTES
+
+    lines = b"".join(b"line %07d\n" % index for index in range(20_000))  # 260,000 bytes
+    run = write_log(running_run(clock), lines, at=500, chunk_size=65_536)
+    page = root_client.get(f"/admin/tasks_app/run/{run.pk}/change/").content.decode()
+    assert "Showing the last part only" in page and "Its first 500 bytes were dropped" in page
+    shown = re.search(r"data-live-log data-log-offset=\"(\d+)\">([^<]*)</pre>", page)
+    assert int(shown.group(1)) == 500 + len(lines)
+    assert shown.group(2) == lines[-OUTPUT_TAIL_BYTES:].decode() and shown.group(2).endswith("line 0019999\n")
 
 
 def test_the_activity_list_offers_recent_values_and_filters_by_any(root_client, clock, monkeypatch):

@@ -30,6 +30,7 @@ ROUTES = [
     ("GET", f"/api/runs/{RUN_ID}", None, "tasks:read"),
     ("GET", f"/api/runs/{RUN_ID}/activity", None, "tasks:read"),
     ("GET", f"/api/runs/{RUN_ID}/log", None, "tasks:read"),
+    ("GET", f"/api/runs/{RUN_ID}/log/stream", None, "tasks:read"),
     ("POST", f"/api/runs/{RUN_ID}/cancel", None, "tasks:run"),
     ("DELETE", f"/api/runs/{RUN_ID}", None, "tasks:manage"),
 ]

@@ -14,7 +14,8 @@ ROUTES = {
     ("post", "/api/tasks/{id}/cancel"), ("put", "/api/tasks/{id}/enabled"), ("put", "/api/tasks/{id}/interval"),
     ("put", "/api/tasks/{id}/schedule"), ("get", "/api/tasks/{id}/history"),
     ("get", "/api/runs"), ("get", "/api/runs/{run_id}"), ("post", "/api/runs/{run_id}/cancel"),
-    ("get", "/api/runs/{run_id}/activity"), ("get", "/api/runs/{run_id}/log"), ("delete", "/api/runs/{run_id}"),
+    ("get", "/api/runs/{run_id}/activity"), ("get", "/api/runs/{run_id}/log"), ("get", "/api/runs/{run_id}/log/stream"),
+    ("delete", "/api/runs/{run_id}"),
 }
 
 
@@ -74,3 +75,12 @@ def test_a_task_has_its_process_settings_or_null_and_a_run_its_pid_and_exit_sign
     run = schemas["Run"]["properties"]
     assert (run["exit_signal"]["type"], run["exit_signal"]["nullable"]) == ("string", True)
     assert (run["pid"]["type"], run["pid"]["nullable"]) == ("integer", True)
+
+
+def test_the_log_stream_is_an_event_stream_resumable_by_offset(schema: dict) -> None:
+    operation = schema["paths"]["/api/runs/{run_id}/log/stream"]["get"]
+    assert "text/event-stream" in operation["responses"]["200"]["content"]
+    assert {(parameter["in"], parameter["name"]) for parameter in operation["parameters"]} >= {
+        ("path", "run_id"), ("query", "offset"), ("header", "Last-Event-ID")}
+    for status in ("400", "401", "403", "404"):
+        assert "application/problem+json" in operation["responses"][status]["content"]

@@ -7,7 +7,7 @@ from tasks_app import services
 from tasks_app.definitions.validate import build_definition
 from tasks_app.models import STATUS_FOR_REASON, Activity, EndReason, Run, RunStatus, RunTrigger, Task
 
-from ..factories import make_run, make_task, number, string
+from ..factories import make_run, make_task, number, string, write_log
 from .conftest import assert_problem, make_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -299,14 +299,42 @@ def test_activity_pages_oldest_first_with_filters(api, manage_key):
 
 
 def test_the_log_from_a_byte_offset(api, manage_key):
-    run = ended_run(make_task(id="report"), output="line one\nline two\n", output_dropped=100)
+    run = write_log(ended_run(make_task(id="report")), "line one\nline two\n", at=100)
     response = api.get(f"/api/runs/{run.pk}/log", key=manage_key)
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
-    assert response.text == "line one\nline two\n" and response.headers["X-Log-Size"] == "118"
+    # The head the cap dropped keeps its offsets; a marker line stands in its place.
+    assert response.text == "[taskdeck: 100 bytes dropped]\nline one\nline two\n" and response.headers["X-Log-Size"] == "118"
+    assert api.get(f"/api/runs/{run.pk}/log?offset=40", key=manage_key).text == "[taskdeck: 60 bytes dropped]\nline one\nline two\n"
+    assert api.get(f"/api/runs/{run.pk}/log?offset=100", key=manage_key).text == "line one\nline two\n"
     assert api.get(f"/api/runs/{run.pk}/log?offset=109", key=manage_key).text == "line two\n"
-    assert api.get(f"/api/runs/{run.pk}/log?offset=500", key=manage_key).text == ""
+    past = api.get(f"/api/runs/{run.pk}/log?offset=500", key=manage_key)
+    assert past.text == "" and past.headers["X-Log-Size"] == "118"
     assert_problem(api.get(f"/api/runs/{run.pk}/log?offset=-3", key=manage_key), 400, "invalid-query")
     assert_problem(api.get("/api/runs/00000000-0000-0000-0000-000000000000/log", key=manage_key), 404, "run-not-found")
+
+
+def test_the_log_of_a_run_that_wrote_nothing_is_empty(api, manage_key):
+    response = api.get(f"/api/runs/{ended_run(make_task(id='report')).pk}/log", key=manage_key)
+    assert (response.status_code, response.text, response.headers["X-Log-Size"]) == (200, "", "0")
+
+
+def test_binary_and_invalid_utf8_output_is_served_as_text_with_replacements(api, manage_key):
+    raw = b"ok \xff\xfe caf\xe9 \x00\x01\x02 \xe2\x82\xac\n" + bytes(range(256))
+    run = write_log(ended_run(make_task(id="report")), raw, chunk_size=7)
+    response = api.get(f"/api/runs/{run.pk}/log", key=manage_key)
+    assert response.status_code == 200 and response.headers["X-Log-Size"] == str(len(raw))
+    assert response.content.decode("utf-8") == raw.decode("utf-8", "replace")  # valid UTF-8, nothing lost but bad bytes
+    assert response.text.startswith("ok \ufffd\ufffd caf\ufffd \x00\x01\x02 €\n")
+
+
+def test_a_long_log_is_sent_whole_from_any_offset_across_its_chunks(api, manage_key):
+    lines = b"".join(b"line %06d \xe2\x82\xac\n" % index for index in range(40_000))  # ~760 KB, 3-byte characters
+    run = write_log(ended_run(make_task(id="report")), lines, at=5, chunk_size=100_003)
+    whole = api.get(f"/api/runs/{run.pk}/log", key=manage_key)
+    assert whole.text == "[taskdeck: 5 bytes dropped]\n" + lines.decode()
+    assert whole.headers["X-Log-Size"] == str(5 + len(lines))
+    offset = 5 + lines.index(b"line 030000")
+    assert api.get(f"/api/runs/{run.pk}/log?offset={offset}", key=manage_key).text == lines[offset - 5:].decode()
 
 
 def test_delete_a_run(api, manage_key):

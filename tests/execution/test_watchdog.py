@@ -3,10 +3,10 @@ the grace they get, the timeout, and the kill of a worker whose code would not s
 import pytest
 
 from tasks_app import services
-from tasks_app.models import EndReason, Event, Run, RunStatus
+from tasks_app.models import EndReason, Event, EventName, Run, RunStatus
 
 from ..conftest import run_until_ended, wait_until
-from ..factories import make_task, number
+from ..factories import log_of, make_task, number, string
 from .conftest import pid_alive, trigger
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("qcluster")]
@@ -42,3 +42,15 @@ def test_a_callable_that_never_checks_times_out_and_its_worker_is_stopped():
     wait_until(lambda: not pid_alive(run.worker_pid), what="the timed-out worker to be killed")
     # The cluster replaced the worker and keeps running runs.
     assert run_until_ended(trigger(make_task())).status == RunStatus.COMPLETED
+
+
+def test_a_run_killed_on_timeout_keeps_its_output_and_its_log_ends_before_the_run(tmp_path):
+    task = make_task(callable="tests.sample_tasks.talking", timeout=1,
+                     parameters=[number("lines", 20), string("gate")])
+    run = run_until_ended(trigger(task, parameters={"gate": str(tmp_path / "never")}), timeout=15)
+    assert (run.status, run.end_reason) == (RunStatus.FAILED, EndReason.TIMEOUT)
+    _, kept, size = log_of(run)
+    assert kept.count(b"before ") == 20 and b"after " not in kept
+    names = list(Event.objects.filter(run_id=run.id).order_by("id").values_list("name", flat=True))
+    assert names[-1] == "task:error" and EventName.LOG in names  # a log stream sees all of it, then the end
+    wait_until(lambda: not pid_alive(run.worker_pid), what="the stuck worker to be killed")

@@ -28,6 +28,12 @@ kind = "python"
 callable = "tests.sample_tasks.fast_progress"
 max_concurrent = 10
 parameters = [{ key = "count", type = "number", default = 200 }]
+
+[tasks.talking]
+kind = "python"
+callable = "tests.sample_tasks.talking"
+max_concurrent = 10
+parameters = [{ key = "lines", type = "number", default = 50 }, { key = "gate", type = "string", default = "" }]
 """
 
 MAKE_SESSION = """

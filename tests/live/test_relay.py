@@ -10,7 +10,7 @@ from django.db import connection, transaction
 
 from tasks_app import clock
 from tasks_app.live import outbox
-from tasks_app.live.relay import LiveEvent, Relay, Subscription, latest_event_id
+from tasks_app.live.relay import LiveEvent, Relay, Subscription, events_after, latest_event_id
 from tasks_app.models import Event, EventName
 
 from ..factories import make_task
@@ -109,3 +109,19 @@ def test_events_read_from_a_hole_are_marked_late():
     assert [event.late for event in relay.fetch()] == [False]
     write_event(FAR + 1, "older")
     assert [(event.id, event.late) for event in relay.fetch()] == [(FAR + 1, True)]
+
+
+@pytest.mark.django_db
+def test_log_events_wake_log_streams_only_never_the_public_streams():
+    run = make_task(id="talker").runs.create(trigger="manual", created_at=clock.now())
+    outbox.emit_log_written(run_id=run.id, task_id="talker", size=42)
+    outbox.emit_run_event(EventName.PROGRESS, run, message="half")
+    log, progress = Relay().fetch()[-2:]  # the relay reads every event, for every kind of client
+    assert (log.name, log.data["size"], progress.name) == (EventName.LOG, 42, EventName.PROGRESS)
+    public, log_stream = Subscription(run_id=str(run.id)), Subscription(run_id=str(run.id), names={EventName.LOG})
+    for subscription in (public, log_stream):
+        subscription.offer(log)
+        subscription.offer(progress)
+    assert list(public.pending) == [progress] and list(log_stream.pending) == [log]
+    backlog = events_after(log.id - 1, run_id=str(run.id), public=True)
+    assert [event.name for event in backlog] == [EventName.PROGRESS]  # a resuming SSE or WebSocket client

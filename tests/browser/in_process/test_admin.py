@@ -13,7 +13,7 @@ from tasks_app.definitions.load import all_definitions
 from tasks_app.models import Activity, Run, RunStatus, RunTrigger, Task
 
 from ...conftest import run_until_ended
-from ...factories import make_task
+from ...factories import make_task, write_log
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 CHROMIUM = "/usr/bin/chromium"
@@ -80,7 +80,8 @@ def test_run_output_and_activity_are_shown_as_text(page, superuser):
     task = make_task(title="<img src=x onerror=alert(1)>")
     run = services.trigger(task, source=RunTrigger.API, requested_by="test")
     payload = "<script>window.pwned = 1</script><b>bold</b>"
-    Run.objects.filter(pk=run.pk).update(output=payload, error=payload, status=RunStatus.FAILED, end_reason="failed")
+    Run.objects.filter(pk=run.pk).update(error=payload, status=RunStatus.FAILED, end_reason="failed")
+    write_log(run, payload.encode() + b"\n\xff binary\n")
     Activity.objects.create(run=run, item_id="x", item_title=payload, action="delete", status="success",
                             timestamp=run.created_at)
     log_in(page, "root", "correct horse battery")
@@ -90,6 +91,7 @@ def test_run_output_and_activity_are_shown_as_text(page, superuser):
         assert page.locator("#content b").count() == 0 and page.locator("#content img[src=x]").count() == 0
     page.goto(f"/admin/tasks_app/run/{run.pk}/change/")
     assert payload in page.locator("#content").inner_text()
+    assert "\ufffd binary" in page.locator("[data-live-log]").inner_text()  # invalid UTF-8 replaced, page intact
 
 
 def test_the_traceback_of_a_failed_run_is_for_superusers_only(page, superuser):
