@@ -25,7 +25,18 @@ from collections.abc import Mapping, Sequence
 from tasks_app.platform.children import die_with_parent
 
 
-def _die_with_worker() -> None:
+#: Signals a command starts with at their default action, whatever the worker inherited: a worker
+#: started in the background by a shell has SIGINT and SIGQUIT ignored, and an ignored signal stays
+#: ignored across exec, so a command stopped with SIGINT would never notice (a test caught it).
+_DEFAULT_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2,
+                    signal.SIGPIPE, signal.SIGALRM)
+
+
+def _prepare_child() -> None:
+    """In the child, before exec: default signal actions, nothing blocked, and death with the worker."""
+    for sig in _DEFAULT_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
     die_with_parent(signal.SIGKILL)
 
 
@@ -53,7 +64,7 @@ def spawn(
         umask=umask,
         start_new_session=True,
         close_fds=True,
-        preexec_fn=_die_with_worker if sys.platform.startswith("linux") else None,
+        preexec_fn=_prepare_child,
     )
 
 

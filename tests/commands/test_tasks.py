@@ -264,8 +264,6 @@ def test_arguments_that_are_not_utf8_are_refused_in_one_line_naming_them(project
     import subprocess
     import sys
 
-    from .conftest import ROOT
-
     project.manage("tasks", "sync")
     result = subprocess.run([sys.executable.encode(), b"manage.py", b"tasks", *argv], cwd=ROOT, env=project.env,
                             capture_output=True, timeout=60, stdin=subprocess.DEVNULL)

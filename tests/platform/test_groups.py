@@ -36,9 +36,15 @@ def test_a_stop_ends_a_command_that_ignores_sigterm_and_its_grandchild(tmp_path)
 
 
 def test_a_command_that_obeys_the_stop_signal_ends_by_it_and_takes_its_group_along(tmp_path):
+    """Even from a worker that ignores SIGINT (as one started in the background by a shell does):
+    the command starts with every stop signal at its default action."""
     pid_file = tmp_path / "grandchild.pid"
-    process = groups.spawn(["/bin/sh", "-c", 'sleep 300 & echo $! > "$1"; wait', "sh", str(pid_file)],
-                           env=os.environ)
+    inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        process = groups.spawn(["/bin/sh", "-c", 'sleep 300 & echo $! > "$1"; wait', "sh", str(pid_file)],
+                               env=os.environ)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     grandchild = read_pid(pid_file)
 
     groups.stop(process, stop_signal=signal.SIGINT, graceful_stop=10)
