@@ -236,10 +236,10 @@ def hold_main(args: argparse.Namespace) -> None:
     as the API does), at most 50 between looks at the counter, so the stack works with that
     backlog the whole time. It prints "reached" once the target is reached, or after REACH_WITHIN s
     if it is not (the parent prints the depth seen, and a goal measured short of its depth is not
-    met). Then it clears the backlog at once, so the next measurement need not wait for it to
-    drain: the task's queued runs end cancelled in one statement (the counters follow; a
-    benchmark's shortcut, no events) and, for forced runs, their queue messages go (no other task
-    has any queued then)."""
+    met), and "held" when the hold ends. Then it clears the backlog at once, so the next
+    measurement need not wait for it to drain: the task's queued runs end cancelled in one
+    statement (the counters follow; a benchmark's shortcut, no events) and, for forced runs, their
+    queue messages go (no other task has any queued then)."""
     import django
 
     django.setup()
@@ -274,6 +274,7 @@ def hold_main(args: argparse.Namespace) -> None:
             time.sleep(0.05)
     if not main:
         os._exit(0)
+    print("held", flush=True)
     for pid in producers or []:
         os.waitpid(pid, 0)
     with transaction.atomic():  # the task's row first, as every write takes its locks (db/locks.py)
@@ -360,15 +361,25 @@ def held_rates(env: dict[str, str], counters: Counters, task_id: str, backlog: i
         assert child.stdout is not None
         if child.stdout.readline().strip() != "reached":
             raise BenchError(f"holding {backlog:,} runs of {task_id} failed (exit code {child.wait()})")
+        # The child prints "held" when the hold ends, before it clears the backlog: clearing 10,000
+        # runs holds the task's lock for seconds, and those seconds are no drain at that depth.
+        held = threading.Event()
+
+        def wait_for_end(stdout: Any) -> None:
+            if stdout.readline().strip() == "held":
+                held.set()
+
+        threading.Thread(target=wait_for_end, args=(child.stdout,), daemon=True).start()
         before, done_before = time.monotonic(), counters.completed(task_id)
         backlogs, rates = [], []
-        while child.poll() is None:
+        while not held.is_set() and child.poll() is None:
             time.sleep(1)
             now, done = time.monotonic(), counters.completed(task_id)
-            if child.poll() is None:  # a second that ended with the hold, while it cleared, is not one
+            if not held.is_set() and child.poll() is None:  # a second the hold ended in is not one
                 rates.append((done - done_before) / (now - before))
                 backlogs.append(counters.read(task_id)[1])
             before, done_before = now, done
+        child.wait()
         if child.returncode:
             raise BenchError(f"holding {backlog:,} runs of {task_id} failed (exit code {child.returncode})")
     finally:
