@@ -23,9 +23,9 @@ What it does, on a fresh database (a SQLite file in a temp directory, or the dat
 6. Then the backlog check: a child of this script (``--hold``) builds 100, then 10,000 runs of
    ``soak-queue`` waiting (held, admitted 4 at a time) in batches placed by the trigger's policy,
    keeps them for ``--hold-seconds``, topping them up with single triggers as they drain, then
-   clears them in one statement; the same for ``soak-forced`` (each handed to the queue at once,
-   a free slot for every one). Runs completed are counted each second of each
-   hold; ``--rounds`` rounds alternate the order, and the median of all samples counts.
+   clears them; the same for ``soak-forced`` (each handed to the queue at once, a free slot for
+   every one). Runs completed are counted each second of each hold; ``--rounds`` rounds
+   alternate the order, and the median of all samples counts.
 
 ``--triggers 0`` skips the clients (the backlog check alone); ``--history N`` writes N ended runs
 first, as a long day leaves them behind.
@@ -236,10 +236,10 @@ def hold_main(args: argparse.Namespace) -> None:
     as the API does), at most 50 between looks at the counter, so the stack works with that
     backlog the whole time. It prints "reached" once the target is reached, or after REACH_WITHIN s
     if it is not (the parent prints the depth seen, and a goal measured short of its depth is not
-    met), and "held" when the hold ends. Then it clears the backlog at once, so the next
-    measurement need not wait for it to drain: the task's queued runs end cancelled in one
-    statement (the counters follow; a benchmark's shortcut, no events) and, for forced runs, their
-    queue messages go (no other task has any queued then)."""
+    met), and "held" when the hold ends. Then it clears the backlog, so the next measurement need
+    not wait for it to drain: the task's queued runs end cancelled, BATCH to a statement (the
+    counters follow; a benchmark's shortcut, no events) and, for forced runs, their queue messages
+    go (no other task has any queued then)."""
     import django
 
     django.setup()
@@ -277,20 +277,28 @@ def hold_main(args: argparse.Namespace) -> None:
     print("held", flush=True)
     for pid in producers or []:
         os.waitpid(pid, 0)
-    with transaction.atomic():  # the task's row first, as every write takes its locks (db/locks.py)
-        lock_task(args.hold)
-        Run.objects.filter(task_id=args.hold, status=RunStatus.QUEUED).update(
-            status=RunStatus.CANCELLED, end_reason=EndReason.CANCELLED, ended_at=clock.now())
+    while True:  # in batches, as the backlog was built (see BATCH)
+        with transaction.atomic():  # the task's row first, as every write takes its locks (db/locks.py)
+            lock_task(args.hold)
+            batch = list(Run.objects.filter(task_id=args.hold, status=RunStatus.QUEUED).values_list("pk", flat=True)[:BATCH])
+            Run.objects.filter(pk__in=batch, status=RunStatus.QUEUED).update(
+                status=RunStatus.CANCELLED, end_reason=EndReason.CANCELLED, ended_at=clock.now())
+        if not batch:
+            break
     if force:
         dispatch.purge()
 
 
-#: Runs placed per transaction while the backlog is built.
-BUILD_BATCH = 500
+#: Runs placed, or cleared, per transaction. Each run moves its task's counter row (RunCount, kept
+#: by the database's triggers), and PostgreSQL cannot prune the row's old versions before the
+#: transaction ends: 500 a transaction left 570-900 dead versions and indexes to match, and every
+#: read of the counters in the hold that followed cost about twice as much until autovacuum came
+#: (up to a minute); 50 a transaction left none.
+BATCH = 50
 
 
 def build_backlog(task_id: str, *, target: int, force: bool, until: float) -> None:
-    """Bring the task's queued runs up to ``target`` in batches of BUILD_BATCH new API runs, each
+    """Bring the task's queued runs up to ``target`` in batches of BATCH new API runs, each
     batch placed by the trigger's own policy (``place``, the task's row locked, its slots counted)
     in one transaction, as the scheduler fires its ticks: forced runs are handed to the queue,
     runs of the queue task held. One trigger at a time builds about 100 runs a second on
@@ -323,7 +331,7 @@ def build_backlog(task_id: str, *, target: int, force: bool, until: float) -> No
         if queued >= target:
             return
         runs = [Run(task=task, trigger=RunTrigger.API, triggered_by="soak", parameters=services.parameters_for(task, given=None),
-                    created_at=clock.now()) for _ in range(min(target - queued, BUILD_BATCH))]
+                    created_at=clock.now()) for _ in range(min(target - queued, BATCH))]
         place_batch(runs, [dispatch.prepare(run) for run in runs])
 
 
