@@ -309,7 +309,6 @@ def build_backlog(task_id: str, *, target: int, force: bool, until: float) -> No
 
     from tasks_app import clock, dispatch, services
     from tasks_app.db.locks import retry_on_conflict
-    from tasks_app.db.slots import Slots
     from tasks_app.models import Run, RunCount, RunStatus, RunTrigger
     from tasks_app.services.transitions import lock_and_count
     from tasks_app.services.triggering import Writes, place
@@ -319,8 +318,7 @@ def build_backlog(task_id: str, *, target: int, force: bool, until: float) -> No
         writes = Writes()
         with transaction.atomic():
             now = clock.now()
-            policy, occupied, waiting = lock_and_count(task_id, now=now)
-            slots = Slots(occupied, waiting)
+            policy, slots = lock_and_count(task_id, now=now)
             for run, package in zip(runs, packages, strict=True):
                 place(run, package, policy, slots, writes, source=RunTrigger.API, force=force, now=now)
             writes.flush()
