@@ -46,7 +46,7 @@ def test_the_counters_give_the_same_slots_as_counting_the_rows(clock):
     add_runs(task, 1, status=RunStatus.QUEUED, not_before=now - timedelta(minutes=5))  # a retry due now
     add_runs(task, 3, status=STATUS_FOR_REASON[EndReason.SUCCESS], end_reason=EndReason.SUCCESS)
     found = slots.count_slots([task.pk], now=now)[task.pk]
-    assert (found.occupied, found.waiting) == naive_slots(task.pk, now) == (3, 5)
+    assert (found.occupied, found.waiting()) == naive_slots(task.pk, now) == (3, 5)
     # They follow every change: an admission, a claim, an end, a deletion, a retry coming due.
     held = Run.objects.filter(task=task).held().due(now).order_by("created_at").first()
     Run.objects.filter(pk=held.pk).update(enqueued_at=now)
@@ -54,7 +54,7 @@ def test_the_counters_give_the_same_slots_as_counting_the_rows(clock):
     Run.objects.filter(task=task, status=RunStatus.QUEUED, enqueued_at__isnull=False).first().delete()
     later = now + timedelta(minutes=10)
     found = slots.count_slots([task.pk], now=later)[task.pk]
-    assert (found.occupied, found.waiting) == naive_slots(task.pk, later) == (2, 6)
+    assert (found.occupied, found.waiting()) == naive_slots(task.pk, later) == (2, 6)
 
 
 def test_held_runs_are_admitted_oldest_first_and_only_when_due(clock):
@@ -65,6 +65,28 @@ def test_held_runs_are_admitted_oldest_first_and_only_when_due(clock):
     assert slots.next_held(task.pk, now=now, limit=5) == [first.pk, second.pk]
     assert slots.next_held(task.pk, now=now + timedelta(minutes=2), limit=5) == [retry.pk, first.pk, second.pk]
     assert slots.tasks_with_held_runs() == [task.pk] and slots.has_held_runs(task.pk)
+
+
+def later_counts(queries: CaptureQueriesContext) -> list[str]:
+    """The statements among ``queries`` that count held runs waiting for a later time."""
+    return [query["sql"] for query in queries.captured_queries if "not_before >" in query["sql"]]
+
+
+def test_held_runs_waiting_for_later_are_counted_only_when_a_decision_needs_them(clock):
+    """A free slot with held runs: the trigger must know whether any is due (here only a retry
+    waiting for later is held, so the new run takes the slot). A busy queue task under its
+    queue_max, and a worker claiming the next held run, decide from the counters alone."""
+    task = make_task(on_overlap="queue", queue_max=100, max_concurrent=1)
+    add_runs(task, 1, status=RunStatus.QUEUED, not_before=clock.now() + timedelta(minutes=5))
+    with CaptureQueriesContext(connection) as queries:
+        first = services.trigger(task.pk, source=RunTrigger.API, requested_by="test")
+    assert first.enqueued_at is not None and len(later_counts(queries)) == 1
+    with CaptureQueriesContext(connection) as queries:
+        second = services.trigger(task.pk, source=RunTrigger.API, requested_by="test")  # the slot is taken
+        services.finish_run(services.claim_run(first.pk, task_id=task.pk), reason=EndReason.SUCCESS, keep_slot=True)
+        claimed = services.claim_next_held(task.pk, pid=1)
+    assert second.enqueued_at is None and claimed.pk == second.pk
+    assert later_counts(queries) == []
 
 
 def test_a_queue_ten_thousand_deep_admits_in_order_as_slots_free(clock):
@@ -99,7 +121,7 @@ def test_the_slot_reads_use_the_held_indexes_not_the_backlog(clock):
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     with CaptureQueriesContext(connection) as queries:
-        slots.count_slots([task.pk], now=clock.now())
+        assert slots.count_slots([task.pk], now=clock.now())[task.pk].waiting() == 10_000
         slots.next_held(task.pk, now=clock.now(), limit=4)
     counters, later, fifo = (explain(query["sql"]) for query in queries.captured_queries)
     assert not re.search(r"tasks_app_run\b", counters), counters  # counter rows only, found by index:

@@ -24,7 +24,7 @@ from django.db import transaction
 
 from tasks_app import clock, queue
 from tasks_app.db.locks import lock_task, lock_task_reading, retry_on_conflict
-from tasks_app.db.slots import count_slots, has_held_runs, next_held
+from tasks_app.db.slots import Slots, count_slots, has_held_runs, next_held
 from tasks_app.exceptions import RunActive, TaskNotFound
 from tasks_app.live import outbox
 from tasks_app.models import REASON_FOR_STOP, STATUS_FOR_REASON, Event, EventName, OverlapPolicy, Run, RunStatus, Task
@@ -111,21 +111,21 @@ def claim_next_held(task_id: str, *, pid: int) -> Run | None:
         return None
     with transaction.atomic():
         now = clock.now()
-        policy, occupied, _ = lock_and_count(task_id, now=now)
-        ids = next_held(task_id, now=now, limit=1) if occupied < policy.max_concurrent else []
+        policy, slots = lock_and_count(task_id, now=now)
+        ids = next_held(task_id, now=now, limit=1) if slots.occupied < policy.max_concurrent else []
         if not ids or not Run.objects.filter(pk=ids[0], status=RunStatus.QUEUED, enqueued_at__isnull=True).update(
                 status=RunStatus.RUNNING, enqueued_at=now, started_at=now, heartbeat_at=now, worker_host=HOSTNAME,
                 worker_pid=pid):
             return None
         Task.objects.filter(pk=task_id).update(last_run_at=now)
         outbox.emit_run_event(EventName.STARTED, Run(id=ids[0], task_id=task_id, status=RunStatus.RUNNING))
-        if occupied + 1 < policy.max_concurrent:
+        if slots.occupied + 1 < policy.max_concurrent:
             admit_held(task_id, now=now)
     return Run.objects.select_related("task").only(*FOR_EXECUTION).get(pk=ids[0])
 
 
-def lock_and_count(task_id: str, *, now: Any) -> tuple[Task, int, int]:
-    """The task's policy (its row locked), then its runs holding a slot and its held runs due.
+def lock_and_count(task_id: str, *, now: Any) -> tuple[Task, Slots]:
+    """The task's policy (its row locked), then its slots: runs holding one, and held runs.
 
     The counts come after the locking statement on purpose: on PostgreSQL a statement that waited
     for the row lock still reads with the snapshot it started with, so counts taken in it would
@@ -143,7 +143,7 @@ def lock_and_count(task_id: str, *, now: Any) -> tuple[Task, int, int]:
     values = dict(zip(fields, row, strict=True))
     if isinstance(values["removed_at"], str):  # SQLite returns text from a raw query
         values["removed_at"] = datetime.fromisoformat(values["removed_at"])
-    return Task(id=task_id, **values), task_slots.occupied, task_slots.waiting
+    return Task(id=task_id, **values), task_slots
 
 
 def admit_held(task_id: str, *, now: datetime) -> list[Run]:
@@ -152,8 +152,8 @@ def admit_held(task_id: str, *, now: datetime) -> list[Run]:
     It takes the task's row lock (db/locks.py) if the transaction does not hold it yet. Under that
     lock nothing else can admit, cancel or delete the task's runs, so the runs ``next_held`` names
     are still held when the one UPDATE marks them."""
-    policy, occupied, _ = lock_and_count(task_id, now=now)
-    free = policy.max_concurrent - occupied
+    policy, slots = lock_and_count(task_id, now=now)
+    free = policy.max_concurrent - slots.occupied
     ids = next_held(task_id, now=now, limit=free) if free > 0 else []
     if not ids:
         return []

@@ -72,9 +72,9 @@ def trigger(
     writes = Writes()
     with transaction.atomic():
         # Read again under the lock: an operator may just have changed the task.
-        policy, occupied, waiting = lock_and_count(task.pk, now=now)
+        policy, slots = lock_and_count(task.pk, now=now)
         _check_triggerable(policy, source=source, dry_run=dry_run)
-        place(run, package, policy, Slots(occupied, waiting), writes, source=source, force=force, now=now)
+        place(run, package, policy, slots, writes, source=source, force=force, now=now)
         writes.flush()
     return run
 
@@ -84,7 +84,7 @@ def place(run: Run, package: queue.Package, policy: Task, slots: Slots, writes: 
     """The overlap policy, for one new run of a task whose row is locked. Updates ``slots``."""
     if run.not_before is not None and run.not_before > now:
         writes.hold(run, message=f"Waiting until {run.not_before.isoformat()}")
-    elif force or (slots.occupied < policy.max_concurrent and not slots.waiting):
+    elif force or (slots.occupied < policy.max_concurrent and not slots.waiting()):
         writes.admit(run, package, now=now)
         slots.occupied += 1
     elif policy.on_overlap == OverlapPolicy.TERMINATE:
@@ -92,14 +92,15 @@ def place(run: Run, package: queue.Package, policy: Task, slots: Slots, writes: 
         for old in oldest[: slots.occupied - policy.max_concurrent + 1]:
             stop(old, request=StopRequest.TERMINATE, now=now)
         writes.admit(run, package, now=now)
-    elif policy.on_overlap == OverlapPolicy.QUEUE and slots.waiting < policy.queue_max:
+    elif policy.on_overlap == OverlapPolicy.QUEUE and (slots.held < policy.queue_max  # waiting() <= held
+                                                        or slots.waiting() < policy.queue_max):
         writes.hold(run, message="Waiting for a free slot")
-        slots.waiting += 1
+        slots.held += 1
     else:
         full_queue = policy.on_overlap == OverlapPolicy.QUEUE
         if source in ON_DEMAND_TRIGGERS:
             if full_queue:
-                raise QueueFull(f"Task {policy.pk!r} already has {slots.waiting} run(s) waiting (queue_max {policy.queue_max}).")
+                raise QueueFull(f"Task {policy.pk!r} already has {slots.waiting()} run(s) waiting (queue_max {policy.queue_max}).")
             active = Run.objects.filter(task_id=policy.pk).occupying().values_list("pk", flat=True)[:3]
             raise AlreadyRunning(f"Task {policy.pk!r} has a run in progress ({', '.join(map(str, active))}).")
         reason = EndReason.QUEUE_FULL if full_queue else EndReason.SKIPPED
