@@ -30,7 +30,7 @@ def make_task(**overrides: Any) -> Task:
         "timeout": 60,
     }
     fields.update(overrides)
-    fields["parameters"] = normalize_spec(task_id, fields.get("parameters", []))
+    fields["parameters"] = normalize_spec(task_id, fields.get("parameters", []), tokens=fields["kind"] == TaskKind.COMMAND)
     return Task.objects.create(id=task_id, **fields)
 
 

@@ -4,10 +4,12 @@ Modules, bottom first (each imports only those before it; tests/test_imports.py 
 
 - ``outcome``: how a run's code ended, as an executor reports it (``Outcome``);
 - ``output``: a run's output on its way to its log (``LogWriter``, capped by ``LogBuffer``), for
-  print and ctx.log today and a child process's stdout and stderr next;
+  print and ctx.log and for a command's stdout and stderr;
+- ``command_line``: a command run's argv and environment, as API.md orders them;
 - ``context``: ``RunContext``, the ``ctx`` task code receives, and ``RunCancelled``;
 - ``watchdog``: the thread that heartbeats a run and enforces stop requests and its timeout;
 - ``python``: the executor of python tasks;
+- ``process``: the executor of command tasks (a process group, its output into the run's log);
 - ``entry``: ``execute_run``, django-q2's entry: claim, the executor for the task's kind, finish.
 
 The package sits above the services: it calls them for every write (claim, progress, end), and

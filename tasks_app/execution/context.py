@@ -100,6 +100,12 @@ class RunContext:
         self._run = run
         self._stop = stop_event
         self.stop_seen = False
+        self.process_group: int | None = None
+        """The process group the run's executor started (command runs): the watchdog kills what is
+        left of it before it kills the worker."""
+        self.timed_out_after: float | None = None
+        """Set by the watchdog (seconds) when the run's timeout passed and its executor stops the
+        code itself (command runs): the run then ends ``timeout``."""
         self._lock = threading.Lock()
         self._last_flush = clock.monotonic()
         self._progress_dirty = False
@@ -125,6 +131,11 @@ class RunContext:
             self.stop_seen = True
             return True
         return False
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether the run was asked to stop, for its executor (task code reads ``cancelled``)."""
+        return self._stop.is_set()
 
     def check_cancelled(self) -> None:
         """Raise RunCancelled if the run was asked to stop; the run then ends cancelled."""

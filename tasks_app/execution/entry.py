@@ -24,6 +24,7 @@ from tasks_app import clock, services
 from tasks_app.conf import taskdeck_settings
 from tasks_app.execution.context import RunContext
 from tasks_app.execution.outcome import STOPPED, Outcome, failed
+from tasks_app.execution.process import execute as execute_process
 from tasks_app.execution.python import execute as execute_python
 from tasks_app.execution.watchdog import Watchdog
 from tasks_app.models import REASON_FOR_STOP, EndReason, LogOnFull, OverlapPolicy, Run, StopRequest, TaskKind
@@ -34,7 +35,8 @@ logger = logging.getLogger(__name__)
 Executor = Callable[[Run, RunContext], Outcome]
 
 #: The executor for each task kind a worker can run. A kind missing here ends its runs failed.
-EXECUTORS: Mapping[str, Executor] = MappingProxyType({TaskKind.PYTHON: execute_python})
+EXECUTORS: Mapping[str, Executor] = MappingProxyType({TaskKind.PYTHON: execute_python,
+                                                      TaskKind.COMMAND: execute_process})
 
 #: A worker that ends a run of a ``queue`` task runs the task's next held run itself (no trip
 #: through the queue), one after another, for up to this long (seconds) per queue message; then
@@ -60,9 +62,19 @@ def execute_run(run_id: str | UUID, task_id: str | None = None) -> str:
 
 
 def log_settings(run: Run) -> dict[str, Any]:
-    """The cap of a run's log: python runs keep ``LOG_MAX_SIZE`` bytes, dropping the oldest, until
-    python tasks have log settings of their own (command tasks' come from their process settings)."""
+    """The cap of a run's log: a command task's from its process settings; python runs keep
+    ``LOG_MAX_SIZE`` bytes, dropping the oldest, until python tasks have log settings of their own."""
+    if run.task.kind == TaskKind.COMMAND:
+        return {"log_max_size": int(run.task.process["log_max_size"]), "log_on_full": run.task.process["log_on_full"]}
     return {"log_max_size": int(taskdeck_settings.LOG_MAX_SIZE), "log_on_full": LogOnFull.DROP_OLD}
+
+
+def stops_within(run: Run) -> float | None:
+    """Seconds within which the run's executor stops its code itself once asked (a command's
+    group: its ``graceful_stop``); None for python code, which may never look."""
+    if run.task.kind == TaskKind.COMMAND:
+        return float(run.task.process["graceful_stop"])
+    return None
 
 
 def execute_claimed(run: Run, *, keep_slot: bool = False, log_max_size: int, log_on_full: str) -> str:
@@ -74,11 +86,11 @@ def execute_claimed(run: Run, *, keep_slot: bool = False, log_max_size: int, log
     try:
         stop = threading.Event()
         ctx = RunContext(run, stop_event=stop, log_max_size=log_max_size, log_on_full=log_on_full)
-        watchdog = Watchdog(run, ctx=ctx, stop_event=stop)
+        watchdog = Watchdog(run, ctx=ctx, stop_event=stop, stops_within=stops_within(run))
         watchdog.start()
         outcome = _run_code(run, ctx)
         if ctx.log_overflowed:
-            outcome = overflowed(ctx)
+            outcome = overflowed(ctx, outcome)
     except BaseException as error:  # django-q2's own timeout (SystemExit) or interpreter exit
         timed_out = "timeout" in type(error).__name__.lower()
         outcome = failed(error, reason=EndReason.TIMEOUT if timed_out else EndReason.FAILED)
@@ -103,9 +115,11 @@ def _run_code(run: Run, ctx: RunContext) -> Outcome:
     return executor(run, ctx)
 
 
-def overflowed(ctx: RunContext) -> Outcome:
-    """However its code ended, a run whose log passed its cap with ``kill_task`` ends log_overflow."""
-    return Outcome(EndReason.LOG_OVERFLOW, {"error": (
+def overflowed(ctx: RunContext, outcome: Outcome) -> Outcome:
+    """However its code ended, a run whose log passed its cap with ``kill_task`` ends log_overflow
+    (what its process ended with is kept)."""
+    ended_with = {name: outcome.fields[name] for name in ("exit_code", "exit_signal") if name in outcome.fields}
+    return Outcome(EndReason.LOG_OVERFLOW, {**ended_with, "error": (
         f"Its output passed log_max_size ({ctx.log_writer.max_size:,} bytes) with log_on_full = kill_task; "
         "the run was stopped.")})
 
@@ -129,7 +143,10 @@ def _record_end(run: Run, *, ctx: RunContext | None, outcome: Outcome, keep_slot
     refused = False
     for delay in _retry_delays():
         try:
-            if reason == STOPPED:
+            if reason == STOPPED and ctx is not None and ctx.timed_out_after is not None:
+                reason = EndReason.TIMEOUT
+                fields["error"] = f"Timed out after {ctx.timed_out_after:g} s."
+            elif reason == STOPPED:
                 reason = _stop_reason(run)
             if ctx is not None:
                 ctx.close_log()

@@ -4,7 +4,13 @@ It heartbeats the run (the reaper ends runs whose heartbeat went stale), relays 
 (cancel, overlap terminate, shutdown) to the run's code through the shared stop event, and
 enforces the task's timeout and the grace a stop request gets. Code that does not stop in time
 cannot be interrupted from another thread, so the watchdog ends the run itself and kills its own
-worker process: django-q2's guard then starts a fresh worker.
+worker process (and what is left of the run's process group): django-q2's guard then starts a
+fresh worker.
+
+Python code may never look at its stop event: a stop request gets ``CANCEL_GRACE`` seconds, a
+timeout none. An executor that stops its run's code itself (a command's group: ``stop_signal``,
+then SIGKILL after ``graceful_stop``) says within how long (``stops_within``); a timeout then only
+asks it to stop, and both get that long plus ``STOP_MARGIN`` before the worker is killed.
 
 Apart from the executors because every kind of task needs the same watching.
 """
@@ -22,17 +28,25 @@ from tasks_app import clock, services
 from tasks_app.conf import taskdeck_settings
 from tasks_app.execution.context import RunContext
 from tasks_app.models import REASON_FOR_STOP, EndReason, Run, RunStatus
+from tasks_app.platform import groups
 
 logger = logging.getLogger(__name__)
+
+#: Seconds past an executor's own ``stops_within`` before the watchdog kills the worker: room for
+#: reading the last output and for a slow database.
+STOP_MARGIN = 5.0
 
 
 class Watchdog(threading.Thread):
     """Heartbeats the run, relays stop requests to ``ctx``, and enforces timeout and grace."""
 
-    def __init__(self, run: Run, *, ctx: RunContext, stop_event: threading.Event) -> None:
+    def __init__(self, run: Run, *, ctx: RunContext, stop_event: threading.Event,
+                 stops_within: float | None = None) -> None:
         super().__init__(name=f"taskdeck-watchdog-{run.id}", daemon=True)
         self.run_id = run.id
         self.timeout = run.task.timeout
+        self.stops_within = stops_within
+        self._timed_out_at: float | None = None
         self.ctx = ctx
         self.stop_event = stop_event
         self._done = threading.Event()
@@ -76,12 +90,29 @@ class Watchdog(threading.Thread):
         if row["stop_requested"]:
             self.stop_event.set()
             waited = (clock.now() - row["stop_requested_at"]).total_seconds()
-            if waited > taskdeck_settings.CANCEL_GRACE:
+            grace = self.grace
+            if waited > grace:
                 reason = REASON_FOR_STOP[row["stop_requested"]]
-                self.end_and_kill(reason, f"Did not stop within {taskdeck_settings.CANCEL_GRACE:g} s of being asked; killed.")
+                self.end_and_kill(reason, f"Did not stop within {grace:g} s of being asked; killed.")
+                return
         if self.timeout and now - self._began > self.timeout:
-            self.stop_event.set()
-            self.end_and_kill(EndReason.TIMEOUT, f"Timed out after {self.timeout:g} s.")
+            if self.stops_within is None:
+                self.stop_event.set()
+                self.end_and_kill(EndReason.TIMEOUT, f"Timed out after {self.timeout:g} s.")
+            elif self._timed_out_at is None:
+                self._timed_out_at = now
+                self.ctx.timed_out_after = self.timeout
+                self.stop_event.set()
+            elif now - self._timed_out_at > self.grace:
+                self.end_and_kill(EndReason.TIMEOUT, f"Timed out after {self.timeout:g} s; did not stop within "
+                                                     f"{self.grace:g} s of being asked; killed.")
+
+    @property
+    def grace(self) -> float:
+        """Seconds the run's code gets to stop once asked, before the worker is killed."""
+        if self.stops_within is None:
+            return float(taskdeck_settings.CANCEL_GRACE)
+        return self.stops_within + STOP_MARGIN
 
     def end_and_kill(self, reason: str, error: str) -> None:
         """Store the run's output so far, end the run, then stop the process running the task code
@@ -91,6 +122,8 @@ class Watchdog(threading.Thread):
         except OperationalError as failure:
             logger.warning("Run %s: its last output could not be stored (%s).", self.run_id, failure)
         services.finish_run(self.run_id, reason=reason, error=error)
+        if self.ctx.process_group is not None:
+            groups.kill_group(self.ctx.process_group)
         if multiprocessing.parent_process() is None:
             # Not inside a worker process (an in-process call): never kill the caller.
             logger.error("Run %s ended %s; task code still running in the main process.", self.run_id, reason)

@@ -51,7 +51,9 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` as the leader of a new process group: stdin from /dev/null, stdout and
     stderr into one pipe (``process.stdout``) so they interleave in arrival order. ``user`` and
-    ``group`` need this process to be root (the definitions check says so on load)."""
+    ``group`` need this process to be root (the definitions check says so on load); a process
+    started as another user keeps none of this one's supplementary groups."""
+    switching = user not in (None, "")
     return subprocess.Popen(
         list(argv),
         stdin=subprocess.DEVNULL,
@@ -59,8 +61,9 @@ def spawn(
         stderr=subprocess.STDOUT,
         env=dict(env),
         cwd=working_dir or None,
-        user=user if user not in (None, "") else None,
+        user=user if switching else None,
         group=group if group not in (None, "") else None,
+        extra_groups=[] if switching else None,
         umask=umask,
         start_new_session=True,
         close_fds=True,

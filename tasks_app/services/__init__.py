@@ -8,12 +8,13 @@ checks), so the rules of a run's life sit at the bottom and the callers of those
 - ``lookups``: a task or a run by id, or the API's 404;
 - ``transitions``: the conditional writes that move a run between states (claim, end, admit a
   held run, stop request, delete), each under the task's row lock (db/locks.py);
-- ``progress``: what a running run writes about itself (heartbeat, progress, activity, its log);
+- ``progress``: what a running run writes about itself (heartbeat, pid, progress, activity, its log);
 - ``triggering``: the one door for a new run, ``trigger``, and its overlap policy;
 - ``outcomes``: ``finish_run`` and what an end sets off (retries);
 - ``ticks``: schedule ticks and start-up runs, through the same policy as ``trigger``;
+- ``recovery``: lost workers' runs reaped (and what their commands left killed), lost queue
+  messages sent again;
 - ``stopping``: cancels and a worker's shutdown;
-- ``recovery``: lost workers' runs reaped, lost queue messages sent again;
 - ``tasks``: the definitions sync, the admin's saves and the operator's edits of a task;
 - ``keys``: API keys (created and shown once, found by hash, revoked);
 - ``heartbeats``: processes saying they are alive.
@@ -29,7 +30,7 @@ from tasks_app.services.tasks import (
 from tasks_app.services.heartbeats import beat
 from tasks_app.services.lookups import HOSTNAME, get_run, get_task
 from tasks_app.services.outcomes import after_run_ended, finish_run, schedule_retry
-from tasks_app.services.progress import LogTail, append_log, beat_run, record_progress
+from tasks_app.services.progress import LogTail, append_log, beat_run, record_pid, record_progress
 from tasks_app.services.recovery import reap_lost_runs, rebuild_queue, redeliver_lost_runs
 from tasks_app.services.stopping import cancel_run, cancel_task, end_shutdown_runs, request_shutdown
 from tasks_app.services.ticks import TickPlan, due_tasks, fire_startup_runs, fire_ticks, initialise_schedules, plan_tick
@@ -40,7 +41,7 @@ __all__ = [
     "HOSTNAME", "LogTail", "TickPlan", "after_run_ended", "append_log", "beat", "beat_run", "cancel_run", "cancel_task", "claim_next_held",
     "claim_run", "delete_run",
     "due_tasks", "end_shutdown_runs", "finish_run", "fire_startup_runs", "fire_ticks", "get_run", "get_task",
-    "initialise_schedules", "parameters_for", "plan_tick", "reap_lost_runs", "rebuild_queue", "record_progress",
+    "initialise_schedules", "parameters_for", "plan_tick", "reap_lost_runs", "rebuild_queue", "record_pid", "record_progress",
     "redeliver_lost_runs", "release_held_runs", "request_shutdown", "save_task", "schedule_retry", "set_enabled",
     "set_interval", "set_operator_fields",
     "set_schedule", "sync_definitions", "trigger",

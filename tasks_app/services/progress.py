@@ -28,6 +28,11 @@ def beat_run(run_id: UUID | str) -> bool:
     return bool(Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(heartbeat_at=clock.now()))
 
 
+def record_pid(run_id: UUID | str, pid: int) -> None:
+    """The pid of the process a command run started (its group's id too), while it is running."""
+    Run.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(pid=pid)
+
+
 def record_progress(
     run: Run,
     *,

@@ -11,6 +11,7 @@ from django.db import transaction
 from tasks_app import clock, queue
 from tasks_app.conf import taskdeck_settings
 from tasks_app.models import REASON_FOR_STOP, EndReason, Run, RunStatus
+from tasks_app.platform import groups
 from tasks_app.services.lookups import HOSTNAME
 from tasks_app.services.outcomes import finish_run
 
@@ -26,6 +27,9 @@ def reap_lost_runs(*, stale_after: float | None = None, database_failed_at: date
     database to take its writes, and will record the run's real end. Nor is a heartbeat stale
     while the database refused writes less than ``stale_after`` ago (``database_failed_at``, as
     the caller saw it): no worker could beat then. A run past its timeout ends ``timeout``.
+
+    A command run's leader died with its worker (its parent-death signal); what it started is
+    killed here, when the run was on this host (``kill_lost_group``).
     """
     stale_after = taskdeck_settings.HEARTBEAT_STALE_AFTER if stale_after is None else stale_after
     now = clock.now()
@@ -48,11 +52,19 @@ def reap_lost_runs(*, stale_after: float | None = None, database_failed_at: date
             error = "Worker stopped before the run could end." if reason == EndReason.SHUTDOWN else ""
         else:
             reason, error = EndReason.CRASHED, "The worker running this run was lost."
+        kill_lost_group(run)
         ended = finish_run(run.id, reason=reason, error=error)  # exit_code stays null: the end is unknown (API.md)
         if ended:
             logger.warning("Run %s of %s ended %s: its worker is gone.", run.id, run.task_id, reason)
             reaped.append(ended)
     return reaped
+
+
+def kill_lost_group(run: Run) -> None:
+    """What is left of the process group of a command run of this host whose worker is gone.
+    Its group id is its leader's pid, which no new process takes while any member still lives."""
+    if run.pid and run.worker_host == HOSTNAME and groups.kill_group(run.pid):
+        logger.warning("Killed what was left of the processes of run %s (group %s).", run.id, run.pid)
 
 
 def rebuild_queue() -> int:

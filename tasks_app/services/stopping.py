@@ -10,6 +10,7 @@ from tasks_app.exceptions import CancelUnsupported, NotRunning, RunAlreadyEnded
 from tasks_app.models import EndReason, Run, RunStatus, StopRequest
 from tasks_app.services.lookups import HOSTNAME, get_run, get_task
 from tasks_app.services.outcomes import after_run_ended, finish_run
+from tasks_app.services.recovery import kill_lost_group
 from tasks_app.services.transitions import request_stop
 
 
@@ -55,10 +56,12 @@ def request_shutdown(*, pids: Collection[int], host: str = HOSTNAME) -> int:
 
 
 def end_shutdown_runs(*, pids: Collection[int], host: str = HOSTNAME) -> list[Run]:
-    """After worker processes ``pids`` of ``host`` were stopped: the runs they still held end ``shutdown``."""
+    """After worker processes ``pids`` of ``host`` were stopped: the runs they still held end
+    ``shutdown``, and what is left of their command's processes is killed."""
     ended = []
-    for run_id in Run.objects.running().filter(worker_host=host, worker_pid__in=list(pids)).values_list("pk", flat=True):
-        run = finish_run(run_id, reason=EndReason.SHUTDOWN, error="Taskdeck stopped while the run was running.")
+    for lost in Run.objects.running().filter(worker_host=host, worker_pid__in=list(pids)).only("id", "pid", "worker_host"):
+        kill_lost_group(lost)
+        run = finish_run(lost.pk, reason=EndReason.SHUTDOWN, error="Taskdeck stopped while the run was running.")
         if run:
             ended.append(run)
     return ended

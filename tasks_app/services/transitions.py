@@ -64,8 +64,8 @@ def claim_run(run_id: UUID | str, *, task_id: str | None = None, pid: int | None
 #: something touches it.
 FOR_EXECUTION = (
     "id", "task_id", "status", "end_reason", "error", "parameters", "dry_run", "progress_current",
-    "progress_total", "progress_message", "items_processed", "items_affected", "summary", "task__id", "task__kind",
-    "task__callable", "task__timeout", "task__on_overlap",
+    "progress_total", "progress_message", "items_processed", "items_affected", "summary", "attempt", "task__id",
+    "task__kind", "task__callable", "task__timeout", "task__on_overlap", "task__process", "task__parameters",
 )
 
 

@@ -34,9 +34,9 @@ def test_a_duplicated_delivery_does_not_execute_twice(tmp_path):
 
 
 def test_a_run_of_a_kind_no_executor_runs_ends_failed_saying_so_and_the_worker_goes_on():
-    run = run_until_ended(trigger(make_task(kind=TaskKind.COMMAND, callable="")))
+    run = run_until_ended(trigger(make_task(kind=TaskKind.WATCHER, callable="")))
     assert (run.status, run.end_reason) == (RunStatus.FAILED, EndReason.FAILED)
-    assert run.error == "Tasks of kind 'command' cannot run here: this worker runs only python tasks."
+    assert run.error == "Tasks of kind 'watcher' cannot run here: this worker runs only python, command tasks."
     assert run.traceback == "" and run.started_at and run.ended_at
     assert Event.objects.filter(run_id=run.id, name="task:error").count() == 1
     assert run_until_ended(trigger(make_task())).status == RunStatus.COMPLETED
