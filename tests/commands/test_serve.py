@@ -1,4 +1,5 @@
 """`manage.py serve`: web + worker + scheduler start together and stop together, nothing lost."""
+import os
 import signal
 import sqlite3
 import time
@@ -29,6 +30,17 @@ parameters = [{ key = "seconds", type = "number", default = 60 }]
 kind = "python"
 callable = "tests.sample_tasks.noop"
 cron_string = "* * * * *"
+
+[tasks.obedient]
+kind = "command"
+command = 'echo $$ > "$TASKDECK_DATA_DIR/pids-$TASKDECK_RUN_ID"; exec sleep 300'
+
+[tasks.deaf]
+kind = "command"
+title = "Ignores SIGTERM, and so does the child it starts"
+command = '''trap "" TERM; echo $$ > "$TASKDECK_DATA_DIR/pids-$TASKDECK_RUN_ID"
+(trap "" TERM; sleep 300) & echo $! >> "$TASKDECK_DATA_DIR/pids-$TASKDECK_RUN_ID"; sleep 300'''
+graceful_stop = 60
 
 [tasks.on_boot]
 kind = "python"
@@ -89,6 +101,47 @@ def test_a_graceful_stop_does_not_wait_for_a_run_that_ignores_it(project, tmp_pa
     assert time.monotonic() - started < 10
     assert project.show(run_id)["Status"] == "failed (shutdown)"
     wait_until(lambda: not any(alive(pid) for pid in children), timeout=5, what="no orphan processes")
+
+
+def command_pids(project: Project, run_id: str, count: int) -> list[int]:
+    """The pids a command run of the definitions above wrote, once it wrote ``count`` of them."""
+    path = Path(project.env["TASKDECK_DATA_DIR"]) / f"pids-{run_id}"
+    lines = wait_until(lambda: path.exists() and len(found := path.read_text().split()) >= count and found,
+                       what=f"run {run_id} to write {count} pids")
+    return [int(line) for line in lines]
+
+
+def test_a_graceful_stop_stops_command_runs_and_kills_what_ignores_it(project, tmp_path):
+    serve = project.start_serve(free_port(), tmp_path / "serve.log")
+    obedient = project.manage("tasks", "run", "obedient").stdout.strip()
+    deaf = project.manage("tasks", "run", "deaf").stdout.strip()
+    processes = command_pids(project, obedient, 1) + command_pids(project, deaf, 2)
+    started = time.monotonic()
+    serve.send_signal(signal.SIGTERM)
+    assert serve.wait(20) == 0
+    assert time.monotonic() - started < 15  # serve's grace (5 s), not the task's graceful_stop (60 s)
+    assert project.show(obedient)["Status"] == project.show(deaf)["Status"] == "failed (shutdown)"
+    wait_until(lambda: not any(alive(pid) for pid in processes), timeout=5, what="no process of either command")
+
+
+def test_after_a_hard_stop_a_commands_leftovers_are_killed_when_serve_starts_again(project, tmp_path):
+    log = tmp_path / "serve.log"
+    serve = project.start_serve(free_port(), log)
+    run_id = project.manage("tasks", "run", "deaf").stdout.strip()
+    leader, grandchild = command_pids(project, run_id, 2)
+    commands = {leader, grandchild}
+    for pid in descendants(serve.pid) - commands | {serve.pid}:  # Taskdeck's processes only, at once
+        os.kill(pid, signal.SIGKILL)
+    serve.wait(5)
+    wait_until(lambda: not alive(leader), timeout=5, what="the leader to die with its worker")
+    assert alive(grandchild)  # nothing of Taskdeck was left to kill it
+    serve = project.start_serve(free_port(), log)
+    try:
+        assert project.show(run_id)["Status"] == "failed (crashed)"
+        wait_until(lambda: not alive(grandchild), timeout=5, what="the grandchild to be killed")
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(15)
 
 
 def test_after_a_hard_stop_running_runs_end_crashed_and_queued_runs_still_execute(project, tmp_path):

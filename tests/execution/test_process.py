@@ -219,3 +219,16 @@ def test_user_and_umask_apply_to_the_command():
     assert groups.split() == [str(nobody.pw_gid)] and umask == "0027"
     assert made.stat().st_uid == nobody.pw_uid and made.stat().st_mode & 0o777 == 0o640
     shutil.rmtree(shared)
+
+
+def test_overlap_terminate_stops_the_running_command_for_the_new_run(tmp_path):
+    task = command_task(command=f"echo $$ >> {tmp_path / 'pids'}; exec sleep 300", graceful_stop=30)
+    Task.objects.filter(pk=task.pk).update(on_overlap="terminate")
+    first = running(trigger(task))
+    [leader] = pids_in(tmp_path / "pids", 1)
+    second = trigger(task)
+    first = run_until_ended(first)
+    assert (first.end_reason, first.exit_signal) == (EndReason.TERMINATED, "SIGTERM") and not pid_alive(leader)
+    assert running(second).pid != leader
+    services.cancel_run(second.id)
+    assert run_until_ended(second).end_reason == EndReason.CANCELLED
