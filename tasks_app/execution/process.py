@@ -30,6 +30,7 @@ import errno
 import os
 import pwd
 import select
+import signal
 import subprocess
 from collections.abc import Mapping
 from typing import Any
@@ -96,42 +97,63 @@ def ending(returncode: int, *, exit_codes: list[int], stopped: bool) -> Outcome:
 
 
 def _follow(child: subprocess.Popen[bytes], ctx: RunContext, *, stop_signal: int, graceful_stop: float) -> bool:
-    """Copy the child's output into the run's log until the leader has gone, stopping its group
-    when the run is asked to stop; then kill what is left in the group and read the pipe dry.
-    Returns whether the group was stopped on request."""
+    """Copy the child's output into the run's log until the leader has exited, stopping its group
+    when the run is asked to stop; then kill what is left in the group, reap the leader and read
+    the pipe dry. Returns whether the group was stopped on request.
+
+    One poll waits for output, for the leader's exit (a pidfd, on Linux) and, every
+    ``POLL_INTERVAL``, for a stop request. The leftovers are killed while the exited leader is
+    not reaped yet: its pid, the group's id, cannot be taken by a new process meanwhile.
+    """
     assert child.stdout is not None
     pipe: int | None = child.stdout.fileno()
     os.set_blocking(pipe, False)
     poller = select.poll()
     poller.register(pipe, select.POLLIN)
+    exit_fd = _exit_fd(child.pid)
+    if exit_fd is not None:
+        poller.register(exit_fd, select.POLLIN)
     kill_at: float | None = None
     stopping = False
     try:
-        while child.poll() is None:
-            if pipe is not None:
-                if poller.poll(POLL_INTERVAL * 1000) and not _read(pipe, ctx):
+        while not _exited(child.pid):
+            for fd, _ in poller.poll(POLL_INTERVAL * 1000):
+                if fd == pipe and not _read(pipe, ctx):
                     poller.unregister(pipe)
                     pipe = None  # every writer closed it: the leader is ending, or runs without output
-                    _wait(child, POLL_INTERVAL / 10)
-            else:
-                _wait(child, POLL_INTERVAL)
             if ctx.stop_requested and not stopping:
                 stopping = True
                 groups.signal_group(child.pid, stop_signal)
                 kill_at = clock.monotonic() + graceful_stop
-            if kill_at is not None and clock.monotonic() >= kill_at and child.poll() is None:
-                groups.kill_group(child.pid)
+            if kill_at is not None and clock.monotonic() >= kill_at:
+                groups.signal_group(child.pid, signal.SIGKILL)
                 kill_at = None
-        if groups.group_exists(child.pid):
-            groups.kill_group(child.pid)
+        groups.signal_group(child.pid, signal.SIGKILL)  # nothing the command started outlives it
+        child.wait()
         if pipe is not None:
             _drain(pipe, poller, ctx)
     finally:
-        if child.poll() is None:  # an error on the way: the group still goes
-            groups.kill_group(child.pid)
+        if child.returncode is None:  # an error on the way: the group still goes
+            groups.signal_group(child.pid, signal.SIGKILL)
             child.wait()
+        if exit_fd is not None:
+            os.close(exit_fd)
         child.stdout.close()
     return stopping
+
+
+def _exit_fd(pid: int) -> int | None:
+    """A descriptor that polls readable once process ``pid`` has exited (Linux 5.3+), or None:
+    the loop then looks every ``POLL_INTERVAL``."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _exited(pid: int) -> bool:
+    """Whether the leader has exited, leaving it unreaped (a zombie that keeps its pid)."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
 
 
 def _read(pipe: int, ctx: RunContext) -> bool:
@@ -156,13 +178,6 @@ def _drain(pipe: int, poller: select.poll, ctx: RunContext) -> None:
     """The rest of the output, once the group is gone: until the pipe closes, or stays silent
     ``DRAIN_FOR`` seconds (held open by a process outside the group)."""
     while poller.poll(DRAIN_FOR * 1000) and _read(pipe, ctx):
-        pass
-
-
-def _wait(child: subprocess.Popen[bytes], seconds: float) -> None:
-    try:
-        child.wait(timeout=seconds)
-    except subprocess.TimeoutExpired:
         pass
 
 

@@ -4,9 +4,10 @@ A command starts in a new session, so in a new process group whose id is the lea
 signal to the group reaches everything the command started (children, grandchildren) that did
 not leave the group on purpose. Three rules hold whatever the command does:
 
-* **A stop really stops.** ``stop`` sends the task's stop signal to the whole group, waits the
-  grace for the leader, then sends SIGKILL to the group; and whatever is still in the group once
-  the leader has gone (a background child, a grandchild ignoring SIGTERM) gets SIGKILL too.
+* **A stop really stops.** ``signal_group`` reaches everything in the group: the command
+  executor (execution/process.py) sends the task's stop signal, SIGKILL after the grace, and
+  SIGKILL to whatever is still in the group once the leader has gone (a background child, a
+  grandchild ignoring SIGTERM).
 * **The leader dies with its worker.** The leader gets SIGKILL from the kernel when the thread
   that started it dies (Linux's parent-death signal), so ``spawn`` must be called from the
   worker's main thread, the one that lives as long as the worker process.
@@ -106,18 +107,6 @@ def group_exists(group_id: int) -> bool:
         if int(fields[2]) == group_id and fields[0] != b"Z":
             return True
     return False
-
-
-def stop(process: subprocess.Popen[bytes], *, stop_signal: int, graceful_stop: float) -> None:
-    """Stop the group ``process`` leads: ``stop_signal``, then SIGKILL after ``graceful_stop``
-    seconds if the leader has not exited, then SIGKILL to anything left in the group."""
-    signal_group(process.pid, stop_signal)
-    try:
-        process.wait(timeout=max(0.0, graceful_stop))
-    except subprocess.TimeoutExpired:
-        kill_group(process.pid)
-        process.wait()
-    kill_group(process.pid)
 
 
 def signal_number(name: str) -> int:

@@ -1,4 +1,4 @@
-"""tasks_app/platform/groups.py with real processes: a stop that reaches grandchildren and
+"""tasks_app/platform/groups.py with real processes: signals that reach grandchildren and
 SIGTERM-ignoring commands, a leader that dies with the worker that started it, user and umask."""
 import os
 import signal
@@ -23,19 +23,22 @@ def read_pid(path) -> int:
     return int(path.read_text())
 
 
-def test_a_stop_ends_a_command_that_ignores_sigterm_and_its_grandchild(tmp_path):
+def test_sigkill_to_the_group_ends_a_command_that_ignores_sigterm_and_its_grandchild(tmp_path):
     pid_file = tmp_path / "grandchild.pid"
     process = groups.spawn(["/bin/sh", "-c", STUBBORN, "sh", str(pid_file)], env=os.environ)
     grandchild = read_pid(pid_file)
 
-    groups.stop(process, stop_signal=signal.SIGTERM, graceful_stop=0.3)
+    assert groups.signal_group(process.pid, signal.SIGTERM)
+    with pytest.raises(subprocess.TimeoutExpired):
+        process.wait(timeout=0.3)
+    assert groups.signal_group(process.pid, signal.SIGKILL)
 
-    assert process.returncode == -signal.SIGKILL  # it ignored SIGTERM, so the grace ran out
+    assert process.wait(timeout=10) == -signal.SIGKILL
     wait_until(lambda: not alive(grandchild), what="the grandchild to be gone")
     assert not groups.group_exists(process.pid)
 
 
-def test_a_command_that_obeys_the_stop_signal_ends_by_it_and_takes_its_group_along(tmp_path):
+def test_a_command_obeys_the_stop_signal_even_from_a_worker_that_ignores_it(tmp_path):
     """Even from a worker that ignores SIGINT (as one started in the background by a shell does):
     the command starts with every stop signal at its default action."""
     pid_file = tmp_path / "grandchild.pid"
@@ -47,9 +50,10 @@ def test_a_command_that_obeys_the_stop_signal_ends_by_it_and_takes_its_group_alo
         signal.signal(signal.SIGINT, inherited)
     grandchild = read_pid(pid_file)
 
-    groups.stop(process, stop_signal=signal.SIGINT, graceful_stop=10)
+    groups.signal_group(process.pid, signal.SIGINT)
 
-    assert process.returncode in (-signal.SIGINT, 130)
+    assert process.wait(timeout=10) in (-signal.SIGINT, 130)
+    groups.signal_group(process.pid, signal.SIGKILL)  # the background sleep ignores SIGINT (POSIX)
     wait_until(lambda: not alive(grandchild), what="the grandchild to be gone")
 
 
