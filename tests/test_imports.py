@@ -20,7 +20,7 @@ APP = ROOT / "tasks_app"
 LAYERS = ["lookups", "transitions", "progress", "triggering", "outcomes", "ticks", "recovery", "stopping",
           "tasks", "keys", "heartbeats"]
 #: The execution package, bottom first (tasks_app/execution/__init__.py says what each holds).
-EXECUTION_LAYERS = ["outcome", "output", "command_line", "context", "watchdog", "python", "process", "entry"]
+EXECUTION_LAYERS = ["outcome", "output", "command_line", "context", "running", "watchdog", "python", "process", "entry"]
 #: The modules allowed to import django_q.
 QUEUE_HOMES = {"tasks_app.queue.handoff", "tasks_app.queue.brokers", "tasks_app.queue.cluster", "tasks_app.queue.hooks"}
 
