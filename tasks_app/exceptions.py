@@ -164,6 +164,11 @@ class AlreadyRunning(Conflict):
     title = "Task already running"
 
 
+class NotAService(Conflict):
+    slug = "not-a-service"
+    title = "Not a service"
+
+
 class QueueFull(Conflict):
     slug = "queue-full"
     title = "Task queue full"

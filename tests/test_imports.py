@@ -17,7 +17,7 @@ from .conftest import ROOT
 
 APP = ROOT / "tasks_app"
 #: The services package, bottom first (tasks_app/services/__init__.py says what each holds).
-LAYERS = ["lookups", "transitions", "progress", "triggering", "outcomes", "ticks", "recovery", "stopping",
+LAYERS = ["lookups", "transitions", "progress", "triggering", "outcomes", "ticks", "recovery", "stopping", "leases", "instances",
           "tasks", "keys", "heartbeats"]
 #: The execution package, bottom first (tasks_app/execution/__init__.py says what each holds).
 EXECUTION_LAYERS = ["outcome", "output", "command_line", "context", "running", "watchdog", "python", "process", "entry"]

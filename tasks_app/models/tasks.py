@@ -27,6 +27,8 @@ class TaskTrigger(models.TextChoices):
     """Runs only when someone asks."""
     WATCHER = "watcher", _("Watcher")
     """Fired by file changes."""
+    SERVICE = "service", _("Service")
+    """Kept running by the supervisor."""
 
 
 class IntervalUnit(models.TextChoices):
@@ -200,6 +202,8 @@ class Task(models.Model):
     def trigger(self) -> str:
         if self.kind == TaskKind.WATCHER:
             return TaskTrigger.WATCHER
+        if self.kind == TaskKind.SERVICE:
+            return TaskTrigger.SERVICE
         if self.cron_string or self.interval:
             return TaskTrigger.SCHEDULED
         return TaskTrigger.MANUAL
