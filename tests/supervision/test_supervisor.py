@@ -20,7 +20,7 @@ from ..conftest import wait_until
 from ..execution.conftest import pid_alive
 from ..factories import log_of, make_task
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 SERVICE_DEFAULTS = {"instances": 1, "autostart": True, "restart": "on_failure", "restart_backoff": "exponential",
                     "restart_delay": 1, "start_retries": 3, "healthy_after": 10, "depends_on": [], "priority": 0,
