@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ from tasks_app.definitions.process import check_process
 from tasks_app.models import EndReason, Event, EventName, InstanceState, Lease, Run, RunStatus, RunTrigger, ServiceInstance, TaskKind
 from tasks_app.supervision.supervisor import Supervisor
 
-from ..conftest import wait_until
 from ..execution.conftest import pid_alive
 from ..factories import log_of, make_task
 

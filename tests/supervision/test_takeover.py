@@ -36,7 +36,7 @@ def started(path) -> list[tuple[int, int]]:
 
 def test_two_supervisors_never_run_an_instance_twice_and_take_over_a_killed_one(process_env, tmp_path):
     starts = tmp_path / "starts"
-    task = service(command=f'echo "$TASKDECK_INSTANCE_INDEX $$" >> {starts}; exec sleep 300', instances=4,
+    service(command=f'echo "$TASKDECK_INSTANCE_INDEX $$" >> {starts}; exec sleep 300', instances=4,
                    healthy_after=1)
     with (tmp_path / "supervisors.log").open("wb") as log:
         supervisors = [start_supervisor(process_env, log) for _ in range(2)]
