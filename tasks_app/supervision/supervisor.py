@@ -35,6 +35,7 @@ from tasks_app.execution.command_line import SpawnRefused
 from tasks_app.execution.output import LogWriter
 from tasks_app.execution.running import RunningProcess, ending
 from tasks_app.models import EndReason, HeartbeatRole, InstanceState, Run, ServiceInstance, Task, TaskKind
+from tasks_app.supervision.health import Probe
 from tasks_app.supervision.restarts import after_exit
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,12 @@ class Instance:
     requests: tuple[int, int] = (0, 0)
     """The operators' start and restart counts already acted on."""
     overflowed: bool = False
+    probe: Probe | None = None
+    """Its current process's health check, when its service has one."""
+    booted: bool = False
+    """Started once since this supervisor took it: later starts do not wait for dependencies."""
+    boot_deadline: float | None = None
+    """When it starts even though a service it depends on is not healthy yet."""
 
     @property
     def name(self) -> str:
@@ -90,6 +97,10 @@ class Supervisor:
         self._poller = select.poll()
         self._by_fd: dict[int, Instance] = {}
         self._next_sync = 0.0
+        self.healthy_services: set[str] = set()
+        """Services with an instance running (healthy), as last read, and as seen here since."""
+        self.healthy_after: dict[str, float] = {}
+        """Each service's healthy_after, for the wait of those that depend on it."""
         self._next_beat = 0.0
         self._next_run_beat = 0.0
 
@@ -121,6 +132,7 @@ class Supervisor:
         self.wait(self._timeout() if wait is None else wait)
         self.end_exited()
         self.mark_healthy()
+        self.check_health()
         self.beat()
 
     def _timeout(self) -> float:
@@ -133,6 +145,10 @@ class Supervisor:
                 due.append(instance.process.kill_at)
             if instance.process is not None and not instance.healthy and instance.up_since is not None:
                 due.append(instance.up_since + float(instance.settings.get("healthy_after", 10)))
+            if instance.probe is not None:
+                due.append(instance.probe.next_at if instance.probe.due() else now + 0.05)
+            if instance.boot_deadline is not None and instance.process is None:
+                due.append(min(instance.boot_deadline, now + 0.2))
         return max(0.0, min(due) - now)
 
     # -- what the database says --
@@ -143,6 +159,9 @@ class Supervisor:
         rows = {(row.task_id, row.index): row for row in services.ensure_instances(live)}
         rows.update({(row.task_id, row.index): row for row in ServiceInstance.objects.exclude(
             task_id__in=[task.id for task in live])})
+        self.healthy_services = {row.task_id for row in rows.values() if row.state == InstanceState.RUNNING}
+        self.healthy_services |= {instance.task_id for instance in self.instances.values() if instance.healthy}
+        self.healthy_after = {task.id: float(task.process.get("healthy_after", 10)) for task in live}
         wanted = {lease_name(*key): row for key, row in rows.items()
                   if row.wanted and self._exists(tasks.get(row.task_id), row.index)}
         held = services.hold_leases(set(wanted) | set(self.instances), owner=self.owner, ttl=self.ttl)
@@ -211,13 +230,33 @@ class Supervisor:
         for instance in sorted(due, key=lambda item: (item.priority, item.task_id, item.index)):
             if self.stopping.is_set():
                 return
+            note = self.waiting_for(instance, now)
+            if note is None:
+                continue
             try:
-                self.start(instance)
+                self.start(instance, note=note)
             except DatabaseError as error:
                 logger.warning("Could not start %s[%d] (%s); trying again.", instance.task_id, instance.index, error)
                 instance.next_start = now + self.interval
 
-    def start(self, instance: Instance) -> None:
+    def waiting_for(self, instance: Instance, now: float) -> str | None:
+        """At boot, an instance waits for each service it depends on to be healthy, at most that
+        service's healthy_after + 5 s (API.md). None: it waits; else what to note in its log
+        before it starts ('' when nothing)."""
+        if instance.booted:
+            return ""
+        unmet = [task_id for task_id in instance.dependencies if task_id not in self.healthy_services]
+        if not unmet:
+            return ""
+        if instance.boot_deadline is None:
+            instance.boot_deadline = now + max(self.healthy_after.get(task_id, 10.0) for task_id in unmet) + 5
+        if now < instance.boot_deadline:
+            return None
+        return (f"[taskdeck: started without waiting any longer for {', '.join(unmet)}: not healthy "
+                "within its healthy_after + 5 s]\n")
+
+    def start(self, instance: Instance, *, note: str = "") -> None:
+        instance.booted, instance.boot_deadline = True, None
         restarts = instance.restarts + (1 if instance.started else 0)
         run = services.begin_instance(instance.task_id, instance.index, supervisor_pid=os.getpid(), restarts=restarts)
         instance.run, instance.restarts, instance.next_start, instance.overflowed = run, restarts, None, False
@@ -227,6 +266,8 @@ class Supervisor:
                                  on_full=settings["log_on_full"], on_overflow=lambda: self._overflowed(instance))
         env = {"TASKDECK_RUN_ID": str(run.id), "TASKDECK_TASK_ID": run.task_id, "TASKDECK_ATTEMPT": "1",
                "TASKDECK_INSTANCE_INDEX": str(instance.index)}
+        if note:
+            instance.log.write(note.encode())
         try:
             process = RunningProcess.start(settings, log=instance.log, run_env=env)
         except SpawnRefused as error:
@@ -235,6 +276,8 @@ class Supervisor:
             return
         instance.process, instance.up_since, instance.healthy = process, clock.monotonic(), False
         instance.state = InstanceState.STARTING
+        check = settings.get("health_check")
+        instance.probe = Probe(check, env=env) if check else None
         for fd in process.descriptors():
             self._poller.register(fd, select.POLLIN)
             self._by_fd[fd] = instance
@@ -286,6 +329,12 @@ class Supervisor:
             why = instance.stopping_for
             instance.stopping_for = ""
             fields.pop("error", None)
+            if why == "unhealthy":
+                assert instance.probe is not None
+                fields["error"] = (f"Its health check failed {instance.probe.failures} times in a row "
+                                   f"({instance.probe.last_error}); restarted.")
+                self.after_exit(instance, reason=EndReason.FAILED, fields=fields, failed=True)
+                return
             if why == "restart":
                 self.finish(instance, reason=EndReason.CANCELLED, state=InstanceState.STARTING,
                             fields={**fields, "error": "Restarted by an operator."})
@@ -311,7 +360,7 @@ class Supervisor:
             logger.error("Service %s[%d] is fatal: %s.", instance.task_id, instance.index, decision.reason)
 
     def finish(self, instance: Instance, *, reason: str, state: str, fields: dict[str, Any], **extra: Any) -> None:
-        instance.state, instance.healthy, instance.up_since = state, False, None
+        instance.state, instance.healthy, instance.up_since, instance.probe = state, False, None, None
         run, instance.run, instance.log = instance.run, None, None
         if run is not None:
             services.instance_ended(run, reason=reason, state=state, **extra, **fields)
@@ -320,12 +369,35 @@ class Supervisor:
         """Instances up ``healthy_after`` seconds are ``running``: their streak starts again."""
         now = clock.monotonic()
         for instance in self.instances.values():
-            if instance.process is None or instance.healthy or instance.up_since is None or instance.stopping_for:
+            if (instance.process is None or instance.healthy or instance.up_since is None or instance.stopping_for
+                    or instance.probe is not None):
                 continue
             if now - instance.up_since >= float(instance.settings.get("healthy_after", 10)):
-                instance.healthy, instance.streak, instance.state = True, 0, InstanceState.RUNNING
-                services.set_instance_state(instance.task_id, instance.index, InstanceState.RUNNING,
-                                            message="healthy")
+                self.healthy(instance, f"up {instance.settings.get('healthy_after', 10)} s")
+
+    def healthy(self, instance: Instance, why: str) -> None:
+        instance.healthy, instance.streak, instance.state = True, 0, InstanceState.RUNNING
+        self.healthy_services.add(instance.task_id)
+        services.set_instance_state(instance.task_id, instance.index, InstanceState.RUNNING, message=f"healthy: {why}")
+
+    def check_health(self) -> None:
+        """Health checks: the first pass makes an instance healthy; ``retries`` failures in a row
+        after that restart it."""
+        for instance in self.instances.values():
+            probe = instance.probe
+            if probe is None or instance.process is None or instance.stopping_for:
+                continue
+            passed = probe.collect()
+            if passed and not instance.healthy:
+                self.healthy(instance, "its health check passed")
+            elif passed is False and instance.healthy and probe.failures >= probe.retries:
+                logger.warning("Service %s[%d] failed its health check %d times (%s); restarting it.",
+                               instance.task_id, instance.index, probe.failures, probe.last_error)
+                instance.stopping_for = "unhealthy"
+                instance.process.stop()
+                continue
+            if probe.due():
+                probe.start()
 
     # -- stopping --
 

@@ -153,7 +153,8 @@ def test_an_operators_stop_holds_and_start_and_restart_bring_it_back(supervisor)
 
 def test_shutdown_stops_dependents_first_and_ends_their_runs_shutdown(tmp_path):
     order = tmp_path / "order"
-    database = service("database", command=f"trap 'echo database >> {order}; exit 0' TERM; sleep 300 & wait")
+    database = service("database", command=f"trap 'echo database >> {order}; exit 0' TERM; sleep 300 & wait",
+                       healthy_after=0)
     web = service("web", command=f"trap 'sleep 0.2; echo web >> {order}; exit 0' TERM; sleep 300 & wait",
                   depends_on=["database"])
     supervisor = Supervisor(interval=0.2, ttl=30)
@@ -172,3 +173,61 @@ def test_a_command_that_cannot_start_counts_as_a_failed_start(supervisor, tmp_pa
     turn(supervisor, lambda: instance(task).state == InstanceState.FATAL, what="fatal")
     [run] = runs(task)
     assert run.end_reason == EndReason.FAILED and "No such file or directory" in run.error
+
+
+def test_a_health_check_makes_an_instance_healthy_and_restarts_it_after_failures_in_a_row(supervisor, tmp_path):
+    flag = tmp_path / "healthy"
+    task = service(command="exec sleep 300", healthy_after=1000,
+                   health_check={"command": f"test -f {flag}", "interval": 0.1, "timeout": 5, "retries": 2})
+    first_pid = turn(supervisor, lambda: instance(task).pid, what="start")
+    for _ in range(10):
+        supervisor.step(wait=0.05)
+    assert instance(task).state == InstanceState.STARTING  # its check keeps failing: not healthy yet
+    flag.touch()
+    turn(supervisor, lambda: instance(task).state == InstanceState.RUNNING, what="the check to pass")
+    flag.unlink()
+    turn(supervisor, lambda: len(runs(task)) == 2, what="a restart after 2 failed checks")
+    first = runs(task)[0]
+    assert first.end_reason == EndReason.FAILED and "health check failed 2 times in a row" in first.error
+    assert not pid_alive(first_pid)
+
+
+def test_an_http_health_check_passes_once_the_server_answers(supervisor):
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    task = service(argv=["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1"], healthy_after=1000,
+                   health_check={"http": f"http://127.0.0.1:{port}/", "interval": 0.1, "timeout": 2, "retries": 3})
+    turn(supervisor, lambda: instance(task).state == InstanceState.RUNNING, what="the server to answer", timeout=20)
+
+
+def test_at_boot_a_service_waits_for_what_it_depends_on_to_be_healthy(supervisor, tmp_path):
+    flag = tmp_path / "database-ready"
+    database = service("database", command="exec sleep 300", healthy_after=3,
+                       health_check={"command": f"test -f {flag}", "interval": 0.1, "timeout": 5, "retries": 3})
+    web = service("web", command="echo web up; exec sleep 300", depends_on=["database"])
+    api = service("api", command="exec sleep 300", depends_on=["database"])
+    turn(supervisor, lambda: instance(database).pid, what="the database to start")
+    for _ in range(10):
+        supervisor.step(wait=0.05)
+    assert not runs(web) and not runs(api)
+    flag.touch()
+    turn(supervisor, lambda: runs(web) and runs(api), what="the dependents once the database is healthy")
+    turn(supervisor, lambda: log_of(runs(web)[0])[1] == b"web up\n", what="web's output, with no note")
+
+
+def test_at_boot_a_service_stops_waiting_after_its_dependencys_healthy_after_plus_5_s(supervisor, clock):
+    database = service("database", command="exec sleep 300", healthy_after=3,
+                       health_check={"command": "false", "interval": 0.1, "timeout": 5, "retries": 3})
+    web = service("web", command="echo web up; exec sleep 300", depends_on=["database"])
+    turn(supervisor, lambda: instance(database).pid, what="the database to start")
+    clock.advance(seconds=6)  # of the 8 (3 + 5) it waits at most; real time flows too
+    for _ in range(10):
+        supervisor.step(wait=0.05)
+    assert not runs(web)
+    clock.advance(seconds=2)
+    turn(supervisor, lambda: runs(web), what="web to stop waiting")
+    data = turn(supervisor, lambda: (data := log_of(runs(web)[0])[1]).endswith(b"web up\n") and data,
+                what="web's output")
+    assert data.startswith(b"[taskdeck: started without waiting any longer for database: not healthy within")
