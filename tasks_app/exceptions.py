@@ -165,6 +165,8 @@ class AlreadyRunning(Conflict):
 
 
 class NotAService(Conflict):
+    """Only service tasks start, stop and restart; this task is of another kind (run or cancel it instead)."""
+
     slug = "not-a-service"
     title = "Not a service"
 
