@@ -22,7 +22,6 @@ import os
 import select
 import threading
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -34,55 +33,16 @@ from tasks_app.conf import taskdeck_settings
 from tasks_app.execution.command_line import SpawnRefused
 from tasks_app.execution.output import LogWriter
 from tasks_app.execution.running import RunningProcess, ending
-from tasks_app.models import EndReason, HeartbeatRole, InstanceState, Run, ServiceInstance, Task, TaskKind
+from tasks_app.models import EndReason, HeartbeatRole, InstanceState, ServiceInstance, Task, TaskKind
 from tasks_app.supervision.health import Probe
+from tasks_app.supervision.owned import Instance, lease_name
+from tasks_app.supervision.order import shutdown_levels
 from tasks_app.supervision.restarts import after_exit
 
 logger = logging.getLogger(__name__)
 
 #: Seconds between the supervisor's own heartbeats.
 HEARTBEAT_EVERY = 5.0
-
-
-def lease_name(task_id: str, index: int) -> str:
-    return f"service:{task_id}:{index}"
-
-
-@dataclass(eq=False)
-class Instance:
-    """One instance this supervisor owns, as it runs it."""
-
-    task_id: str
-    index: int
-    settings: dict[str, Any]
-    dependencies: tuple[str, ...] = ()
-    priority: int = 0
-    process: RunningProcess | None = None
-    run: Run | None = None
-    log: LogWriter | None = None
-    state: str = InstanceState.STOPPED
-    streak: int = 0
-    restarts: int = 0
-    started: int = 0
-    up_since: float | None = None
-    healthy: bool = False
-    next_start: float | None = None
-    """When it starts (again), monotonic seconds; None: it waits for an operator."""
-    stopping_for: str = ""
-    """Why its process is being stopped: an EndReason (shutdown, cancelled) or ``restart``."""
-    requests: tuple[int, int] = (0, 0)
-    """The operators' start and restart counts already acted on."""
-    overflowed: bool = False
-    probe: Probe | None = None
-    """Its current process's health check, when its service has one."""
-    booted: bool = False
-    """Started once since this supervisor took it: later starts do not wait for dependencies."""
-    boot_deadline: float | None = None
-    """When it starts even though a service it depends on is not healthy yet."""
-
-    @property
-    def name(self) -> str:
-        return lease_name(self.task_id, self.index)
 
 
 @dataclass
@@ -457,27 +417,3 @@ class Supervisor:
                 services.beat(HeartbeatRole.SUPERVISOR, details={"instances": len(self.instances)})
         except DatabaseError as error:
             logger.warning("The supervisor could not write its heartbeats (%s).", error)
-
-
-def shutdown_levels(instances: Iterable[Instance]) -> list[list[Instance]]:
-    """Instances grouped by how deep their service sits in the dependency graph: level 0 depends
-    on nothing here, level n on something of level n-1. Boot goes up the levels; shutdown down."""
-    instances = list(instances)
-    by_task: dict[str, list[Instance]] = {}
-    for instance in instances:
-        by_task.setdefault(instance.task_id, []).append(instance)
-    depth: dict[str, int] = {}
-
-    def depth_of(task_id: str, seen: frozenset[str] = frozenset()) -> int:
-        if task_id not in depth:
-            deps = [dep for dep in by_task[task_id][0].dependencies if dep in by_task and dep not in seen]
-            depth[task_id] = 1 + max((depth_of(dep, seen | {task_id}) for dep in deps), default=-1)
-        return depth[task_id]
-
-    levels: list[list[Instance]] = []
-    for task_id, members in by_task.items():
-        level = depth_of(task_id)
-        while len(levels) <= level:
-            levels.append([])
-        levels[level].extend(members)
-    return levels
