@@ -318,7 +318,8 @@ class HealthView(APIView):
     def get(self, request: Request) -> Response:
         report = health.check()
         body = {"status": report.status, "version": __version__,
-                "checks": {"database": report.database, "workers": report.workers, "scheduler": report.scheduler},
+                "checks": {"database": report.database, "workers": report.workers, "scheduler": report.scheduler,
+                           "supervisor": report.supervisor},
                 "restarts": report.restarts}
         return Response(body, status=503 if report.status == "error" else 200)
 

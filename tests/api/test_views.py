@@ -355,12 +355,19 @@ def test_delete_a_run(api, manage_key):
 
 def test_health_needs_no_caller_and_reports_heartbeats(api):
     body = api.get("/api/health").json()
-    assert body["status"] == "degraded" and body["checks"] == {"database": "ok", "workers": "none", "scheduler": "stale"}
+    assert body["status"] == "degraded" and body["checks"] == {"database": "ok", "workers": "none", "scheduler": "stale",
+                                                               "supervisor": "idle"}
     services.beat("worker")
     services.beat("scheduler")
     body = api.get("/api/health").json()
-    assert body["status"] == "ok" and body["checks"] == {"database": "ok", "workers": "ok", "scheduler": "ok"}
+    assert body["status"] == "ok" and body["checks"] == {"database": "ok", "workers": "ok", "scheduler": "ok",
+                                                         "supervisor": "idle"}
     assert body["version"]
+    make_task(id="web", kind="service", callable="", process={"argv": ["httpd"]})
+    body = api.get("/api/health").json()
+    assert body["status"] == "degraded" and body["checks"]["supervisor"] == "none"  # a service, and nobody to run it
+    services.beat("supervisor")
+    assert api.get("/api/health").json()["checks"]["supervisor"] == "ok"
 
 
 def test_unknown_routes_and_methods_are_problems_too(api, manage_key):
