@@ -33,10 +33,10 @@ cluster of ``--workers`` workers; the sides alternate which goes first. Three me
    group of its own) is sampled every 0.1 s, as it is through the whole child.
 3. **Stop.** ``--cancels`` runs of ``sleep 300`` (argv: SIGTERM ends it), each cancelled with
    ``services.cancel_run`` a random 0-1 s after its pid was recorded (so cancels fall anywhere in
-   the watchdog's 0.5 s look at stop requests); from just before the call to the process group
-   gone (no live member left in /proc: a zombie runs nothing), to its group id free (the worker
-   reaped the leader), and to the run seen ended. The floor, in the peer's child: ``sleep 300``
-   started in a session of its own and sent SIGTERM directly, to its group gone.
+   the watchdog's 0.5 s look at stop requests); from just before the call to its return, to the
+   process group gone (no live member left in /proc: a zombie runs nothing), to its group id free
+   (the worker reaped the leader), and to the run seen ended. The floor, in the peer's child:
+   ``sleep 300`` started in a session of its own and sent SIGTERM directly, to its group gone.
 
 The summary is the median over repetitions of each repetition's figure; the load average is
 printed with every repetition, since the machine may be shared.
