@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import errno
 import os
-import pwd
 import select
 import signal
 import subprocess
@@ -201,19 +200,12 @@ def _exit_fd(pid: int) -> int | None:
 
 
 def _identity(user: str) -> tuple[str | int | None, str | int | None]:
-    """``name``, ``name:group`` or numeric ids as (user, group) for spawn. A user given without a
-    group runs with that user's own group, never the worker's (root's)."""
+    """``name``, ``name:group`` or numeric ids as (user, group) for spawn (which gives a user
+    without a group that user's own)."""
     if not user:
         return None, None
     name, _, group = user.partition(":")
-    uid_or_name: str | int = int(name) if name.isdigit() else name
-    if group:
-        return uid_or_name, int(group) if group.isdigit() else group
-    try:
-        entry = pwd.getpwuid(uid_or_name) if isinstance(uid_or_name, int) else pwd.getpwnam(uid_or_name)
-    except KeyError:  # a numeric id with no entry here: its group of the same number
-        return uid_or_name, uid_or_name
-    return uid_or_name, entry.pw_gid
+    return (int(name) if name.isdigit() else name), (int(group) if group.isdigit() else group or None)
 
 
 def _start_error(process: Mapping[str, Any], error: BaseException) -> str:
