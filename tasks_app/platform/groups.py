@@ -14,15 +14,17 @@ not leave the group on purpose. Three rules hold whatever the command does:
 * **Starting costs a vfork, not a fork.** Python code run in the child before exec (a
   ``preexec_fn``) makes subprocess fork the whole worker: 10-20 ms for a Django process,
   measured by bench/process.py. So the child runs none: util-linux's ``setpriv`` sets the
-  parent-death signal (and the user and group, dropping the worker's supplementary groups) and
-  coreutils' ``env`` puts the stop signals back to their default actions, each exec-ing the next.
-  Where they are missing, the slow path does the same from Python.
+  parent-death signal (and the user and group, dropping the worker's supplementary groups), then
+  execs the command. A signal the worker ignores would stay ignored across exec; for the instant
+  of the spawn the worker catches it instead (a caught signal is back at its default action after
+  exec). Where setpriv is missing, the slow path does the same from Python.
 * **Nothing else outlives it either.** What the leader started is not told of a worker's death;
   ``kill_group`` ends what is left, called by whoever notices the worker gone (the worker's
   keeper, the reaper on the same host).
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
@@ -31,7 +33,8 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 
 from tasks_app.platform.children import die_with_parent
 
@@ -52,18 +55,36 @@ def _prepare_child() -> None:
 
 
 @functools.cache
-def _launchers() -> tuple[str, str] | None:
-    """``setpriv`` and an ``env`` that knows ``--default-signal`` (coreutils 8.31+), or None."""
-    setpriv, env = shutil.which("setpriv"), shutil.which("env")
-    if not setpriv or not env:
+def _setpriv() -> str | None:
+    """util-linux's ``setpriv`` if it is here and sets a parent-death signal, else None."""
+    setpriv = shutil.which("setpriv")
+    if not setpriv:
         return None
     try:
-        checked = subprocess.run([setpriv, "--pdeathsig", "KILL", "--", env, "--default-signal=TERM", "--", "true"],
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 timeout=10)
+        checked = subprocess.run([setpriv, "--pdeathsig", "KILL", "--", "true"], stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    return (setpriv, env) if checked.returncode == 0 else None
+    return setpriv if checked.returncode == 0 else None
+
+
+def _caught(*_: object) -> None:
+    """Stands in for "ignored" while a child is spawned (see ``_ignored_caught``)."""
+
+
+@contextlib.contextmanager
+def _ignored_caught() -> Iterator[None]:
+    """The stop signals this process ignores are caught instead for the instant of a spawn, so
+    the child starts with them at their default action. Only the main thread may change signal
+    actions: anywhere else this raises ValueError."""
+    ignored = [sig for sig in _DEFAULT_SIGNALS if signal.getsignal(sig) == signal.SIG_IGN]
+    for sig in ignored:
+        signal.signal(sig, _caught)
+    try:
+        yield
+    finally:
+        for sig in ignored:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _resolve(program: str, env: Mapping[str, str], working_dir: str) -> str:
@@ -110,18 +131,16 @@ def spawn(
     switching = user not in (None, "")
     if switching and group in (None, ""):
         group = _primary_group(user)
-    launchers = _launchers()
-    if launchers is not None:
-        setpriv, env_program = launchers
+    setpriv = _setpriv()
+    if setpriv is not None and threading.current_thread() is threading.main_thread():
         _resolve(argv[0], env, working_dir)
         identity = ["--reuid", str(user), "--regid", str(group), "--clear-groups"] if switching else []
-        defaults = ",".join(signal.Signals(sig).name.removeprefix("SIG") for sig in _DEFAULT_SIGNALS)
-        return subprocess.Popen(
-            [setpriv, "--pdeathsig", "KILL", *identity, "--", env_program, f"--default-signal={defaults}", "--",
-             *argv],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(env),
-            cwd=working_dir or None, umask=umask, start_new_session=True, close_fds=True,
-        )
+        with _ignored_caught():
+            return subprocess.Popen(
+                [setpriv, "--pdeathsig", "KILL", *identity, "--", *argv],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(env),
+                cwd=working_dir or None, umask=umask, start_new_session=True, close_fds=True,
+            )
     return subprocess.Popen(
         list(argv),
         stdin=subprocess.DEVNULL,
