@@ -49,7 +49,7 @@ from tasks_app.services.progress import LogTail, append_log, beat_run, record_pi
 from tasks_app.services.recovery import reap_lost_runs, rebuild_queue, redeliver_lost_runs
 from tasks_app.services.stopping import cancel_run, cancel_task, end_shutdown_runs, request_shutdown
 from tasks_app.services.ticks import TickPlan, due_tasks, fire_startup_runs, fire_ticks, initialise_schedules, plan_tick
-from tasks_app.services.transitions import claim_next_held, claim_run, delete_run
+from tasks_app.services.transitions import claim_next_held, claim_run, delete_run, stop_wakeup
 from tasks_app.services.triggering import parameters_for, release_held_runs, trigger
 
 __all__ = [
@@ -59,5 +59,5 @@ __all__ = [
     "fire_ticks", "get_run", "get_task", "hold_leases", "initialise_schedules", "instance_ended", "instance_up", "parameters_for", "plan_tick", "reap_lost_runs", "rebuild_queue", "record_pid", "record_progress",
     "redeliver_lost_runs", "release_held_runs", "release_leases", "request_shutdown", "restart_service", "save_task", "schedule_retry", "set_enabled", "set_instance_state",
     "set_interval", "set_operator_fields",
-    "set_schedule", "start_service", "stop_service", "sync_definitions", "trigger",
+    "set_schedule", "start_service", "stop_service", "stop_wakeup", "sync_definitions", "trigger",
 ]
