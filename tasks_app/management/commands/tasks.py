@@ -267,7 +267,7 @@ class Command(BaseCommand):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), self.stdout.fileno())
             if following:
                 status = status or StatusLine(self.stderr, shares_terminal=False)
-                status.end()
+                status.end(keep=True)  # where the run was when the follower stopped
                 status.say(f"Stopped following run {run_id}; the run goes on. "
                            f"Follow it again: manage.py tasks log {run_id} --follow")
             raise SystemExit(130 if isinstance(stop, KeyboardInterrupt) else 1) from None
@@ -300,17 +300,20 @@ class StatusLine:
 
     def before_output(self) -> None:
         if self.shared and self.drawn:
-            self._write("\r" + " " * self.drawn + "\r")
-            self.drawn = 0
+            self._wipe()
 
     def after_output(self, data: bytes) -> None:
         self.at_line_start = data.endswith(b"\n")
         if self.shared and self.at_line_start and self.text:
             self._draw()
 
-    def end(self) -> None:
-        """Leave the drawn line as it is and go below it (or below the output's half line)."""
-        if self.drawn or (self.shared and not self.at_line_start):
+    def end(self, *, keep: bool = False) -> None:
+        """Make room for a last line: the drawn line is wiped (the last line takes its place; it
+        may be stale by then), or kept (``keep``) with the last line below; a half line of output
+        is ended first."""
+        if self.drawn and not keep:
+            self._wipe()
+        elif self.drawn or (self.shared and not self.at_line_start):
             self._write("\n")
         self.drawn = 0
         self.at_line_start = True
@@ -321,6 +324,10 @@ class StatusLine:
     def _draw(self) -> None:
         self._write("\r" + self.text.ljust(self.drawn))
         self.drawn = len(self.text)
+
+    def _wipe(self) -> None:
+        self._write("\r" + " " * self.drawn + "\r")
+        self.drawn = 0
 
     def _write(self, text: str) -> None:
         self.stream.write(text, style_func=_plain, ending="")
