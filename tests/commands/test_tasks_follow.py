@@ -91,8 +91,9 @@ def the_run(stdout: bytes) -> Run:
 
 
 def state_lines(lines: list[str], run: Run) -> list[str]:
-    """The lines a follower wrote while the run went (stderr is not a terminal: one per change)."""
-    assert set(lines) <= {"queued: waiting for a worker", f"running: pid {run.pid}"}, lines
+    """The lines a follower wrote while the run went (stderr is not a terminal: one per change). A
+    worker claims a run before it starts its process: a look in between sees no pid yet."""
+    assert set(lines) <= {"queued: waiting for a worker", "running: working", f"running: pid {run.pid}"}, lines
     return lines
 
 
