@@ -288,6 +288,10 @@ class LogPiece:
         marker = dropped_marker(self.dropped).decode() if self.dropped else ""
         return marker + self.data.decode("utf-8", "replace")
 
+    def as_bytes(self) -> bytes:
+        """For a terminal or a file: the same marker line, then the bytes exactly as written."""
+        return (dropped_marker(self.dropped) if self.dropped else b"") + self.data
+
 
 def read_log(run_id: uuid.UUID | str, *, offset: int, limit: int = LOG_PAGE_BYTES,
              until: int | None = None) -> LogPiece | None:
