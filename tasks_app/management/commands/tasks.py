@@ -1,4 +1,4 @@
-"""python manage.py tasks list | run | log | cancel | show | set | sync
+"""python manage.py tasks list | run | log | cancel | show | set | sync | start | stop | restart
 
 ``set`` changes what an operator may change on a task (interval, cron and zone, enabled)
 through the same services as the API and admin; it only parses the options and prints.
@@ -39,7 +39,8 @@ class Command(BaseCommand):
     help = "List, run, cancel and inspect Taskdeck tasks; change a task's schedule or enable/disable it."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        sub = parser.add_subparsers(dest="action", required=True, metavar="{list,run,log,cancel,show,set,sync}")
+        sub = parser.add_subparsers(dest="action", required=True,
+                                    metavar="{list,run,log,cancel,show,set,sync,start,stop,restart}")
         sub.add_parser("list", help="List tasks with their status.")
         run = sub.add_parser(
             "run", help="Trigger a task; prints the run id.",
@@ -87,6 +88,11 @@ class Command(BaseCommand):
         change.add_argument("--enable", action="store_true", help="Enable the task (scheduling resumes).")
         change.add_argument("--disable", action="store_true", help="Disable the task (no scheduled or manual runs).")
         sub.add_parser("sync", help="Load task definitions (code and definitions file) into the database.")
+        for verb, about in (("start", "Start a service's stopped and fatal instances (a fresh retry budget)."),
+                           ("stop", "Stop every instance of a service; they stay stopped until started again."),
+                           ("restart", "Stop a service's instances and start them again.")):
+            sub.add_parser(verb, help=about, description=f"{about} Its supervisor acts within a second.").add_argument(
+                "task_id")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         refuse_unstorable(options)
@@ -105,6 +111,7 @@ class Command(BaseCommand):
             self.stdout.write("No tasks. Declare one with @task in an app's tasks.py, then run: manage.py tasks sync")
             return
         statuses = selectors.task_statuses(tasks)
+        statuses.update({task_id: state for task_id, (state, _) in selectors.service_states(tasks).items()})
         rows = [("ID", "KIND", "TRIGGER", "ENABLED", "STATUS", "LAST RUN")]
         for task in tasks:
             last = task.last_run_at.strftime("%Y-%m-%d %H:%M:%S") if task.last_run_at else "-"
@@ -127,6 +134,20 @@ class Command(BaseCommand):
         self.stdout.flush()
         if wait:
             self.follow_to_the_end(run.id)
+
+    def do_start(self, *, task_id: str, **options: Any) -> None:
+        self.service_asked(services.start_service(task_id), "start")
+
+    def do_stop(self, *, task_id: str, **options: Any) -> None:
+        self.service_asked(services.stop_service(task_id), "stop")
+
+    def do_restart(self, *, task_id: str, **options: Any) -> None:
+        self.service_asked(services.restart_service(task_id), "restart")
+
+    def service_asked(self, task: Task, verb: str) -> None:
+        state, instances = selectors.service_states([task])[task.id]
+        self.stdout.write(f"{task.id}: {verb} requested ({len(instances)} instance(s), {state} now); "
+                          "its supervisor acts within a second.")
 
     def do_log(self, *, run_id: str, follow: bool, **options: Any) -> None:
         run = services.get_run(run_id)  # an unknown or malformed id: one line
@@ -161,6 +182,7 @@ class Command(BaseCommand):
             ("Duration", f"{run.duration:.2f} s" if run.duration is not None else "-"),
             ("Progress", _progress_text(run)),
             ("Items", f"{run.items_processed} processed, {run.items_affected} affected"),
+            *([("Process", _process_text(run))] if run.pid or run.exit_code is not None or run.exit_signal else []),
         ]
         if run.summary.get("actions"):
             fields.append(("Actions", ", ".join(f"{k} {v}" for k, v in sorted(run.summary["actions"].items()))))
@@ -347,6 +369,16 @@ def _bar(run: Run) -> str:
         return f"{run.status}: {run.progress_message or (f'pid {run.pid}' if run.pid else 'working')}"
     filled = int(BAR_WIDTH * percent / 100)
     return f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {percent:5.1f}% {run.progress_message}"
+
+
+def _process_text(run: Run) -> str:
+    """pid 4242, exit code 3 (or killed by signal SIGTERM): a command run's process."""
+    parts = [f"pid {run.pid}"] if run.pid else []
+    if run.exit_signal:
+        parts.append(f"killed by signal {run.exit_signal}")
+    elif run.exit_code is not None:
+        parts.append(f"exit code {run.exit_code}")
+    return ", ".join(parts)
 
 
 def _progress_text(run: Run) -> str:
