@@ -41,6 +41,7 @@ from tasks_app.services.instances import (
     set_instance_state,
     start_service,
     stop_service,
+    supervisor_wakeup,
 )
 from tasks_app.services.leases import Owner, hold_leases, release_leases
 from tasks_app.services.lookups import HOSTNAME, get_run, get_task
@@ -59,5 +60,5 @@ __all__ = [
     "fire_ticks", "get_run", "get_task", "hold_leases", "initialise_schedules", "instance_ended", "instance_up", "parameters_for", "plan_tick", "reap_lost_runs", "rebuild_queue", "record_pid", "record_progress",
     "redeliver_lost_runs", "release_held_runs", "release_leases", "request_shutdown", "restart_service", "save_task", "schedule_retry", "set_enabled", "set_instance_state",
     "set_interval", "set_operator_fields",
-    "set_schedule", "start_service", "stop_service", "stop_wakeup", "sync_definitions", "trigger",
+    "set_schedule", "start_service", "stop_service", "stop_wakeup", "supervisor_wakeup", "sync_definitions", "trigger",
 ]

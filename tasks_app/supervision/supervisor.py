@@ -34,6 +34,7 @@ from tasks_app.execution.command_line import SpawnRefused
 from tasks_app.execution.output import LogWriter
 from tasks_app.execution.running import RunningProcess, ending
 from tasks_app.models import EndReason, HeartbeatRole, InstanceState, ServiceInstance, Task, TaskKind
+from tasks_app.platform import wakeups
 from tasks_app.supervision.health import Probe
 from tasks_app.supervision.owned import Instance, lease_name
 from tasks_app.supervision.order import shutdown_levels
@@ -56,6 +57,9 @@ class Supervisor:
         self.stopping = threading.Event()
         self._poller = select.poll()
         self._by_fd: dict[int, Instance] = {}
+        self._wakeup = wakeups.listen(services.supervisor_wakeup(os.getpid()))
+        if self._wakeup is not None:  # an operator's ask on this host: look at the database now
+            self._poller.register(self._wakeup.fileno(), select.POLLIN)
         self._next_sync = 0.0
         self.healthy_services: set[str] = set()
         """Services with an instance running (healthy), as last read, and as seen here since."""
@@ -251,6 +255,10 @@ class Supervisor:
 
     def wait(self, timeout: float) -> None:
         for fd, _ in self._poller.poll(timeout * 1000):
+            if self._wakeup is not None and fd == self._wakeup.fileno():
+                wakeups.drain(self._wakeup)
+                self._next_sync = 0.0
+                continue
             instance = self._by_fd.get(fd)
             if instance is not None and instance.process is not None and not instance.process.handle(fd):
                 self._forget(fd)
@@ -403,6 +411,10 @@ class Supervisor:
                 self.end_exited()
         services.release_leases(list(self.instances), owner=self.owner)
         self.instances.clear()
+        if self._wakeup is not None:
+            self._poller.unregister(self._wakeup.fileno())
+            self._wakeup.close()
+            self._wakeup = None
 
     # -- heartbeats --
 

@@ -231,3 +231,14 @@ def test_at_boot_a_service_stops_waiting_after_its_dependencys_healthy_after_plu
     data = turn(supervisor, lambda: (data := log_of(runs(web)[0])[1]).endswith(b"web up\n") and data,
                 what="web's output")
     assert data.startswith(b"[taskdeck: started without waiting any longer for database: not healthy within")
+
+
+def test_an_operators_ask_on_this_host_wakes_the_supervisor_at_once():
+    task = service(command="exec sleep 300")
+    lazy = Supervisor(interval=1000, ttl=30)  # after its first look, it would not look again for 1000 s
+    try:
+        turn(lazy, lambda: instance(task).pid, what="start")
+        services.stop_service(task.id)
+        turn(lazy, lambda: instance(task).state == InstanceState.STOPPED, what="the stop, woken")
+    finally:
+        lazy.shutdown()
