@@ -52,6 +52,9 @@ class Watchdog(threading.Thread):
         self.ctx = ctx
         self.stop_event = stop_event
         self._done = threading.Event()
+        self._listener = wakeups.listen(services.stop_wakeup(run.id))
+        """Bound before the thread starts: a run that ends at once must not wake a watchdog not
+        listening yet (its half-second sleep would hold up the run's end)."""
         self._began = clock.monotonic()
         self._last_beat = self._began
 
@@ -71,7 +74,7 @@ class Watchdog(threading.Thread):
         watchdog outlives an outage, and keeps the heartbeat going once the database is back."""
         interval = min(0.5, float(taskdeck_settings.HEARTBEAT_INTERVAL))
         failing = False
-        listener = wakeups.listen(self.wakeup_name)
+        listener = self._listener
         try:
             while not self._sleep(interval, listener):
                 try:
