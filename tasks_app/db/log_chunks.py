@@ -10,16 +10,20 @@ and 215 MB/s once migration 0012 had the column compressed with lz4 instead of p
 SQLite binds a blob as it is: the ORM's statement is kept there (100-113 MB/s in the same loop,
 against 145 MB/s for the bare sqlite3 module). What costs there is the pages: each goes to the
 WAL, then again to the database at the checkpoint, and deleting a chunk (drop_old) reads its
-chain of overflow pages. So a chunk of ``COMPRESS_FROM`` bytes or more is stored zlib-compressed
-(level 1) when that saves an eighth of it at least: log lines shrink 5 to 25 times. Measured with
+chain of overflow pages. So a chunk of ``COMPRESS_FROM`` bytes or more is stored compressed
+when that saves an eighth of it at least: log lines shrink 5 to 25 times. Measured with
 bench/logs.py (200 MB of lines through a pipe, 2 shared cores under load): 46-70 MB/s raw,
-85-102 MB/s compressed. Smaller chunks stay raw: they are the ones a small flush grows again.
+85-102 MB/s zlib-compressed (level 1). zlib then took 0.9 s of the writer's 1.25 s for 200 MB
+(bench/process.py), so the store ran behind supervisord: LZ4 (the lz4 package, frame format)
+compresses 5 times faster (1.5 GB/s against 0.3) for half zlib's ratio. Chunks zlib compressed
+earlier still read (``models.logs.unpack`` tells the two apart). Smaller chunks stay raw: they
+are the ones a small flush grows again.
 """
 from __future__ import annotations
 
-import zlib
 from typing import Any
 
+import lz4.frame
 from django.db import connection
 
 from tasks_app.models import RunLogChunk
@@ -31,7 +35,7 @@ COMPRESS_FROM = 64 * 1024
 def insert_chunk(run_id: Any, *, start: int, end: int, data: bytes) -> int:
     """Store one chunk; returns its id. Inside the caller's transaction."""
     if connection.vendor != "postgresql":
-        packed = zlib.compress(data, 1) if len(data) >= COMPRESS_FROM else None
+        packed = lz4.frame.compress(data) if len(data) >= COMPRESS_FROM else None
         compressed = packed is not None and len(packed) <= len(data) - len(data) // 8
         return RunLogChunk.objects.create(run_id=run_id, start=start, end=end, data=packed if compressed else data,
                                           compressed=compressed).pk

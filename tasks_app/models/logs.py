@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import zlib
 
+import lz4.frame
 from django.db import models
 
 from tasks_app.models.runs import Run
@@ -45,9 +46,18 @@ class RunLogChunk(models.Model):
         return f"{self.run_id} [{self.start}, {self.end})"
 
 
+#: How an LZ4 frame starts (zlib's streams start with 0x78).
+LZ4_MAGIC = b"\x04\x22\x4d\x18"
+
+
 def unpack(data: bytes | memoryview, *, compressed: bool) -> bytes:
-    """A chunk's bytes as they were written."""
-    return zlib.decompress(data) if compressed else bytes(data)
+    """A chunk's bytes as they were written: stored as is, LZ4-compressed (db/log_chunks.py), or
+    zlib-compressed (the chunks SQLite stored before LZ4)."""
+    if not compressed:
+        return bytes(data)
+    if bytes(data[:4]) == LZ4_MAGIC:
+        return lz4.frame.decompress(data)
+    return zlib.decompress(data)
 
 
 def dropped_marker(count: int) -> bytes:

@@ -1,6 +1,7 @@
 """execution/output.py: ``LogBuffer`` on its own (offsets, the cap in its three modes, markers: no
 database), then ``LogWriter`` storing into the run log table (chunks, coalescing, the cut, events)."""
 import os
+import zlib
 import threading
 
 import pytest
@@ -188,6 +189,13 @@ def test_large_chunks_of_text_are_compressed_on_sqlite_and_binary_ones_kept_as_t
     assert compressed == ([True, False, False] if connection.vendor == "sqlite" else [False, False, False])
     across = selectors.read_log(claimed.pk, offset=len(text) - 3, limit=10).data  # from a compressed chunk on
     assert len(across) >= 7 and (text[-3:] + noise[:7]).startswith(across)  # (less an unfinished character)
+
+
+@pytest.mark.django_db
+def test_a_chunk_stored_zlib_compressed_before_lz4_still_reads(claimed):
+    text = b"".join(b"%08d scanned /library/roms/gba ok\n" % index for index in range(3_000))
+    RunLogChunk.objects.create(run=claimed, start=0, end=len(text), data=zlib.compress(text, 1), compressed=True)
+    assert log_of(claimed) == (0, text, len(text))
 
 
 @pytest.mark.postgres
