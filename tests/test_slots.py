@@ -83,9 +83,9 @@ def test_held_runs_waiting_for_later_are_counted_only_when_a_decision_needs_them
     assert first.enqueued_at is not None and len(later_counts(queries)) == 1
     with CaptureQueriesContext(connection) as queries:
         second = services.trigger(task.pk, source=RunTrigger.API, requested_by="test")  # the slot is taken
-        services.finish_run(services.claim_run(first.pk, task_id=task.pk), reason=EndReason.SUCCESS, keep_slot=True)
-        claimed = services.claim_next_held(task.pk, pid=1)
-    assert second.enqueued_at is None and claimed.pk == second.pk
+        claimed = services.finish_and_claim_next(services.claim_run(first.pk, task_id=task.pk),
+                                                 reason=EndReason.SUCCESS, pid=1)
+    assert second.enqueued_at is None and claimed == second.pk
     assert later_counts(queries) == []
 
 
