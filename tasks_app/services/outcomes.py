@@ -49,6 +49,11 @@ def finish_and_claim_next(run: Run, *, reason: str, pid: int, **fields: Any) -> 
     ``queue``. Returns the claimed run's id (``services.read_for_execution`` reads it), or None:
     no slot free, no held run due, or the end lost (someone else ended the run first; then
     nothing is claimed here). A retry, if the reason calls for one, is scheduled after the end.
+
+    The worker calls it again when it raised (``execution.entry`` waits out a refusing database):
+    if the end had committed, with its claim, before the error (in the retry, or in the commit's
+    answer), the end loses to itself and returns the run it claimed then, which is still this
+    worker's to run.
     """
     ended = end_run(run, reason=reason, from_statuses=[RunStatus.RUNNING], fields=fields, claim_for=pid)
     if ended.won:

@@ -21,6 +21,7 @@ from typing import Any
 from uuid import UUID
 
 from django.db import transaction
+from django.db.models import Subquery
 
 from tasks_app import clock, queue
 from tasks_app.db.locks import lock_task, lock_task_reading, retry_on_conflict
@@ -97,8 +98,11 @@ def end_run(run: Run, *, reason: str, from_statuses: list[str], fields: dict[str
     Otherwise it is handed to the queue (``admit_after_end``).
 
     An end that loses (the watchdog, the reaper or a cancel ended the run first) claims nothing,
-    and the held runs were admitted by that end. Each attempt of ``retry_on_conflict`` rolled
-    back whole, its claim with it.
+    and the held runs were admitted by that end. Should this worker's own earlier end have
+    committed with its claim while its answer was lost (the worker then ends the run again and
+    loses to itself), the run that end claimed is returned again (``_claimed_at_end``), so it is
+    not left running with no one running it. Each attempt of ``retry_on_conflict`` rolled back
+    whole, its claim with it.
     """
     with transaction.atomic():
         if claim_for is None:
@@ -113,7 +117,7 @@ def end_run(run: Run, *, reason: str, from_statuses: list[str], fields: dict[str
             status=status, end_reason=reason, ended_at=now, **fields
         )
         if not won:
-            return Ended(won=False)
+            return Ended(won=False, next_run_id=None if claim_for is None else _claimed_at_end(run, pid=claim_for))
         for name, value in {"status": status, "end_reason": reason, "ended_at": now, **fields}.items():
             setattr(run, name, value)
         if claim_for is not None and on_overlap == OverlapPolicy.QUEUE:  # still queue, under the lock
@@ -147,6 +151,17 @@ def _hand_over(run: Run, *, max_concurrent: int, pid: int, now: datetime) -> UUI
     if free > 1:
         admit_held(run.task_id, now=now)
     return ids[0]
+
+
+def _claimed_at_end(run: Run, *, pid: int) -> UUID | None:
+    """The run this worker's own end of ``run`` claimed, if that end committed: a run of the task
+    running in this worker that started the instant ``run`` ended (an end and its hand-over share
+    one ``now``, and a claim_run's run was handed to the queue before it started). An end by
+    anyone else (the watchdog, the reaper, a cancel) claims nothing. Asked only when an end with
+    ``claim_for`` loses."""
+    ended_at = Subquery(Run.objects.filter(pk=run.pk).values("ended_at"))
+    return Run.objects.filter(task_id=run.task_id, status=RunStatus.RUNNING, worker_host=HOSTNAME, worker_pid=pid,
+                              started_at=ended_at, enqueued_at=ended_at).values_list("pk", flat=True).first()
 
 
 def admit_after_end(run: Run, *, now: datetime) -> None:

@@ -84,6 +84,18 @@ def test_an_end_that_lost_claims_nothing_and_the_winner_handed_the_slot_to_the_q
     assert Run.objects.get(pk=held[1].pk).enqueued_at is None
 
 
+def test_an_end_ended_again_after_its_answer_was_lost_finds_the_run_it_claimed_and_claims_no_other():
+    """The worker's end committed with its claim, then what followed raised (a retry the database
+    refused) or the commit's answer never came: the worker records the end again, and loses to
+    itself. The run it claimed must still be run, by this worker."""
+    run, held = running_with_held(held=2)
+    claimed = services.finish_and_claim_next(run, reason=EndReason.SUCCESS, pid=4242)
+    assert services.finish_and_claim_next(run, reason=EndReason.SUCCESS, pid=4242) == claimed == held[0].pk
+    assert services.finish_and_claim_next(run, reason=EndReason.SUCCESS, pid=4243) is None  # not another's
+    assert Run.objects.get(pk=held[1].pk).enqueued_at is None
+    assert Event.objects.filter(run_id=claimed, name=EventName.STARTED).count() == 1
+
+
 def test_a_task_no_longer_queue_hands_the_freed_slot_to_the_queue_not_to_the_worker():
     run, held = running_with_held(held=2)
     Task.objects.filter(pk=run.task_id).update(on_overlap="skip")  # the operator changed it meanwhile
