@@ -25,7 +25,7 @@ from django.db.models import Subquery
 
 from tasks_app import clock, queue
 from tasks_app.db.locks import lock_task, lock_task_reading, retry_on_conflict
-from tasks_app.db.slots import Slots, count_slots, has_held_runs, next_held
+from tasks_app.db.slots import Slots, count_slots, has_held_runs, next_held, slots_and_next_held
 from tasks_app.exceptions import RunActive, TaskNotFound
 from tasks_app.live import outbox
 from tasks_app.models import REASON_FOR_STOP, STATUS_FOR_REASON, Event, EventName, OverlapPolicy, Run, RunStatus, Task
@@ -135,22 +135,24 @@ def _hand_over(run: Run, *, max_concurrent: int, pid: int, now: datetime) -> UUI
     ``started``, together and in that order. Returns the claimed run's id.
 
     The counts come after the end, under the lock end_run took (see ``lock_and_count``): the slot
-    ``run`` held is free in them, and the policy was read in the locking statement itself.
+    ``run`` held is free in them. The policy was read in the locking statement itself, and the
+    slots with the next held run in one statement: each trip to the database in here is a wait
+    for every other writer of the task.
     """
-    slots = count_slots([run.task_id], now=now)[run.task_id]
-    free = max_concurrent - slots.occupied
-    ids = next_held(run.task_id, now=now, limit=1) if free > 0 and slots.held else []
-    if not ids or not Run.objects.filter(pk=ids[0], status=RunStatus.QUEUED, enqueued_at__isnull=True).update(
+    occupied, next_id = slots_and_next_held(run.task_id, now=now)
+    free = max_concurrent - occupied
+    if free <= 0 or next_id is None or not Run.objects.filter(
+            pk=next_id, status=RunStatus.QUEUED, enqueued_at__isnull=True).update(
             status=RunStatus.RUNNING, enqueued_at=now, started_at=now, heartbeat_at=now, worker_host=HOSTNAME,
             worker_pid=pid):
         outbox.emit_run_end(run)
         return None
     Task.objects.filter(pk=run.task_id).update(last_run_at=now)
     outbox.emit_run_events([outbox.run_end_event(run),
-                            (EventName.STARTED, Run(id=ids[0], task_id=run.task_id, status=RunStatus.RUNNING), "")])
+                            (EventName.STARTED, Run(id=next_id, task_id=run.task_id, status=RunStatus.RUNNING), "")])
     if free > 1:
         admit_held(run.task_id, now=now)
-    return ids[0]
+    return next_id
 
 
 def _claimed_at_end(run: Run, *, pid: int) -> UUID | None:
