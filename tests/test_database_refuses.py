@@ -7,6 +7,7 @@ on PostgreSQL a trigger answers every write of a run with the server's own "disk
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 import subprocess
 import time
@@ -19,10 +20,11 @@ import requests
 from django.db import connection
 
 from tasks_app import services
-from tasks_app.models import EndReason, Run, RunStatus, RunTrigger
+from tasks_app.execution.entry import execute_claimed
+from tasks_app.models import EndReason, LogOnFull, Run, RunStatus, RunTrigger
 
 from .conftest import run_until_ended, wait_until
-from .factories import make_task, number
+from .factories import make_run, make_task, number
 from .processes import Project, free_port, stop_serve
 
 DEFINITIONS = """
@@ -172,3 +174,39 @@ def test_a_run_whose_end_postgresql_refuses_records_it_once_the_disk_has_room(qc
     run = run_until_ended(run)
     assert (run.status, run.end_reason, run.result) == (RunStatus.COMPLETED, EndReason.SUCCESS, "finished")
     assert run.error == ""
+
+
+REFUSE_NEW_RUNS = """
+CREATE FUNCTION taskdeck_test_disk_full() RETURNS trigger AS $$
+BEGIN
+    RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full';
+END $$ LANGUAGE plpgsql;
+CREATE TRIGGER taskdeck_test_disk_full BEFORE INSERT ON tasks_app_run
+    FOR EACH ROW EXECUTE FUNCTION taskdeck_test_disk_full();
+"""
+
+
+@pytest.mark.postgres
+@pytest.mark.postgres_only  # the refusal comes from a trigger of PostgreSQL's
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_whose_end_committed_but_whose_retry_was_refused_still_runs_the_run_its_end_claimed():
+    """The end of a failed run of a ``queue`` task claims the next held run for its worker in the
+    same transaction; the retry the failure sets off comes after it commits. When the database
+    refuses that retry, the worker records the end again (as for any refused end), finds the run
+    ended, and must still get the run its end claimed: otherwise that run would stay running with
+    no one running it until the reaper ended it crashed."""
+    task = make_task(callable="tests.sample_tasks.fail", on_overlap="queue", queue_max=10, retry_attempts=1)
+    run = services.claim_run(make_run(task).pk, task_id=task.pk)
+    held = make_run(task)
+    with connection.cursor() as cursor:
+        cursor.execute(REFUSE_NEW_RUNS)
+    try:
+        recorded = execute_claimed(run, keep_slot=True, log_max_size=10_000, log_on_full=LogOnFull.DROP_OLD)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(ACCEPT_RUN_WRITES)
+    assert recorded == (EndReason.FAILED, held.pk)
+    run.refresh_from_db()
+    held.refresh_from_db()
+    assert (run.status, run.error) == (RunStatus.FAILED, "ValueError: disk on fire")
+    assert (held.status, held.worker_pid) == (RunStatus.RUNNING, os.getpid())

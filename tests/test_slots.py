@@ -64,6 +64,8 @@ def test_held_runs_are_admitted_oldest_first_and_only_when_due(clock):
     first, second = add_runs(task, 2, status=RunStatus.QUEUED)
     assert slots.next_held(task.pk, now=now, limit=5) == [first.pk, second.pk]
     assert slots.next_held(task.pk, now=now + timedelta(minutes=2), limit=5) == [retry.pk, first.pk, second.pk]
+    assert slots.slots_and_next_held(task.pk, now=now) == (0, first.pk)
+    assert slots.slots_and_next_held(task.pk, now=now + timedelta(minutes=2)) == (0, retry.pk)
     assert slots.tasks_with_held_runs() == [task.pk] and slots.has_held_runs(task.pk)
 
 
@@ -83,9 +85,9 @@ def test_held_runs_waiting_for_later_are_counted_only_when_a_decision_needs_them
     assert first.enqueued_at is not None and len(later_counts(queries)) == 1
     with CaptureQueriesContext(connection) as queries:
         second = services.trigger(task.pk, source=RunTrigger.API, requested_by="test")  # the slot is taken
-        services.finish_run(services.claim_run(first.pk, task_id=task.pk), reason=EndReason.SUCCESS, keep_slot=True)
-        claimed = services.claim_next_held(task.pk, pid=1)
-    assert second.enqueued_at is None and claimed.pk == second.pk
+        claimed = services.finish_and_claim_next(services.claim_run(first.pk, task_id=task.pk),
+                                                 reason=EndReason.SUCCESS, pid=1)
+    assert second.enqueued_at is None and claimed == second.pk
     assert later_counts(queries) == []
 
 
@@ -123,11 +125,13 @@ def test_the_slot_reads_use_the_held_indexes_not_the_backlog(clock):
     with CaptureQueriesContext(connection) as queries:
         assert slots.count_slots([task.pk], now=clock.now())[task.pk].waiting() == 10_000
         slots.next_held(task.pk, now=clock.now(), limit=4)
-    counters, later, fifo = (explain(query["sql"]) for query in queries.captured_queries)
+        assert slots.slots_and_next_held(task.pk, now=clock.now())[0] == 0
+    counters, later, fifo, hand_over = (explain(query["sql"]) for query in queries.captured_queries)
     assert not re.search(r"tasks_app_run\b", counters), counters  # counter rows only, found by index:
     assert "USING INDEX" in counters or "USING COVERING INDEX" in counters or "Index" in counters, counters
     assert "run_held_later" in later, later
     assert "run_held_fifo" in fifo, fifo
-    for plan in (later, fifo):
+    assert "run_held_fifo" in hand_over, hand_over
+    for plan in (later, fifo, hand_over):
         assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
         assert "SCAN tasks_app_run" not in plan and "Seq Scan" not in plan, plan

@@ -24,6 +24,8 @@ from django.db import connection
 
 #: What marks a held run; the same terms as the partial indexes' condition (models.Run.Meta).
 HELD = "status = 'queued' AND enqueued_at IS NULL"
+#: A task's runs holding a slot, summed over its counter rows of queued and running runs.
+OCCUPIED = """SUM(CASE WHEN status = 'running' THEN "count" ELSE "count" - held END)"""
 
 
 @dataclass
@@ -64,7 +66,7 @@ def count_slots(task_ids: Collection[str], *, now: datetime) -> dict[str, Slots]
     with connection.cursor() as cursor:
         cursor.execute(
             f"""SELECT task_id,
-                       SUM(CASE WHEN status = 'running' THEN "count" ELSE "count" - held END),
+                       {OCCUPIED},
                        SUM(CASE WHEN status = 'queued' THEN held ELSE 0 END)
                 FROM tasks_app_runcount WHERE task_id IN ({marks}) AND status IN ('queued', 'running')
                 GROUP BY task_id""",
@@ -89,13 +91,35 @@ def _count_later(task_id: str, *, now: datetime) -> int:
 def next_held(task_id: str, *, now: datetime, limit: int) -> list[uuid.UUID]:
     """Ids of the task's oldest held runs that are due, first in first out (``run_held_fifo``)."""
     with connection.cursor() as cursor:
+        cursor.execute(f"{_next_held()} LIMIT %s", [task_id, connection.ops.adapt_datetimefield_value(now), limit])
+        return [_uuid(value) for value, in cursor.fetchall()]
+
+
+def slots_and_next_held(task_id: str, *, now: datetime) -> tuple[int, uuid.UUID | None]:
+    """The task's runs holding a slot (``Slots.occupied``) and its oldest due held run (None: none),
+    in one statement: what the end of a run needs to hand its slot to its worker
+    (services/transitions.py), inside the task's lock, where each trip to the database is a wait
+    for every other writer of the task."""
+    with connection.cursor() as cursor:
         cursor.execute(
-            f"""SELECT id FROM tasks_app_run{_indexed_by("run_held_fifo")}
-                WHERE task_id = %s AND {HELD} AND (not_before IS NULL OR not_before <= %s)
-                ORDER BY created_at LIMIT %s""",
-            [task_id, connection.ops.adapt_datetimefield_value(now), limit],
+            f"""SELECT (SELECT {OCCUPIED} FROM tasks_app_runcount
+                        WHERE task_id = %s AND status IN ('queued', 'running')),
+                       ({_next_held()} LIMIT 1)""",
+            [task_id, task_id, connection.ops.adapt_datetimefield_value(now)],
         )
-        return [value if isinstance(value, uuid.UUID) else uuid.UUID(value) for value, in cursor.fetchall()]
+        occupied, next_id = cursor.fetchone()
+    return int(occupied or 0), None if next_id is None else _uuid(next_id)
+
+
+def _next_held() -> str:
+    """The task's due held runs, oldest first, through ``run_held_fifo`` (parameters: task id, now)."""
+    return f"""SELECT id FROM tasks_app_run{_indexed_by("run_held_fifo")}
+               WHERE task_id = %s AND {HELD} AND (not_before IS NULL OR not_before <= %s)
+               ORDER BY created_at"""
+
+
+def _uuid(value: uuid.UUID | str) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
 
 
 def _indexed_by(index: str) -> str:

@@ -4,8 +4,8 @@
 It claims the run (a duplicate delivery stops there), runs it with the executor for its task's
 kind (``EXECUTORS``) beside a ``RunContext`` and a ``Watchdog``, then records the end the executor
 reported (``log_overflow`` instead when its log passed a ``kill_task`` cap), however long the
-database takes to take it. A worker that ends a run of a ``queue``
-task then runs the task's next held run itself (``HAND_OVER_FOR``).
+database takes to take it. A worker that ends a run of a ``queue`` task claims the task's next
+held run in the same transaction and runs it itself (``HAND_OVER_FOR``).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from django.db import DatabaseError, OperationalError, connections
@@ -54,11 +54,10 @@ def execute_run(run_id: str | UUID, task_id: str | None = None) -> str:
     began = clock.monotonic()
     while True:
         keep_slot = run.task.on_overlap == OverlapPolicy.QUEUE and clock.monotonic() - began < HAND_OVER_FOR
-        reason = execute_claimed(run, keep_slot=keep_slot, **log_settings(run))
-        following = services.claim_next_held(run.task_id, pid=os.getpid()) if keep_slot else None
-        if following is None:
-            return reason
-        run = following
+        recorded = execute_claimed(run, keep_slot=keep_slot, **log_settings(run))
+        if recorded.next_run_id is None:
+            return recorded.reason
+        run = services.read_for_execution(recorded.next_run_id)
 
 
 def log_settings(run: Run) -> dict[str, Any]:
@@ -77,10 +76,19 @@ def stops_within(run: Run) -> float | None:
     return None
 
 
-def execute_claimed(run: Run, *, keep_slot: bool = False, log_max_size: int, log_on_full: str) -> str:
+class Recorded(NamedTuple):
+    """A run's recorded end: its reason, and the task's next held run that its end claimed for
+    this worker (``keep_slot``), which the worker runs next."""
+
+    reason: str
+    next_run_id: UUID | None = None
+
+
+def execute_claimed(run: Run, *, keep_slot: bool = False, log_max_size: int, log_on_full: str) -> Recorded:
     """Run one claimed run to its recorded end, its log capped at ``log_max_size`` bytes as
-    ``log_on_full`` says; returns its end reason. ``keep_slot``: see ``services.finish_run``
-    (dropped if django-q2 or the interpreter stops the worker meanwhile)."""
+    ``log_on_full`` says. ``keep_slot``: its end claims the task's next held run for this worker
+    (``services.finish_and_claim_next``); dropped if django-q2 or the interpreter stops the worker
+    meanwhile."""
     outcome = Outcome(EndReason.FAILED)
     ctx = watchdog = None
     try:
@@ -100,8 +108,8 @@ def execute_claimed(run: Run, *, keep_slot: bool = False, log_max_size: int, log
         if watchdog is not None:
             watchdog.finish()
         ended = ctx.current_run if ctx is not None else run
-        reason = _record_end(ended, ctx=ctx, outcome=outcome, keep_slot=keep_slot)
-    return reason
+        recorded = _record_end(ended, ctx=ctx, outcome=outcome, keep_slot=keep_slot)
+    return recorded
 
 
 def _run_code(run: Run, ctx: RunContext) -> Outcome:
@@ -130,9 +138,10 @@ def _stop_reason(run: Run) -> str:
     return REASON_FOR_STOP.get(stop_requested or StopRequest.CANCEL, EndReason.CANCELLED)
 
 
-def _record_end(run: Run, *, ctx: RunContext | None, outcome: Outcome, keep_slot: bool) -> str:
+def _record_end(run: Run, *, ctx: RunContext | None, outcome: Outcome, keep_slot: bool) -> Recorded:
     """Write the run's last output, its last progress and its end, however long the database takes to answer;
-    returns the end reason (``STOPPED`` becomes the reason the stop was asked for).
+    returns the end reason (``STOPPED`` becomes the reason the stop was asked for), and the run
+    claimed with the end (``keep_slot``).
 
     A database that refuses writes for a while (a full disk, a lock held past the busy timeout,
     a dropped connection) is waited for: giving up would leave the run to the reaper, which would
@@ -151,8 +160,10 @@ def _record_end(run: Run, *, ctx: RunContext | None, outcome: Outcome, keep_slot
             if ctx is not None:
                 ctx.close_log()
                 ctx.flush(force=True)
-            services.finish_run(run, reason=reason, keep_slot=keep_slot, **fields)
-            return reason
+            if keep_slot:  # an attempt that raised after committing: its claim is found again (end_run)
+                return Recorded(reason, services.finish_and_claim_next(run, reason=reason, pid=os.getpid(), **fields))
+            services.finish_run(run, reason=reason, **fields)
+            return Recorded(reason)
         except OperationalError as error:
             _wait_for_database(run, error, delay)
         except (DatabaseError, ValueError) as error:

@@ -53,7 +53,12 @@ def emit_run_events(items: list[tuple[str, Run, str]]) -> None:
 
 
 def emit_run_end(run: Run) -> None:
-    emit_run_event(END_EVENTS[run.status], run, message=run.error or run.end_reason)
+    emit_run_events([run_end_event(run)])
+
+
+def run_end_event(run: Run) -> tuple[str, Run, str]:
+    """The event an ended run writes, as ``emit_run_events`` takes it (to write it with others)."""
+    return END_EVENTS[run.status], run, run.error or run.end_reason
 
 
 def emit_log_written(*, run_id: Any, task_id: str, size: int) -> None:

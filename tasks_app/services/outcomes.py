@@ -24,25 +24,41 @@ def finish_run(
     *,
     reason: str,
     from_statuses: Iterable[str] = (RunStatus.RUNNING,),
-    keep_slot: bool = False,
     **fields: Any,
 ) -> Run | None:
     """End a run with ``reason`` if it is still in one of ``from_statuses``; write its end event.
 
     Conditional, so the runner, its watchdog, the reaper and a shutdown can race to end a run
     and exactly one wins. Returns the ended run, or None if someone else ended it first. Pass the
-    Run itself when you have it: the transaction then only writes. ``keep_slot``: the worker that
-    ran it takes the freed slot itself (``services.claim_next_held``) instead of the next held run
-    going through the queue.
+    Run itself when you have it: the transaction then only writes.
     """
     if not isinstance(run, Run):
         run = Run.objects.filter(pk=run).first()
         if run is None:
             return None
-    if not end_run(run, reason=reason, from_statuses=list(from_statuses), fields=fields, keep_slot=keep_slot):
+    if not end_run(run, reason=reason, from_statuses=list(from_statuses), fields=fields).won:
         return None
     after_run_ended(run)
     return run
+
+
+def finish_and_claim_next(run: Run, *, reason: str, pid: int, **fields: Any) -> UUID | None:
+    """``finish_run`` of a running run by the worker that ran it, which keeps its slot: the end
+    and the claim of the task's next held run for that worker (``pid``) are one transaction under
+    one lock of the task (``end_run`` with ``claim_for``), while the task's policy still is
+    ``queue``. Returns the claimed run's id (``services.read_for_execution`` reads it), or None:
+    no slot free, no held run due, or the end lost (someone else ended the run first; then
+    nothing is claimed here). A retry, if the reason calls for one, is scheduled after the end.
+
+    The worker calls it again when it raised (``execution.entry`` waits out a refusing database):
+    if the end had committed, with its claim, before the error (in the retry, or in the commit's
+    answer), the end loses to itself and returns the run it claimed then, which is still this
+    worker's to run.
+    """
+    ended = end_run(run, reason=reason, from_statuses=[RunStatus.RUNNING], fields=fields, claim_for=pid)
+    if ended.won:
+        after_run_ended(run)
+    return ended.next_run_id
 
 
 def after_run_ended(run: Run) -> None:

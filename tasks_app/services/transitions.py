@@ -6,10 +6,9 @@ Each takes the task's row lock first (db/locks.py) and reports whether it won, s
 
 - ``claim_run``: queued -> running, for the one worker that wins it;
 - ``end_run``: running (or queued) -> ended, with its event; the slot it frees goes to the task's
-  next held run in the same transaction (``admit_after_end``);
+  next held run in the same transaction (``admit_after_end``), or, for the worker that ran it
+  (``claim_for``), held -> running for that worker itself, under the same lock;
 - ``admit_held``: held -> handed to the queue, one per free slot;
-- ``claim_next_held``: held -> running, for the worker that just freed the slot (``end_run``
-  with ``keep_slot``);
 - ``request_stop`` / ``stop``: a queued run ends at once, a running one is asked to stop;
 - ``delete_run``: an ended run and what hangs from it go.
 """
@@ -17,15 +16,17 @@ from __future__ import annotations
 
 import functools
 import os
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from django.db import transaction
+from django.db.models import Subquery
 
 from tasks_app import clock, queue
 from tasks_app.db.locks import lock_task, lock_task_reading, retry_on_conflict
-from tasks_app.db.slots import Slots, count_slots, has_held_runs, next_held
+from tasks_app.db.slots import Slots, count_slots, has_held_runs, next_held, slots_and_next_held
 from tasks_app.exceptions import RunActive, TaskNotFound
 from tasks_app.live import outbox
 from tasks_app.models import REASON_FOR_STOP, STATUS_FOR_REASON, Event, EventName, OverlapPolicy, Run, RunStatus, Task
@@ -58,6 +59,12 @@ def claim_run(run_id: UUID | str, *, task_id: str | None = None, pid: int | None
             return None
         Task.objects.filter(pk=task_id).update(last_run_at=now)
         outbox.emit_run_event(EventName.STARTED, Run(id=UUID(str(run_id)), task_id=task_id, status=RunStatus.RUNNING))
+    return read_for_execution(run_id)
+
+
+def read_for_execution(run_id: UUID | str) -> Run:
+    """A run its worker claimed, with the columns execution uses (``FOR_EXECUTION``), its task's
+    among them, in one query; read after the claim commits."""
     return Run.objects.select_related("task").only(*FOR_EXECUTION).get(pk=run_id)
 
 
@@ -71,27 +78,94 @@ FOR_EXECUTION = (
 )
 
 
+@dataclass(frozen=True)
+class Ended:
+    """What ``end_run`` did: ``won`` if this call ended the run (False: someone else had), and the
+    task's next held run it claimed for the worker that ran it (``claim_for``), to be read for
+    execution once committed (``read_for_execution``)."""
+
+    won: bool
+    next_run_id: UUID | None = None
+
+
 @retry_on_conflict
-def end_run(run: Run, *, reason: str, from_statuses: list[str], fields: dict[str, Any], keep_slot: bool = False) -> bool:
+def end_run(run: Run, *, reason: str, from_statuses: list[str], fields: dict[str, Any],
+            claim_for: int | None = None) -> Ended:
     """finish_run's transaction: the task's row locked first (db/locks.py), then the conditional end.
 
-    ``keep_slot``: the caller (the worker that ran it) takes the freed slot itself with
-    ``claim_next_held``, so the next held run is not handed to the queue here."""
+    The slot the end frees goes to the task's next held run in the same transaction. With
+    ``claim_for`` (the pid of the worker that ran it, which keeps the slot) that run goes straight
+    to this worker, running (``_hand_over``): one transaction and one wait for the task's lock per
+    run, as for forced runs, instead of an end and then a claim that locked the task again.
+    Otherwise it is handed to the queue (``admit_after_end``).
+
+    An end that loses (the watchdog, the reaper or a cancel ended the run first) claims nothing,
+    and the held runs were admitted by that end. Should this worker's own earlier end have
+    committed with its claim while its answer was lost (the worker then ends the run again and
+    loses to itself), the run that end claimed is returned again (``_claimed_at_end``), so it is
+    not left running with no one running it. Each attempt of ``retry_on_conflict`` rolled back
+    whole, its claim with it.
+    """
     with transaction.atomic():
-        lock_task(run.task_id)
+        if claim_for is None:
+            lock_task(run.task_id)
+            on_overlap, max_concurrent = None, 0
+        else:  # the lock and the two fields the hand-over needs, in one statement
+            row = lock_task_reading(run.task_id, ("on_overlap", "max_concurrent"))
+            on_overlap, max_concurrent = row or (None, 0)
         now = clock.now()
         status = STATUS_FOR_REASON[reason]
         won = Run.objects.filter(pk=run.pk, status__in=from_statuses).update(
             status=status, end_reason=reason, ended_at=now, **fields
         )
         if not won:
-            return False
+            return Ended(won=False, next_run_id=None if claim_for is None else _claimed_at_end(run, pid=claim_for))
         for name, value in {"status": status, "end_reason": reason, "ended_at": now, **fields}.items():
             setattr(run, name, value)
+        if claim_for is not None and on_overlap == OverlapPolicy.QUEUE:  # still queue, under the lock
+            return Ended(won=True, next_run_id=_hand_over(run, max_concurrent=max_concurrent, pid=claim_for, now=now))
         outbox.emit_run_end(run)
-        if not keep_slot:
-            admit_after_end(run, now=now)
-    return True
+        admit_after_end(run, now=now)
+    return Ended(won=True)
+
+
+def _hand_over(run: Run, *, max_concurrent: int, pid: int, now: datetime) -> UUID | None:
+    """held -> running for the worker that just ended ``run`` (``end_run`` with ``claim_for``), if
+    a slot is free: the task's next held run goes straight to that worker, with no trip through
+    the queue, which is what keeps a deep queue draining as fast as forced runs. Any further free
+    slots are handed to the queue as usual. Writes the end's event, then the claimed run's
+    ``started``, together and in that order. Returns the claimed run's id.
+
+    The counts come after the end, under the lock end_run took (see ``lock_and_count``): the slot
+    ``run`` held is free in them. The policy was read in the locking statement itself, and the
+    slots with the next held run in one statement: each trip to the database in here is a wait
+    for every other writer of the task.
+    """
+    occupied, next_id = slots_and_next_held(run.task_id, now=now)
+    free = max_concurrent - occupied
+    if free <= 0 or next_id is None or not Run.objects.filter(
+            pk=next_id, status=RunStatus.QUEUED, enqueued_at__isnull=True).update(
+            status=RunStatus.RUNNING, enqueued_at=now, started_at=now, heartbeat_at=now, worker_host=HOSTNAME,
+            worker_pid=pid):
+        outbox.emit_run_end(run)
+        return None
+    Task.objects.filter(pk=run.task_id).update(last_run_at=now)
+    outbox.emit_run_events([outbox.run_end_event(run),
+                            (EventName.STARTED, Run(id=next_id, task_id=run.task_id, status=RunStatus.RUNNING), "")])
+    if free > 1:
+        admit_held(run.task_id, now=now)
+    return next_id
+
+
+def _claimed_at_end(run: Run, *, pid: int) -> UUID | None:
+    """The run this worker's own end of ``run`` claimed, if that end committed: a run of the task
+    running in this worker that started the instant ``run`` ended (an end and its hand-over share
+    one ``now``, and a claim_run's run was handed to the queue before it started). An end by
+    anyone else (the watchdog, the reaper, a cancel) claims nothing. Asked only when an end with
+    ``claim_for`` loses."""
+    ended_at = Subquery(Run.objects.filter(pk=run.pk).values("ended_at"))
+    return Run.objects.filter(task_id=run.task_id, status=RunStatus.RUNNING, worker_host=HOSTNAME, worker_pid=pid,
+                              started_at=ended_at, enqueued_at=ended_at).values_list("pk", flat=True).first()
 
 
 def admit_after_end(run: Run, *, now: datetime) -> None:
@@ -101,29 +175,6 @@ def admit_after_end(run: Run, *, now: datetime) -> None:
     scheduler's next pass."""
     if run.task.on_overlap == OverlapPolicy.QUEUE and has_held_runs(run.task_id):
         admit_held(run.task_id, now=now)
-
-
-@retry_on_conflict
-def claim_next_held(task_id: str, *, pid: int) -> Run | None:
-    """held -> running for the worker that just ended a run of ``task_id`` (``end_run`` with
-    ``keep_slot``), if a slot is free: the run goes straight to that worker, with no trip through
-    the queue, which is what keeps a deep queue draining as fast as forced runs. Any further free
-    slots are handed to the queue as usual. Returns the claimed run, read for execution."""
-    if not has_held_runs(task_id):
-        return None
-    with transaction.atomic():
-        now = clock.now()
-        policy, slots = lock_and_count(task_id, now=now)
-        ids = next_held(task_id, now=now, limit=1) if slots.occupied < policy.max_concurrent else []
-        if not ids or not Run.objects.filter(pk=ids[0], status=RunStatus.QUEUED, enqueued_at__isnull=True).update(
-                status=RunStatus.RUNNING, enqueued_at=now, started_at=now, heartbeat_at=now, worker_host=HOSTNAME,
-                worker_pid=pid):
-            return None
-        Task.objects.filter(pk=task_id).update(last_run_at=now)
-        outbox.emit_run_event(EventName.STARTED, Run(id=ids[0], task_id=task_id, status=RunStatus.RUNNING))
-        if slots.occupied + 1 < policy.max_concurrent:
-            admit_held(task_id, now=now)
-    return Run.objects.select_related("task").only(*FOR_EXECUTION).get(pk=ids[0])
 
 
 def lock_and_count(task_id: str, *, now: Any) -> tuple[Task, Slots]:

@@ -108,7 +108,7 @@ def claimed(callable: str, **parameters: object) -> Run:
 def test_a_log_past_a_kill_task_cap_stops_the_run_which_ends_failed_log_overflow(stubborn):
     """In this process: python runs have no kill_task of their own; command runs will."""
     run = claimed("tests.sample_tasks.flood", lines=5000, stubborn=stubborn)
-    reason = execute_claimed(run, log_max_size=1000, log_on_full=LogOnFull.KILL_TASK)
+    reason = execute_claimed(run, log_max_size=1000, log_on_full=LogOnFull.KILL_TASK).reason
     run.refresh_from_db()
     assert (reason, run.status, run.end_reason) == (EndReason.LOG_OVERFLOW, RunStatus.FAILED, EndReason.LOG_OVERFLOW)
     assert run.error == ("Its output passed log_max_size (1,000 bytes) with log_on_full = kill_task; "
@@ -129,7 +129,7 @@ def test_a_log_past_a_kill_task_cap_stops_the_run_which_ends_failed_log_overflow
 
 def test_a_log_past_a_drop_new_cap_keeps_its_first_bytes_and_the_run_goes_on():
     run = claimed("tests.sample_tasks.flood", lines=5000, stubborn=1)
-    assert execute_claimed(run, log_max_size=1000, log_on_full=LogOnFull.DROP_NEW) == EndReason.SUCCESS
+    assert execute_claimed(run, log_max_size=1000, log_on_full=LogOnFull.DROP_NEW).reason == EndReason.SUCCESS
     _, kept, size = log_of(run)
     lines = b"".join(b"flood line %06d\n" % index for index in range(5000))
     assert kept == (lines[:1000] + b"\n"

@@ -1,9 +1,13 @@
-"""services/transitions.py and outcomes.py: a conditional end won once, deleting a run, retries."""
+"""services/transitions.py and outcomes.py: a conditional end won once, the worker's end that
+claims the next held run, deleting a run, retries."""
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django_q.models import OrmQ
 
-from tasks_app import services
+from tasks_app import queue, services
 from tasks_app.exceptions import RunActive
-from tasks_app.models import EndReason, Event, Run, RunStatus, RunTrigger, Task
+from tasks_app.models import EndReason, Event, EventName, Run, RunStatus, RunTrigger, Task
 
 from ..factories import make_task, number
 from .conftest import api_trigger, schedule_trigger, events_of
@@ -29,6 +33,75 @@ def test_delete_run_refuses_active_runs_and_removes_events():
     services.delete_run(run.pk)
     assert not Run.objects.filter(pk=run.pk).exists()
     assert not Event.objects.filter(run_id=run.pk).exists()
+
+
+# --- The hand-over: a worker's end claims the task's next held run --------------------------------
+
+
+def running_with_held(*, held: int, **fields) -> tuple[Run, list[Run]]:
+    """A run of a ``queue`` task claimed by a worker, and ``held`` runs held behind it."""
+    task = make_task(on_overlap="queue", queue_max=100, max_concurrent=1, **fields)
+    first = api_trigger(task)
+    waiting = [api_trigger(task) for _ in range(held)]
+    OrmQ.objects.all().delete()
+    return services.claim_run(first.pk, task_id=task.pk), waiting
+
+
+def statements(queries: CaptureQueriesContext, *, starting: str) -> list[str]:
+    return [query["sql"] for query in queries.captured_queries if query["sql"].lstrip().startswith(starting)]
+
+
+@pytest.mark.postgres
+def test_a_workers_end_claims_the_next_held_run_in_the_same_transaction_under_one_lock():
+    run, held = running_with_held(held=2)
+    with CaptureQueriesContext(connection) as queries:
+        claimed = services.finish_and_claim_next(run, reason=EndReason.SUCCESS, pid=4242)
+    assert claimed == held[0].pk
+    # One transaction (the test's own wraps it: one savepoint), and the task's row locked once
+    # (PostgreSQL; SQLite's IMMEDIATE transaction is its lock).
+    assert len(statements(queries, starting="SAVEPOINT")) == 1
+    assert len([sql for sql in statements(queries, starting="SELECT") if "FOR UPDATE" in sql]) == (
+        1 if connection.vendor == "postgresql" else 0)
+    run.refresh_from_db()
+    following = Run.objects.get(pk=claimed)
+    assert (run.status, following.status, following.worker_pid) == (RunStatus.COMPLETED, RunStatus.RUNNING, 4242)
+    assert following.enqueued_at == following.started_at == run.ended_at
+    assert Run.objects.get(pk=held[1].pk).enqueued_at is None and not OrmQ.objects.exists()  # no trip through the queue
+    # The end's event comes before the next run's start.
+    assert list(Event.objects.filter(run_id__in=[run.pk, claimed], name__in=[EventName.COMPLETED, EventName.STARTED])
+                .order_by("id").values_list("run_id", "name")) == [
+        (run.pk, EventName.STARTED), (run.pk, EventName.COMPLETED), (claimed, EventName.STARTED)]
+
+
+def test_an_end_that_lost_claims_nothing_and_the_winner_handed_the_slot_to_the_queue():
+    run, held = running_with_held(held=2)
+    assert services.finish_run(run.pk, reason=EndReason.CRASHED) is not None  # the reaper (or watchdog) first
+    assert services.finish_and_claim_next(run, reason=EndReason.SUCCESS, pid=4242) is None
+    run.refresh_from_db()
+    assert (run.status, run.end_reason) == (RunStatus.FAILED, EndReason.CRASHED)
+    assert queue.pending_run_ids() == {str(held[0].pk)}
+    assert not Run.objects.filter(status=RunStatus.RUNNING).exists()
+    assert Run.objects.get(pk=held[1].pk).enqueued_at is None
+
+
+def test_an_end_ended_again_after_its_answer_was_lost_finds_the_run_it_claimed_and_claims_no_other():
+    """The worker's end committed with its claim, then what followed raised (a retry the database
+    refused) or the commit's answer never came: the worker records the end again, and loses to
+    itself. The run it claimed must still be run, by this worker."""
+    run, held = running_with_held(held=2)
+    claimed = services.finish_and_claim_next(run, reason=EndReason.SUCCESS, pid=4242)
+    assert services.finish_and_claim_next(run, reason=EndReason.SUCCESS, pid=4242) == claimed == held[0].pk
+    assert services.finish_and_claim_next(run, reason=EndReason.SUCCESS, pid=4243) is None  # not another's
+    assert Run.objects.get(pk=held[1].pk).enqueued_at is None
+    assert Event.objects.filter(run_id=claimed, name=EventName.STARTED).count() == 1
+
+
+def test_a_task_no_longer_queue_hands_the_freed_slot_to_the_queue_not_to_the_worker():
+    run, held = running_with_held(held=2)
+    Task.objects.filter(pk=run.task_id).update(on_overlap="skip")  # the operator changed it meanwhile
+    assert services.finish_and_claim_next(run, reason=EndReason.SUCCESS, pid=4242) is None
+    assert queue.pending_run_ids() == {str(held[0].pk)}
+    assert not Run.objects.filter(status=RunStatus.RUNNING).exists()
 
 
 # --- Retries ----------------------------------------------------------------------------------------

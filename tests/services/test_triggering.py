@@ -112,20 +112,22 @@ class TestOverlap:
     def test_a_worker_keeping_the_slot_claims_the_next_held_run_and_hands_the_rest_to_the_queue(self):
         task = make_task(on_overlap="queue", queue_max=5, max_concurrent=2)
         first, second = api_trigger(task), api_trigger(task)
-        held = [api_trigger(task), api_trigger(task), api_trigger(task)]
-        for run in (first, second):
-            services.claim_run(run.pk)
+        held = [api_trigger(task), api_trigger(task), api_trigger(task), api_trigger(task)]
+        first, _ = services.claim_run(first.pk), services.claim_run(second.pk)
         OrmQ.objects.all().delete()
-        services.finish_run(first.pk, reason=EndReason.SUCCESS, keep_slot=True)
-        assert not Run.objects.filter(pk=held[0].pk, enqueued_at__isnull=False).exists()  # kept, not handed over
-        claimed = services.claim_next_held(task.pk, pid=4242)
-        assert claimed is not None and claimed.pk == held[0].pk
-        claimed.refresh_from_db()
+        Task.objects.filter(pk=task.pk).update(max_concurrent=3)  # raised meanwhile: two slots free at the end
+        claimed = services.finish_and_claim_next(first, reason=EndReason.SUCCESS, pid=4242)
+        assert claimed == held[0].pk
+        claimed = Run.objects.get(pk=claimed)
         assert (claimed.status, claimed.worker_pid) == (RunStatus.RUNNING, 4242) and claimed.enqueued_at is not None
-        assert not OrmQ.objects.exists()  # no trip through the queue
+        assert queue.pending_run_ids() == {str(held[1].pk)}  # the further free slot; the claimed run skips the queue
         services.finish_run(second.pk, reason=EndReason.SUCCESS)  # this one hands its slot to the queue
-        assert queue.pending_run_ids() == {str(held[1].pk)}
-        assert services.claim_next_held(task.pk, pid=4242) is None  # both slots taken
+        assert queue.pending_run_ids() == {str(held[1].pk), str(held[2].pk)}
+        forced = api_trigger(task, force=True)  # over the slots
+        services.claim_run(forced.pk)
+        assert services.finish_and_claim_next(Run.objects.get(pk=forced.pk), reason=EndReason.SUCCESS,
+                                              pid=4242) is None  # three slots taken without it
+        assert Run.objects.get(pk=held[3].pk).enqueued_at is None
         assert Event.objects.filter(run_id=claimed.pk, name="task:started").exists()
 
     def test_a_new_run_waits_behind_held_runs_even_when_a_slot_is_free(self):
