@@ -113,6 +113,39 @@ def test_no_route_creates_or_changes_a_command_tasks_process(api, manage_key):
     assert changed.process == task.process and not Task.objects.filter(pk="new").exists()
 
 
+def service_task(**overrides):
+    """A service as the definitions sync writes one (DESIGN.md's example)."""
+    definition = build_definition("heartbeat_service", {
+        "kind": "service", "argv": ["python3", "-m", "http.server", "8765", "--bind", "127.0.0.1"], "healthy_after": 5,
+        "health_check": {"http": "http://127.0.0.1:8765/", "interval": 10}, "env": {"MODE": "demo"}, **overrides,
+    }, source="file")
+    services.sync_definitions([definition])
+    return Task.objects.get(pk="heartbeat_service")
+
+
+def test_running_a_service_is_409_use_restart_and_no_route_changes_its_settings(api, manage_key):
+    task = service_task()
+    body = assert_problem(api.post("/api/tasks/heartbeat_service/run", key=manage_key, json={"force": True}), 409,
+                          "use-restart")
+    assert body == {"type": "/api/problems/use-restart", "title": "Use restart for a service", "status": 409,
+                    "detail": "Task 'heartbeat_service' is a service, kept running by its supervisor: restart it, "
+                              "do not run it.",
+                    "instance": "/api/tasks/heartbeat_service/run"}
+    assert not Run.objects.exists()
+    for method in ("PUT", "PATCH"):
+        assert_problem(api.request(method, "/api/tasks/heartbeat_service", key=manage_key,
+                                   json={"process": {"instances": 9}}), 405, "method-not-allowed")
+    assert_problem(api.put("/api/tasks/heartbeat_service/schedule", key=manage_key,
+                           json={"cron_string": "* * * * *"}), 400, "not-cron-scheduled")
+    assert_problem(api.put("/api/tasks/heartbeat_service/interval", key=manage_key,
+                           json={"interval": 1, "unit": "minutes"}), 400, "not-interval-scheduled")
+    assert Task.objects.get(pk="heartbeat_service").process == task.process
+    for slug, title in (("use-restart", "Use restart for a service"), ("not-a-service", "Task is not a service")):
+        page = api.get(f"/api/problems/{slug}")
+        assert page.status_code == 200 and title in page.text and "HTTP 409" in page.text
+        assert slug in api.get("/api/problems/").text
+
+
 def test_run_a_task(api, manage_key):
     # Cooperative: if the session's worker cluster takes the run, it runs until cancelled below,
     # so the second trigger meets it in progress whatever the timing.

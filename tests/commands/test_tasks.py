@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from tasks_app.models import Event, EventName, Run, RunStatus, Task
 
 from ..conftest import ROOT
-from ..factories import make_task, string
+from ..factories import make_service, make_task, string
 from ..processes import Project
 
 
@@ -55,6 +55,14 @@ class TestInProcess:
             call(*args)
         assert message in str(caught.value)
         assert "\n" not in str(caught.value)
+
+
+    def test_running_a_service_says_to_restart_it_in_one_line(self):
+        make_service(id="web")
+        with pytest.raises(CommandError) as caught:
+            call("tasks", "run", "web", "--force")
+        assert str(caught.value) == "Task 'web' is a service, kept running by its supervisor: restart it, do not run it."
+        assert not Run.objects.exists()
 
 
 #: A Monday in November: Paris is UTC+1, New York UTC-5, so zone changes show in the next run.
