@@ -9,7 +9,7 @@ from rest_framework import serializers
 from tasks_app.api.serializers import RunSerializer, TaskSerializer
 from tasks_app.definitions.process import check_process
 from tasks_app.models import EndReason, IntervalUnit, Run, StopRequest, TaskKind
-from tests.factories import make_run, make_task, number, string
+from tests.factories import make_run, make_service, make_task, number, string
 
 pytestmark = pytest.mark.django_db
 
@@ -42,6 +42,8 @@ def test_task_rendering_equals_drf_field_by_field(clock) -> None:
         make_task(interval=6, interval_unit=IntervalUnit.HOURS, default_interval=6, supports_dry_run=True,
                   last_run_at=clock.now(), enabled=False, manual_run=False, timeout=None),
         make_task(kind=TaskKind.COMMAND, callable="", process=check_process("backup", {"argv": ["tar", "-c", "/srv"]})),
+        make_service(process={"command": "redis-server", "instances": 3, "depends_on": ["db"],
+                              "health_check": {"command": "redis-cli ping"}}),
     ]
     make_run(tasks[1], end_reason=EndReason.FAILED)
     make_run(tasks[2])

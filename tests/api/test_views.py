@@ -4,6 +4,7 @@ from datetime import timedelta
 import pytest
 
 from tasks_app import services
+from tasks_app.definitions.service import SERVICE_FIELDS
 from tasks_app.definitions.validate import build_definition
 from tasks_app.models import STATUS_FOR_REASON, Activity, EndReason, Run, RunStatus, RunTrigger, Task
 
@@ -81,7 +82,8 @@ def test_a_command_tasks_object_shows_its_process_settings(api, manage_key):
     task = command_task()
     body = api.get("/api/tasks/backup", key=manage_key).json()
     listed = api.get("/api/tasks?kind=command", key=manage_key).json()["tasks"]
-    assert body["process"] == task.process == listed[0]["process"]
+    assert body["process"] == {**task.process, **dict.fromkeys(SERVICE_FIELDS)} == listed[0]["process"]
+    assert list(body["process"])[-len(SERVICE_FIELDS):] == list(SERVICE_FIELDS)  # a service's, null here
     assert body["process"]["env"] == {"SRC": "/srv"} and body["process"]["secrets_file"] == "/etc/td/s.env"
     assert (body["process"]["stop_signal"], body["process"]["argv"], body["supports_cancel"]) == ("SIGINT", None, True)
     assert body["kind"] == "command" and body["trigger"] == "manual"
@@ -121,6 +123,21 @@ def service_task(**overrides):
     }, source="file")
     services.sync_definitions([definition])
     return Task.objects.get(pk="heartbeat_service")
+
+
+def test_a_service_tasks_object_shows_its_process_and_service_settings(api, manage_key):
+    task = service_task(depends_on=[], instances=2, restart="always")
+    body = api.get("/api/tasks/heartbeat_service", key=manage_key).json()
+    listed = api.get("/api/tasks?kind=service", key=manage_key).json()["tasks"]
+    assert body["process"] == task.process == listed[0]["process"]
+    assert (body["process"]["instances"], body["process"]["restart"], body["process"]["autostart"]) == (2, "always", True)
+    assert body["process"]["health_check"] == {"command": None, "http": "http://127.0.0.1:8765/", "interval": 10,
+                                               "timeout": 5, "retries": 3}
+    assert (body["process"]["compose"], body["process"]["env"], body["process"]["stop_signal"]) == (None, {"MODE": "demo"},
+                                                                                                   "SIGTERM")
+    assert (body["kind"], body["trigger"], body["manual_run"], body["supports_cancel"]) == ("service", "manual", False,
+                                                                                            True)
+    assert body["policy"]["timeout"] is None and body["policy"]["retry_attempts"] == 0
 
 
 def test_running_a_service_is_409_use_restart_and_no_route_changes_its_settings(api, manage_key):
