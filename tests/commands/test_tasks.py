@@ -252,6 +252,16 @@ def test_set_exits_non_zero_with_one_line_on_stderr_and_changes_nothing(project)
     assert changed.stdout.startswith("evaluate_rules: every 2 days; next run ") and changed.stdout.endswith(" UTC\n")
 
 
+def test_the_example_service_syncs_and_lists_and_running_it_fails_in_one_line(project):
+    assert "heartbeat_service" in project.manage("tasks", "sync").stdout  # the project's definitions file
+    listed = {line.split()[0]: line.split() for line in project.manage("tasks", "list").stdout.splitlines()}
+    assert listed["heartbeat_service"] == ["heartbeat_service", "service", "manual", "yes", "idle", "-"]
+    refused = project.manage("tasks", "run", "heartbeat_service", check=False)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.strip() == ("CommandError: Task 'heartbeat_service' is a service, kept running by its "
+                                      "supervisor: restart it, do not run it.")
+
+
 def test_ensure_admin_creates_one_login_once_and_says_where_the_password_is(project, tmp_path):
     first = project.manage("ensure_admin").stdout
     password_file = tmp_path / "var" / "admin-password.txt"

@@ -307,3 +307,11 @@ def test_start_up_with_a_dependency_cycle_fails_in_one_line(tmp_path):
     )
     assert result.returncode != 0
     assert result.stderr.strip() == "CommandError: Task 'cache': field 'depends_on': forms a cycle: cache -> web -> cache"
+
+
+def test_the_projects_definitions_file_declares_the_design_example(tmp_path):
+    """taskdeck.toml (what make run loads) holds heartbeat_service as DESIGN.md writes it."""
+    declared = {definition["id"]: definition for definition in all_definitions(ROOT / "taskdeck.toml")}
+    [example] = load_definitions_file(write(tmp_path, HEARTBEAT))
+    assert declared["heartbeat_service"]["process"] == example["process"]
+    assert declared["heartbeat_service"]["kind"] == "service" and declared["heartbeat_service"]["enabled"]
