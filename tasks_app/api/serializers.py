@@ -80,11 +80,11 @@ class PolicySerializer(serializers.Serializer):
 
 
 class HealthCheckSerializer(serializers.Serializer):
-    """A service's health check: exactly one of command and http, the other null."""
+    """A service's health check: exactly one of command and http (API.md "Services")."""
 
-    command = serializers.CharField(allow_null=True, help_text="Shell text run as the check; null with http.")
-    http = serializers.CharField(allow_null=True, help_text="An http:// or https:// URL asked as the check; null "
-                                                            "with command.")
+    command = serializers.CharField(required=False, help_text="Shell text run as the check; absent with http.")
+    http = serializers.CharField(required=False, help_text="An http:// or https:// URL asked as the check; absent "
+                                                           "with command.")
     interval = serializers.FloatField(help_text="Seconds between checks.")
     timeout = serializers.FloatField(help_text="Seconds a check may take.")
     retries = serializers.IntegerField(min_value=1, help_text="Failures in a row that restart the instance.")

@@ -81,8 +81,8 @@ def service_defaults() -> dict[str, Any]:
 
 
 def health_check_defaults() -> dict[str, Any]:
-    """A health check's fields left out; ``command`` or ``http`` is null, the other the check."""
-    return {"command": None, "http": None, "interval": 10, "timeout": 5, "retries": 3}
+    """A health check's fields left out (beside its ``command`` or ``http``, whichever it has)."""
+    return {"interval": 10, "timeout": 5, "retries": 3}
 
 
 def held_task_fields() -> dict[str, Any]:
@@ -281,7 +281,8 @@ def _depends_on(value: Any, task_id: str) -> list[str]:
 
 
 def _health_check(value: Any) -> dict[str, Any]:
-    """Exactly one of ``command`` (shell text) or ``http`` (a URL), then interval, timeout, retries."""
+    """Exactly one of ``command`` (shell text) or ``http`` (a URL), then interval, timeout, retries;
+    stored as API.md writes it, with only the one it has (``{"http": ..., "interval": 10, ...}``)."""
     if not isinstance(value, Mapping):
         raise InvalidField('must be a table, like { http = "http://127.0.0.1:8765/", interval = 10 }')
     for key in value:
@@ -292,7 +293,7 @@ def _health_check(value: Any) -> dict[str, Any]:
     if ("command" in given) == ("http" in given):
         raise InvalidField("give command (shell text) or http (a URL), not both" if "command" in given
                            else "needs command (shell text) or http (a URL)")
-    checked = health_check_defaults()
+    checked: dict[str, Any] = {"command" if "command" in given else "http": None, **health_check_defaults()}
     checks: dict[str, Callable[[Any], Any]] = {"command": _check_command, "http": _check_url,
                                                "interval": _positive_seconds, "timeout": _positive_seconds,
                                                "retries": _check_retries}

@@ -168,9 +168,7 @@ def _check_triggerable(task: Task, *, source: str, dry_run: bool) -> None:
         raise TaskRemoved(f"Task {task.id!r} was removed from its definitions; its history is kept.")
     if task.kind == TaskKind.SERVICE:
         # Whatever the source: a service's runs are its instances' lifetimes, which its supervisor
-        # starts (issue 15). No trigger source is the supervisor's yet; when one is (RunTrigger.
-        # SUPERVISOR, a migration), the supervisor starts instances through its own door or this
-        # one lets that source through.
+        # writes itself (issue 15), never through this door.
         raise UseRestart(f"Task {task.id!r} is a service, kept running by its supervisor: restart it, do not run it.")
     if not task.enabled:
         raise TaskDisabled(f"Task {task.id!r} is disabled.")

@@ -415,8 +415,7 @@ def test_a_superuser_adds_and_edits_a_service_with_its_settings(root_client):
         "graceful_stop": 5, "log_max_size": task.process["log_max_size"], "log_on_full": "drop_old",
         "instances": 3, "autostart": False, "restart": "always", "restart_backoff": "exponential",
         "restart_delay": 0.5, "start_retries": 3, "healthy_after": 10, "depends_on": ["db"], "priority": -1,
-        "health_check": {"command": None, "http": "http://127.0.0.1:8765/", "interval": 10, "timeout": 5,
-                         "retries": 3},
+        "health_check": {"http": "http://127.0.0.1:8765/", "interval": 10, "timeout": 5, "retries": 3},
         "compose": None,
     }
     assert (task.kind, task.source, task.manual_run, task.timeout, task.supports_cancel) == ("service", "admin", False,

@@ -131,7 +131,7 @@ def test_a_service_tasks_object_shows_its_process_and_service_settings(api, mana
     listed = api.get("/api/tasks?kind=service", key=manage_key).json()["tasks"]
     assert body["process"] == task.process == listed[0]["process"]
     assert (body["process"]["instances"], body["process"]["restart"], body["process"]["autostart"]) == (2, "always", True)
-    assert body["process"]["health_check"] == {"command": None, "http": "http://127.0.0.1:8765/", "interval": 10,
+    assert body["process"]["health_check"] == {"http": "http://127.0.0.1:8765/", "interval": 10,
                                                "timeout": 5, "retries": 3}
     assert (body["process"]["compose"], body["process"]["env"], body["process"]["stop_signal"]) == (None, {"MODE": "demo"},
                                                                                                    "SIGTERM")

@@ -64,8 +64,7 @@ def test_the_design_example_loads_with_every_default_applied(tmp_path, settings)
         "stop_signal": "SIGTERM", "graceful_stop": 5, "log_max_size": 5000, "log_on_full": "drop_old",
         "instances": 1, "autostart": True, "restart": "on_failure", "restart_backoff": "exponential",
         "restart_delay": 1, "start_retries": 3, "healthy_after": 5, "depends_on": [], "priority": 0,
-        "health_check": {"command": None, "http": "http://127.0.0.1:8765/", "interval": 10, "timeout": 5,
-                         "retries": 3},
+        "health_check": {"http": "http://127.0.0.1:8765/", "interval": 10, "timeout": 5, "retries": 3},
         "compose": None,
     }
     assert list(definition["process"])[:14] == list(service(command="true")["process"])[:14]  # process fields first
@@ -85,8 +84,7 @@ def test_every_service_field_is_stored_as_given():
                                              "start_retries", "healthy_after", "depends_on", "priority")} == {
         "instances": 64, "autostart": False, "restart": "always", "restart_backoff": "linear", "restart_delay": 0.5,
         "start_retries": 0, "healthy_after": 0, "depends_on": ["db", "cache"], "priority": -5}
-    assert process["health_check"] == {"command": "redis-cli -p 6390 ping", "http": None, "interval": 2.5,
-                                       "timeout": 1, "retries": 1}
+    assert process["health_check"] == {"command": "redis-cli -p 6390 ping", "interval": 2.5, "timeout": 1, "retries": 1}
     assert process["stop_signal"] == "SIGINT"
 
 
