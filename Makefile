@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+BENCH_VENV := var/bench-venv
 
 .PHONY: run test test-sqlite test-postgres setup bench soak fuzz screenshots clean
 
@@ -9,6 +10,11 @@ $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
+
+# The benches' peers (supervisord) live in an environment of their own, never the project's.
+$(BENCH_VENV)/bin/supervisord:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check supervisor
 
 ## setup: virtual environment, requirements, migrations, an admin login
 setup: $(VENV)/.installed
@@ -46,11 +52,12 @@ fuzz: setup
 		tests/api/test_schema_conformance.py tests/api/test_fuzz.py \
 		"tests/api/test_events.py::test_the_stream_takes_any_header_or_query_string_without_a_server_error"
 
-## bench: throughput and latency against raw django-q2 (on SQLite and on PostgreSQL), API reads,
-## the scheduler, live events
-bench: setup
+## bench: throughput and latency against raw django-q2, command runs against django-q2 and
+## supervisord (both on SQLite and on PostgreSQL), API reads, the scheduler, live events
+bench: setup $(BENCH_VENV)/bin/supervisord
 	scripts/install-test-deps
 	scripts/with-postgres $(PY) bench/throughput.py --database both
+	scripts/with-postgres $(PY) bench/process.py --database both --supervisord $(BENCH_VENV)/bin/supervisord
 	$(PY) bench/api.py
 	$(PY) bench/scheduler.py
 	$(PY) bench/events.py

@@ -7,6 +7,7 @@ is stamped by ``async_task`` at enqueue time, not when a worker picks the task u
 """
 from __future__ import annotations
 
+import subprocess
 import time
 from typing import Any
 
@@ -25,6 +26,12 @@ def noop_plain() -> None:
 
 def stamp_plain() -> float:
     return time.time()
+
+
+def true_plain() -> int:
+    """What a plain django-q2 user would enqueue to run a command: ``true``, to its exit code
+    (bench/process.py's peer of a Taskdeck command run)."""
+    return subprocess.run(["true"], check=False).returncode
 
 
 def progress_steps(ctx: Any) -> int:

@@ -106,30 +106,40 @@ class Sample:
     """Epoch seconds of the side's own recorded start, where it keeps one (Run.started_at)."""
 
 
+#: Queue policy with room for every trigger: the benches measure admission, not refusal.
+QUEUE_POLICY = {"on_overlap": "queue", "max_concurrent": 100_000, "queue_max": 100_000, "timeout": 60}
+
+
+def definition(task_id: str, **fields: Any) -> dict[str, Any]:
+    """A bench task's definition with ``QUEUE_POLICY``, checked as the definitions file's are."""
+    from tasks_app.definitions.validate import build_definition
+    from tasks_app.models import DefinitionSource
+
+    return build_definition(task_id, {**QUEUE_POLICY, **fields}, source=DefinitionSource.FILE)
+
+
 class TaskdeckSide:
     """Taskdeck's one trigger path, with the project's settings as they are."""
 
+    noop_task = NOOP_TASK
+    """The task ``submit_noop`` triggers and ``noops_done`` counts (bench/process.py switches it)."""
+
+    def definitions(self) -> list[dict[str, Any]]:
+        return [definition(NOOP_TASK, callable="bench.noop.noop"), definition(STAMP_TASK, callable="bench.noop.stamp")]
+
     def setup(self) -> None:
         from tasks_app import services
-        from tasks_app.definitions.validate import build_definition
-        from tasks_app.models import DefinitionSource
 
-        # Queue policy with room for every trigger: the bench measures admission, not refusal.
-        policy = {"on_overlap": "queue", "max_concurrent": 100_000, "queue_max": 100_000, "timeout": 60}
-        definitions = [
-            build_definition(NOOP_TASK, {"callable": "bench.noop.noop", **policy}, source=DefinitionSource.FILE),
-            build_definition(STAMP_TASK, {"callable": "bench.noop.stamp", **policy}, source=DefinitionSource.FILE),
-        ]
-        services.sync_definitions(definitions)
+        services.sync_definitions(self.definitions())  # one call: a task left out of it is removed
 
     def submit_noop(self) -> None:
-        self._trigger(NOOP_TASK)
+        self._trigger(self.noop_task)
 
     def noops_done(self, count: int) -> bool:
         from tasks_app.models import Run
 
         # Ended, not only completed, so a failure ends the wait; report() then shows it.
-        return Run.objects.filter(task_id=NOOP_TASK).ended().count() >= count
+        return Run.objects.filter(task_id=self.noop_task).ended().count() >= count
 
     def submit_stamp(self) -> str:
         return str(self._trigger(STAMP_TASK).pk)
@@ -176,13 +186,16 @@ class TaskdeckSide:
 class PeerSide:
     """Plain django-q2: ``async_task`` with no options, as its documentation shows it."""
 
+    noop_callable = "bench.noop.noop_plain"
+    """What ``submit_noop`` enqueues (bench/process.py switches it)."""
+
     def setup(self) -> None:
         pass
 
     def submit_noop(self) -> None:
         from django_q.tasks import async_task
 
-        async_task("bench.noop.noop_plain")
+        async_task(self.noop_callable)
 
     def noops_done(self, count: int) -> bool:
         # Out of the box django-q2 keeps only the newest 250 results (save_limit 250), so its
@@ -486,8 +499,13 @@ def run_side(side: str, database_url: str, log: Path, args: argparse.Namespace, 
         sys.executable, str(Path(__file__).resolve()), "--side", side, "--log", str(log),
         "--runs", str(args.runs), "--latency-samples", str(args.latency_samples), "--seed", str(seed),
     ]
-    with running(argv, side_env(side, database_url, args.workers)) as process:
-        stdout, _ = process.communicate(timeout=args.side_timeout)
+    return run_child(side, argv, side_env(side, database_url, args.workers), timeout=args.side_timeout)
+
+
+def run_child(side: str, argv: list[str], env: dict[str, str], *, timeout: float) -> dict[str, Any]:
+    """Run one side's child to its end; its last line of output is its JSON result."""
+    with running(argv, env) as process:
+        stdout, _ = process.communicate(timeout=timeout)
     if process.returncode:
         raise BenchError(f"the {side} side failed (exit code {process.returncode}); see its output above")
     return json.loads(stdout.strip().splitlines()[-1])
@@ -548,49 +566,73 @@ def print_summary(figures: dict[str, list[dict[str, float]]], repeats: int) -> N
           f"{'met' if latency_ok else 'NOT met'}")
 
 
+class Repetitions:
+    """The parent's loop of a bench whose sides each run in a child of their own: for each database
+    kind (``--database``), ``--repeats`` repetitions of every side, each on a fresh database, the
+    sides alternating which goes first. As a context manager it owns the work folder and the
+    databases, removed however the bench ends (unless ``--keep``), and turns a BenchError or
+    Ctrl-C into the exit code ``code``."""
+
+    def __init__(self, args: argparse.Namespace, *, prefix: str) -> None:
+        self.args = args
+        self.kinds = ["sqlite", "postgres"] if args.database == "both" else [args.database]
+        self.workdir = Path(tempfile.mkdtemp(prefix=prefix))
+        self.code = 0
+        self._seeds = random.Random(args.seed)
+        self._databases: list[Databases] = []
+
+    def __enter__(self) -> Repetitions:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: Any) -> bool:
+        if isinstance(error, BenchError):
+            print(f"bench failed: {error}", file=sys.stderr)
+            self.code = 1
+        elif isinstance(error, KeyboardInterrupt):
+            print("interrupted", file=sys.stderr)
+            self.code = 130
+        for made in self._databases:
+            if made.kind == "postgres":
+                made.drop_all()
+        if self.args.keep:
+            print(f"(databases and cluster logs kept in {self.workdir})", file=sys.stderr)
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        return self.code != 0
+
+    def sides(self, kind: str) -> Iterator[tuple[int, str, str, Path, int]]:
+        """(repetition, side, database URL, cluster log, seed) for every side of every repetition
+        on database ``kind``, each database made as its turn comes."""
+        databases = Databases(kind, self.workdir, self.args.workers)
+        self._databases.append(databases)
+        for rep in range(self.args.repeats):
+            for side in SIDES if rep % 2 == 0 else SIDES[::-1]:
+                yield (rep, side, databases.fresh(f"{side}-{rep + 1}"), self.workdir / f"{kind}-{side}-{rep + 1}.cluster.log",
+                       self._seeds.randrange(2**32))
+
+
 def parent_main(args: argparse.Namespace) -> int:
-    kinds = ["sqlite", "postgres"] if args.database == "both" else [args.database]
-    print(f"{args.runs} no-op runs per side, {args.repeats} repetition(s), {args.latency_samples} latency "
-          f"samples each, {args.workers} workers, {' and '.join(kinds)}; throughput from the first submit to all "
-          f"done; latency from just before the trigger/enqueue call to the task code's start.", flush=True)
-    workdir = Path(tempfile.mkdtemp(prefix="taskdeck-bench-"))
-    seeds = random.Random(args.seed)
-    summaries: dict[str, dict[str, list[dict[str, float]]]] = {}
-    databases: list[Databases] = []
-    try:
-        for kind in kinds:
+    with Repetitions(args, prefix="taskdeck-bench-") as bench:
+        print(f"{args.runs} no-op runs per side, {args.repeats} repetition(s), {args.latency_samples} latency "
+              f"samples each, {args.workers} workers, {' and '.join(bench.kinds)}; throughput from the first submit "
+              f"to all done; latency from just before the trigger/enqueue call to the task code's start.", flush=True)
+        summaries: dict[str, dict[str, list[dict[str, float]]]] = {}
+        for kind in bench.kinds:
             print(f"\n--- {kind} ---", flush=True)
-            databases.append(Databases(kind, workdir, args.workers))
             figures: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
             last: dict[str, dict[str, Any]] = {}
-            for rep in range(args.repeats):
-                for side in SIDES if rep % 2 == 0 else SIDES[::-1]:
-                    url = databases[-1].fresh(f"{side}-{rep + 1}")
-                    result = run_side(side, url, workdir / f"{kind}-{side}-{rep + 1}.qcluster.log", args, seeds.randrange(2**32))
-                    figures[side].append(summarize_repetition(result))
-                    print_repetition(rep, side, result, figures[side][-1])
-                    last[side] = result
+            for rep, side, url, log, seed in bench.sides(kind):
+                result = run_side(side, url, log, args, seed)
+                figures[side].append(summarize_repetition(result))
+                print_repetition(rep, side, result, figures[side][-1])
+                last[side] = result
             print("\nConfiguration read back from each side:")
             print_config({side: last[side] for side in SIDES})
             print_summary(figures, args.repeats)
             summaries[kind] = figures
         if len(summaries) > 1:
             print_side_by_side(summaries)
-    except BenchError as error:
-        print(f"bench failed: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        for made in databases:
-            if made.kind == "postgres":
-                made.drop_all()
-        if args.keep:
-            print(f"(databases and qcluster logs kept in {workdir})", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    return bench.code
 
 
 def print_side_by_side(summaries: dict[str, dict[str, list[dict[str, float]]]]) -> None:
@@ -602,24 +644,30 @@ def print_side_by_side(summaries: dict[str, dict[str, list[dict[str, float]]]]) 
         print(f"{label:<32}" + "".join(f"{value:22.1f}" for value in values))
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=2000, help="No-op runs per side and repetition.")
+def add_repetition_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``Repetitions`` and of the side children, shared by the benches that use them."""
     parser.add_argument("--repeats", type=int, default=3, help="Repetitions; the summary is their median.")
-    parser.add_argument("--latency-samples", type=int, default=30, help="Latency samples per side and repetition.")
     parser.add_argument("--workers", type=int, default=2, help="django-q2 workers, both sides.")
     parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="sqlite",
                         help="postgres (or both) needs DATABASE_URL: run under scripts/with-postgres.")
-    parser.add_argument("--seed", type=int, default=None, help="Seed the latency pauses (reproducible runs).")
+    parser.add_argument("--seed", type=int, default=None, help="Seed the random pauses (reproducible runs).")
     parser.add_argument("--side-timeout", type=float, default=900.0, help=argparse.SUPPRESS)
-    parser.add_argument("--keep", action="store_true", help="Keep the databases and qcluster logs.")
+    parser.add_argument("--keep", action="store_true", help="Keep the databases and cluster logs.")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # internal: one side, one repetition
     parser.add_argument("--log", help=argparse.SUPPRESS)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=2000, help="No-op runs per side and repetition.")
+    parser.add_argument("--latency-samples", type=int, default=30, help="Latency samples per side and repetition.")
+    add_repetition_arguments(parser)
     return parser.parse_args()
 
 
-def main() -> int:
-    args = parse_args()
+def run_bench(args: argparse.Namespace, *, side_main: Callable[[argparse.Namespace], None],
+              parent_main: Callable[[argparse.Namespace], int]) -> int:
+    """A bench's process: with ``--side``, one side's child; otherwise the parent."""
     if args.side:
         try:
             side_main(args)
@@ -634,4 +682,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_bench(parse_args(), side_main=side_main, parent_main=parent_main))

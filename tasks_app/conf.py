@@ -30,6 +30,12 @@ DEFAULTS: dict[str, Any] = {
     "HEALTH_FRESH_FOR": 60.0,
     # The scheduler loop wakes this often (seconds).
     "SCHEDULER_INTERVAL": 1.0,
+    # A supervisor holds each service instance it runs by a lease this long (seconds), renewed
+    # at a third of it; another supervisor takes over an instance whose lease expired.
+    "LEASE_TTL": 30.0,
+    # A supervisor looks at the database for what to run (new services, operators' starts and
+    # stops) this often (seconds).
+    "SUPERVISOR_INTERVAL": 1.0,
     # Captured output kept per run (bytes; API.md: 100 MiB); older text is dropped past it. A
     # command task's log_max_size defaults to it (TASKDECK_LOG_MAX_SIZE).
     "LOG_MAX_SIZE": 100 * 1024 * 1024,

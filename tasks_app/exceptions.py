@@ -166,6 +166,13 @@ class AlreadyRunning(Conflict):
     title = "Task already running"
 
 
+class NotAService(Conflict):
+    """Only service tasks start, stop and restart; this task is of another kind (run or cancel it instead)."""
+
+    slug = "not-a-service"
+    title = "Not a service"
+
+
 class QueueFull(Conflict):
     slug = "queue-full"
     title = "Task queue full"
@@ -200,10 +207,3 @@ class UseRestart(Conflict):
 
     slug = "use-restart"
     title = "Use restart for a service"
-
-
-class NotAService(Conflict):
-    """Start, stop and restart apply to service tasks only; run other tasks (POST /api/tasks/{id}/run)."""
-
-    slug = "not-a-service"
-    title = "Task is not a service"

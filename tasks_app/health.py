@@ -3,8 +3,8 @@
 The database is ``ok`` only when it takes a write: a full disk or a read-only file still answers
 ``SELECT 1``, yet no run can start or end. The write is this web process's own heartbeat
 (``HeartbeatRole.WEB``), made at most once per ``WriteProbe.every`` seconds so that a client
-polling health adds no write load. Workers and the scheduler count when their heartbeat is
-fresh; ``restarts`` sums what the processes that keep others report: ``serve`` of its children
+polling health adds no write load. Workers, the scheduler and the supervisor count when their
+heartbeat is fresh (the supervisor only when an enabled service needs one); ``restarts`` sums what the processes that keep others report: ``serve`` of its children
 (web, worker, scheduler), each worker of its cluster.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from django.db import DatabaseError
 from tasks_app import clock, services
 from tasks_app.conf import taskdeck_settings
 from tasks_app.db.probes import answers
-from tasks_app.models import Heartbeat, HeartbeatRole
+from tasks_app.models import Heartbeat, HeartbeatRole, Task, TaskKind
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,9 @@ class Health:
     """ok, none (no fresh worker heartbeat) or unknown."""
     scheduler: str
     """ok, stale or unknown."""
+    supervisor: str = "unknown"
+    """ok (a fresh supervisor heartbeat), none (a service is enabled and no supervisor runs it),
+    idle (no supervisor, and no enabled service needs one) or unknown."""
     restarts: dict[str, int] = field(default_factory=dict)
     """Processes started again after dying, by name: serve's children (web, worker, scheduler)
     and worker clusters (cluster)."""
@@ -42,7 +45,8 @@ class Health:
         """error when the database cannot serve Taskdeck; degraded when a process is missing."""
         if self.database != "ok":
             return "error"
-        return "ok" if self.workers == "ok" and self.scheduler == "ok" else "degraded"
+        return ("ok" if self.workers == "ok" and self.scheduler == "ok" and self.supervisor in ("ok", "idle")
+                else "degraded")
 
 
 class WriteProbe:
@@ -80,9 +84,11 @@ def check(*, now: datetime | None = None) -> Health:
         writable = probe.writable()
         fresh = Heartbeat.objects.filter(seen_at__gte=now - taskdeck_settings.HEALTH_FRESH_FOR)
         beats = list(fresh.values_list("role", "details"))
+        roles = {role for role, _ in beats}
+        services_wanted = HeartbeatRole.SUPERVISOR not in roles and Task.objects.present().filter(
+            kind=TaskKind.SERVICE, enabled=True).exists()
     except DatabaseError:
         return Health(database="error", workers="unknown", scheduler="unknown")
-    roles = {role for role, _ in beats}
     restarts: Counter[str] = Counter()
     for _, details in beats:
         restarts.update({name: int(count) for name, count in (details.get("restarts") or {}).items()})
@@ -90,5 +96,6 @@ def check(*, now: datetime | None = None) -> Health:
         database="ok" if writable else "read_only",
         workers="ok" if HeartbeatRole.WORKER in roles else "none",
         scheduler="ok" if HeartbeatRole.SCHEDULER in roles else "stale",
+        supervisor="ok" if HeartbeatRole.SUPERVISOR in roles else ("none" if services_wanted else "idle"),
         restarts=dict(restarts),
     )

@@ -5,6 +5,7 @@ import uuid
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import OuterRef, Subquery, Sum
 
@@ -12,11 +13,13 @@ from tasks_app.db.run_reads import latest_runs_of_each, page_ids
 from tasks_app.models import (
     Activity,
     Heartbeat,
+    InstanceState,
     Run,
     RunCount,
     RunLogChunk,
     RunQuerySet,
     RunStatus,
+    ServiceInstance,
     Task,
     TaskKind,
     TaskStatus,
@@ -297,6 +300,10 @@ class LogPiece:
         marker = dropped_marker(self.dropped).decode() if self.dropped else ""
         return marker + self.data.decode("utf-8", "replace")
 
+    def as_bytes(self) -> bytes:
+        """For a terminal or a file: the same marker line, then the bytes exactly as written."""
+        return (dropped_marker(self.dropped) if self.dropped else b"") + self.data
+
 
 def read_log(run_id: uuid.UUID | str, *, offset: int, limit: int = LOG_PAGE_BYTES,
              until: int | None = None) -> LogPiece | None:
@@ -329,3 +336,41 @@ def read_log(run_id: uuid.UUID | str, *, offset: int, limit: int = LOG_PAGE_BYTE
             data = whole_characters(data) or data
         return LogPiece(offset, first, data, bounds)
     return LogPiece(offset, max(offset, min(start, stop)), b"", bounds)
+
+
+def service_states(tasks: Iterable[Task]) -> dict[str, tuple[str, list[dict[str, Any]]]]:
+    """Each service's roll-up state and its instances (API.md "Services"), in one query; tasks of
+    other kinds are left out (their ``service_state`` and ``instances`` are null)."""
+    ids = [task.pk for task in tasks if task.kind == TaskKind.SERVICE]
+    rows: dict[str, list[ServiceInstance]] = {task_id: [] for task_id in ids}
+    for row in ServiceInstance.objects.filter(task_id__in=ids).order_by("task_id", "index"):
+        rows[row.task_id].append(row)
+    return {task_id: (service_state([row.state for row in instances]), [instance_data(row) for row in instances])
+            for task_id, instances in rows.items()}
+
+
+def service_state(states: Collection[str]) -> str:
+    """A service's state from its instances': running (every one up and healthy), starting (every
+    one up, some not healthy yet), degraded (some up, some not), backoff (none up, some starting
+    again soon), fatal (every one fatal), stopped (none running, none to be started)."""
+    found = set(states)
+    up = {InstanceState.RUNNING, InstanceState.STARTING}
+    if not found or found == {InstanceState.STOPPED}:
+        return InstanceState.STOPPED
+    if found == {InstanceState.RUNNING}:
+        return InstanceState.RUNNING
+    if found == {InstanceState.FATAL}:
+        return InstanceState.FATAL
+    if found <= up:
+        return InstanceState.STARTING
+    if found & up:
+        return "degraded"
+    if InstanceState.BACKOFF in found:
+        return InstanceState.BACKOFF
+    return InstanceState.FATAL if InstanceState.FATAL in found else InstanceState.STOPPED
+
+
+def instance_data(row: ServiceInstance) -> dict[str, Any]:
+    return {"index": row.index, "state": row.state, "pid": row.pid, "run_id": str(row.run_id) if row.run_id else None,
+            "started_at": row.started_at, "restarts": row.restarts, "last_exit_code": row.last_exit_code,
+            "next_start_at": row.next_start_at}

@@ -1,7 +1,9 @@
 """The house's import rules, read from the source (module-level and function-level imports alike):
 
 - a module of the services package imports only the modules listed before it in ``LAYERS``, and
-  a module of the execution package only those before it in ``EXECUTION_LAYERS``;
+  a module of the execution package only those before it in ``EXECUTION_LAYERS``, and one of the
+  supervision package only those before it in ``SUPERVISION_LAYERS``;
+- nothing below the supervision package (services, execution) reaches it;
 - execution sits above the services: it calls them, and nothing the services import (directly or
   further down) imports execution;
 - only the queue hand-off imports django_q;
@@ -17,10 +19,12 @@ from .conftest import ROOT
 
 APP = ROOT / "tasks_app"
 #: The services package, bottom first (tasks_app/services/__init__.py says what each holds).
-LAYERS = ["lookups", "transitions", "progress", "triggering", "outcomes", "ticks", "recovery", "stopping",
+LAYERS = ["lookups", "transitions", "progress", "triggering", "outcomes", "ticks", "recovery", "stopping", "leases", "instances",
           "tasks", "keys", "heartbeats"]
 #: The execution package, bottom first (tasks_app/execution/__init__.py says what each holds).
-EXECUTION_LAYERS = ["outcome", "output", "command_line", "context", "watchdog", "python", "process", "entry"]
+EXECUTION_LAYERS = ["outcome", "output", "command_line", "context", "running", "watchdog", "python", "process", "entry"]
+#: The supervision package, bottom first (tasks_app/supervision/__init__.py says what each holds).
+SUPERVISION_LAYERS = ["restarts", "health", "owned", "order", "supervisor"]
 #: The modules allowed to import django_q.
 QUEUE_HOMES = {"tasks_app.queue.handoff", "tasks_app.queue.brokers", "tasks_app.queue.cluster", "tasks_app.queue.hooks"}
 
@@ -103,6 +107,18 @@ def test_each_services_module_imports_only_the_layers_below_it():
 def test_each_execution_module_imports_only_the_layers_below_it():
     upward = upward_imports("execution", EXECUTION_LAYERS)
     assert not upward, upward
+
+
+def test_each_supervision_module_imports_only_the_layers_below_it():
+    upward = upward_imports("supervision", SUPERVISION_LAYERS)
+    assert not upward, upward
+
+
+def test_nothing_the_supervisor_calls_reaches_back_up_to_it():
+    graph = internal_imports()
+    below = [name for name in graph if name.startswith(("tasks_app.services", "tasks_app.execution"))]
+    assert not {name: [target for target in reachable(graph, name) if target.startswith("tasks_app.supervision")]
+                for name in below if any(target.startswith("tasks_app.supervision") for target in reachable(graph, name))}
 
 
 def test_execution_sits_above_the_services_which_never_reach_it():

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from django.contrib.admin.utils import quote
 from django.contrib.auth.models import User
 from django.test import Client
+from django.urls import reverse
 
 from tasks_app.definitions.process import check_process
 from tasks_app.models import EndReason, Event, Run, Task, TaskKind
@@ -87,7 +89,8 @@ def everything_shown(base: str, runs: list[Run]) -> dict[str, str]:
     admin.force_login(User.objects.create_superuser("auditor", password="x"))
     pages = ["/admin/", "/admin/tasks_app/task/", "/admin/tasks_app/run/"]
     for run in runs:
-        pages += [f"/admin/tasks_app/task/{run.task_id}/change/", f"/admin/tasks_app/run/{run.pk}/change/"]
+        pages += [reverse("admin:tasks_app_task_change", args=[quote(run.task_id)]),
+                  reverse("admin:tasks_app_run_change", args=[quote(run.pk)])]
     for page in pages:
         response = admin.get(page)
         assert response.status_code == 200, (page, response.status_code)

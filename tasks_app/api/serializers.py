@@ -14,6 +14,7 @@ from tasks_app.models import (
     Activity,
     CatchUp,
     EndReason,
+    InstanceState,
     IntervalUnit,
     LogOnFull,
     OverlapPolicy,
@@ -139,8 +140,25 @@ class ProcessSerializer(serializers.Serializer):
     compose = ComposeSerializer(allow_null=True, help_text="Null unless imported from a compose file.")
 
 
+SERVICE_STATES = [*InstanceState.values, "degraded"]
+
+
+class InstanceSerializer(serializers.Serializer):
+    """One instance of a service (API.md "Services")."""
+
+    index = serializers.IntegerField(min_value=0)
+    state = serializers.ChoiceField(choices=InstanceState.choices)
+    pid = serializers.IntegerField(allow_null=True)
+    run_id = serializers.UUIDField(allow_null=True, help_text="Its current (or last) lifetime's run.")
+    started_at = serializers.DateTimeField(allow_null=True)
+    restarts = serializers.IntegerField(min_value=0)
+    last_exit_code = serializers.IntegerField(allow_null=True)
+    next_start_at = serializers.DateTimeField(allow_null=True, help_text="In backoff: when it starts again.")
+
+
 class TaskSerializer(serializers.ModelSerializer):
-    """The Task object. Pass ``context={"statuses": {task_id: status}}`` to avoid a query per task."""
+    """The Task object. Pass ``context={"statuses": {task_id: status}, "services": {...}}``
+    (``selectors.task_statuses``, ``selectors.service_states``) to avoid queries per task."""
 
     trigger = serializers.ChoiceField(choices=TaskTrigger.choices, read_only=True)
     interval = serializers.SerializerMethodField()
@@ -150,6 +168,8 @@ class TaskSerializer(serializers.ModelSerializer):
     parameters = ParameterSerializer(many=True, read_only=True)
     policy = serializers.SerializerMethodField()
     process = serializers.SerializerMethodField()
+    service_state = serializers.SerializerMethodField()
+    instances = serializers.SerializerMethodField()
 
     class Meta:
         model = Task
@@ -157,6 +177,7 @@ class TaskSerializer(serializers.ModelSerializer):
             "id", "title", "description", "type", "kind", "trigger", "enabled", "manual_run", "cron_string",
             "timezone", "interval", "interval_unit", "default_interval", "last_run_at", "next_run_at", "status",
             "supports_cancel", "supports_history", "supports_dry_run", "parameters", "policy", "process",
+            "service_state", "instances",
         )
         read_only_fields = fields  # an output serializer: every field is always there
 
@@ -182,6 +203,27 @@ class TaskSerializer(serializers.ModelSerializer):
     @extend_schema_field(PolicySerializer)
     def get_policy(self, task: Task) -> dict[str, Any]:
         return {name: getattr(task, name) for name in POLICY_FIELDS}
+
+    def _service(self, task: Task) -> tuple[str, list[dict[str, Any]]] | None:
+        from tasks_app import selectors
+
+        if task.kind != TaskKind.SERVICE:
+            return None
+        known = self.context.get("services")
+        if known is None or task.pk not in known:
+            known = selectors.service_states([task])
+        return known[task.pk]
+
+    @extend_schema_field(serializers.ChoiceField(choices=SERVICE_STATES, allow_null=True))
+    def get_service_state(self, task: Task) -> str | None:
+        """A service's roll-up state; null for other kinds."""
+        service = self._service(task)
+        return service[0] if service else None
+
+    @extend_schema_field(InstanceSerializer(many=True, allow_null=True))
+    def get_instances(self, task: Task) -> list[dict[str, Any]] | None:
+        service = self._service(task)
+        return InstanceSerializer(service[1], many=True).data if service else None
 
     @extend_schema_field(ProcessSerializer(allow_null=True))
     def get_process(self, task: Task) -> dict[str, Any] | None:
@@ -209,6 +251,7 @@ class TaskSerializer(serializers.ModelSerializer):
             "supports_history": task.supports_history, "supports_dry_run": task.supports_dry_run,
             "parameters": [{name: parameter[name] for name in PARAMETER_FIELDS} for parameter in task.parameters],
             "policy": self.get_policy(task), "process": self.get_process(task),
+            "service_state": self.get_service_state(task), "instances": self.get_instances(task),
         }
 
 

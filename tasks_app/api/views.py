@@ -42,7 +42,7 @@ class TaskViewSet(viewsets.ViewSet):
     lookup_value_regex = r"[A-Za-z0-9_.\-]+"
     required_scopes = {
         "list": Scope.READ, "retrieve": Scope.READ, "history": Scope.READ,
-        "run": Scope.RUN, "cancel": Scope.RUN,
+        "run": Scope.RUN, "cancel": Scope.RUN, "start": Scope.RUN, "stop": Scope.RUN, "restart": Scope.RUN,
         "enabled": Scope.MANAGE, "interval": Scope.MANAGE, "schedule": Scope.MANAGE,
     }
 
@@ -69,6 +69,25 @@ class TaskViewSet(viewsets.ViewSet):
     def cancel(self, request: Request, id: str) -> Response:
         runs = services.cancel_task(id)
         return Response({"task_id": id, "run_ids": [str(run.id) for run in runs], "status": "cancelling"})
+
+    @extend_schema(request=None, responses={200: s.TaskSerializer, **problems(404, 409)},
+                   description="Start a service's stopped and fatal instances, with a fresh retry budget.")
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, id: str) -> Response:
+        return Response(render_task(services.start_service(id)))
+
+    @extend_schema(request=None, responses={200: s.TaskSerializer, **problems(404, 409)},
+                   description="Stop every instance of a service; they stay stopped, across restarts of "
+                               "Taskdeck too, until started again.")
+    @action(detail=True, methods=["post"])
+    def stop(self, request: Request, id: str) -> Response:
+        return Response(render_task(services.stop_service(id)))
+
+    @extend_schema(request=None, responses={200: s.TaskSerializer, **problems(404, 409)},
+                   description="Stop a service's instances and start them again.")
+    @action(detail=True, methods=["post"])
+    def restart(self, request: Request, id: str) -> Response:
+        return Response(render_task(services.restart_service(id)))
 
     @extend_schema(request=s.EnabledRequestSerializer, responses={200: s.TaskSerializer, **problems(400, 404)})
     @action(detail=True, methods=["put"])
@@ -125,13 +144,19 @@ def filter_tasks(tasks: QuerySet[Task], *, type: str | None = None, kind: str | 
     elif trigger == "scheduled":
         tasks = tasks.filter(scheduled)
     elif trigger == "manual":
-        tasks = tasks.exclude(kind=TaskKind.WATCHER).exclude(scheduled)
+        tasks = tasks.exclude(kind__in=[TaskKind.WATCHER, TaskKind.SERVICE]).exclude(scheduled)
     return tasks
 
 
 def render_tasks(tasks: QuerySet[Task]) -> list[dict[str, Any]]:
     tasks = list(tasks)
-    return s.TaskSerializer(tasks, many=True, context={"statuses": selectors.task_statuses(tasks)}).data
+    context = {"statuses": selectors.task_statuses(tasks), "services": selectors.service_states(tasks)}
+    return s.TaskSerializer(tasks, many=True, context=context).data
+
+
+def render_task(task: Task) -> dict[str, Any]:
+    """One Task object as it is now (a service's instances read after the operator's request)."""
+    return s.TaskSerializer(services.get_task(task.pk)).data
 
 
 class EventStreamRenderer(BaseRenderer):
@@ -293,7 +318,8 @@ class HealthView(APIView):
     def get(self, request: Request) -> Response:
         report = health.check()
         body = {"status": report.status, "version": __version__,
-                "checks": {"database": report.database, "workers": report.workers, "scheduler": report.scheduler},
+                "checks": {"database": report.database, "workers": report.workers, "scheduler": report.scheduler,
+                           "supervisor": report.supervisor},
                 "restarts": report.restarts}
         return Response(body, status=503 if report.status == "error" else 200)
 

@@ -7,6 +7,8 @@ Modules, bottom first (each imports only those before it; tests/test_imports.py 
   print and ctx.log and for a command's stdout and stderr;
 - ``command_line``: a command run's argv and environment, as API.md orders them;
 - ``context``: ``RunContext``, the ``ctx`` task code receives, and ``RunCancelled``;
+- ``running``: one started command (``RunningProcess``): its group, its output into its log, its
+  stop and its end, driven by a poll loop (the command executor's, a supervisor's);
 - ``watchdog``: the thread that heartbeats a run and enforces stop requests and its timeout;
 - ``python``: the executor of python tasks;
 - ``process``: the executor of command tasks (a process group, its output into the run's log);

@@ -19,7 +19,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import select
 import signal
+import socket
 import threading
 
 from django.db import OperationalError, connections
@@ -28,7 +30,7 @@ from tasks_app import clock, services
 from tasks_app.conf import taskdeck_settings
 from tasks_app.execution.context import RunContext
 from tasks_app.models import REASON_FOR_STOP, EndReason, Run, RunStatus
-from tasks_app.platform import groups
+from tasks_app.platform import groups, wakeups
 
 logger = logging.getLogger(__name__)
 
@@ -50,20 +52,31 @@ class Watchdog(threading.Thread):
         self.ctx = ctx
         self.stop_event = stop_event
         self._done = threading.Event()
+        self._listener = wakeups.listen(services.stop_wakeup(run.id))
+        """Bound before the thread starts: a run that ends at once must not wake a watchdog not
+        listening yet (its half-second sleep would hold up the run's end)."""
         self._began = clock.monotonic()
         self._last_beat = self._began
 
     def finish(self) -> None:
         self._done.set()
+        wakeups.wake(self.wakeup_name)
         self.join(timeout=5)
 
+    @property
+    def wakeup_name(self) -> str:
+        """What a stop request made on this host wakes (``services.stop_wakeup``)."""
+        return services.stop_wakeup(self.run_id)
+
     def run(self) -> None:
-        """Tick until the run ends. A tick the database refuses is tried again at the next one:
-        the watchdog outlives an outage, and keeps the heartbeat going once the database is back."""
+        """Tick until the run ends: every half second, and at once when a stop request made on
+        this host wakes it. A tick the database refuses is tried again at the next one: the
+        watchdog outlives an outage, and keeps the heartbeat going once the database is back."""
         interval = min(0.5, float(taskdeck_settings.HEARTBEAT_INTERVAL))
         failing = False
+        listener = self._listener
         try:
-            while not self._done.wait(interval):
+            while not self._sleep(interval, listener):
                 try:
                     self.tick()
                     failing = False
@@ -76,7 +89,17 @@ class Watchdog(threading.Thread):
                 except Exception:
                     logger.exception("Watchdog tick of run %s failed; still watching.", self.run_id)
         finally:
+            if listener is not None:
+                listener.close()
             connections.close_all()
+
+    def _sleep(self, seconds: float, listener: socket.socket | None) -> bool:
+        """Wait ``seconds``, or less when woken; True once the run is done."""
+        if listener is None:
+            return self._done.wait(seconds)
+        if select.select([listener], [], [], seconds)[0]:
+            wakeups.drain(listener)
+        return self._done.is_set()
 
     def tick(self) -> None:
         now = clock.monotonic()

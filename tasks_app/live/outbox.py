@@ -70,6 +70,17 @@ def emit_task_updated(task: Task, *, message: str = "") -> None:
     _insert([{"name": EventName.UPDATED, "task_id": task.id, "run_id": None, "data": data, "created_at": now}])
 
 
+def emit_service_updated(task_id: str, *, index: int | None, state: str, message: str = "",
+                         run_id: Any = None, pid: int | None = None) -> None:
+    """A service instance changed state (``index``), or an operator acted on the whole service
+    (``index`` None, ``state`` what was asked: start, stop, restart)."""
+    now = clock.now()
+    data = {"task_id": task_id, "index": index, "state": state, "pid": pid,
+            "run_id": str(run_id) if run_id else None, "timestamp": now.isoformat(), "message": message}
+    _insert([{"name": EventName.SERVICE_UPDATED, "task_id": task_id, "run_id": run_id, "data": data,
+              "created_at": now}])
+
+
 def _insert(rows: list[dict[str, Any]]) -> None:
     """Write event rows (one prepared statement, db/inserts.py), then announce them once committed."""
     if not rows:

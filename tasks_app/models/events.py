@@ -24,6 +24,9 @@ class EventName(models.TextChoices):
     """A run ended skipped, queue_full or missed without executing."""
     UPDATED = "task:updated", _("Definition updated")
     """A task's definition or operator settings changed."""
+    SERVICE_UPDATED = "service:updated", _("Service updated")
+    """A service instance changed state (started, healthy, exited, backoff, fatal, stopped), or an
+    operator started, stopped or restarted the service."""
     LOG = "run:log", _("Output logged")
     """Output of a run landed in its log (throttled): it wakes the run's log streams
     (``GET /api/runs/{id}/log/stream``); /api/events and the WebSocket do not send it."""

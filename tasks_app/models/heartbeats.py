@@ -16,6 +16,8 @@ class HeartbeatRole(models.TextChoices):
     """A web process; its beat is the health check's proof that the database takes writes."""
     SERVE = "serve", _("Serve")
     """``manage.py serve``, supervising its children; ``details`` counts their restarts."""
+    SUPERVISOR = "supervisor", _("Supervisor")
+    """The supervisor loop: it keeps service instances running; ``details`` counts what it runs."""
 
 
 class Heartbeat(models.Model):

@@ -91,6 +91,8 @@ class RunTrigger(models.TextChoices):
     """The next attempt of a failed, timed-out or crashed run."""
     WATCHER = "watcher", _("Watcher")
     """A file watcher saw changes settle and triggered its target."""
+    SUPERVISOR = "supervisor", _("Supervisor")
+    """The supervisor started a service instance: the run is that instance's lifetime."""
 
 
 #: Triggers that count as "someone asked": they need the task's manual_run.

@@ -27,6 +27,8 @@ class TaskTrigger(models.TextChoices):
     """Runs only when someone asks."""
     WATCHER = "watcher", _("Watcher")
     """Fired by file changes."""
+    SERVICE = "service", _("Service")
+    """Kept running by the supervisor."""
 
 
 class IntervalUnit(models.TextChoices):
@@ -98,6 +100,12 @@ class DefinitionSource(models.TextChoices):
     """Declared in the TOML definitions file (TASKDECK_DEFINITIONS)."""
     ADMIN = "admin", _("Admin")
     """Created in the admin by a superuser."""
+    COMPOSE = "compose", _("Compose import")
+    """Imported from a docker compose file (``manage.py import_compose``); re-importing updates it."""
+    CRONTAB = "crontab", _("Crontab import")
+    """Imported from a crontab (``manage.py import_crontab``)."""
+    SUPERVISORD = "supervisord", _("Supervisord import")
+    """Imported from a supervisord configuration (``manage.py import_supervisord``)."""
 
 
 class TaskStatus(models.TextChoices):
@@ -150,7 +158,7 @@ class Task(models.Model):
     type = models.CharField(max_length=50, default="generic", help_text=_("Category, free text"))
     kind = models.CharField(max_length=20, choices=TaskKind.choices, default=TaskKind.PYTHON)
     callable = models.CharField(max_length=300, blank=True, help_text=_("Dotted path, python tasks"))
-    source = models.CharField(max_length=10, choices=DefinitionSource.choices, default=DefinitionSource.CODE)
+    source = models.CharField(max_length=20, choices=DefinitionSource.choices, default=DefinitionSource.CODE)
 
     enabled = models.BooleanField(default=True)
     manual_run = models.BooleanField(default=True)
@@ -211,6 +219,8 @@ class Task(models.Model):
     def trigger(self) -> str:
         if self.kind == TaskKind.WATCHER:
             return TaskTrigger.WATCHER
+        if self.kind == TaskKind.SERVICE:
+            return TaskTrigger.SERVICE
         if self.cron_string or self.interval:
             return TaskTrigger.SCHEDULED
         return TaskTrigger.MANUAL

@@ -11,17 +11,30 @@ not leave the group on purpose. Three rules hold whatever the command does:
 * **The leader dies with its worker.** The leader gets SIGKILL from the kernel when the thread
   that started it dies (Linux's parent-death signal), so ``spawn`` must be called from the
   worker's main thread, the one that lives as long as the worker process.
+* **Starting costs a vfork, not a fork.** Python code run in the child before exec (a
+  ``preexec_fn``) makes subprocess fork the whole worker: 10-20 ms for a Django process,
+  measured by bench/process.py. So the child runs none: util-linux's ``setpriv`` sets the
+  parent-death signal (and the user and group, dropping the worker's supplementary groups), then
+  execs the command. A signal the worker ignores would stay ignored across exec; for the instant
+  of the spawn the worker catches it instead (a caught signal is back at its default action after
+  exec). Where setpriv is missing, the slow path does the same from Python.
 * **Nothing else outlives it either.** What the leader started is not told of a worker's death;
   ``kill_group`` ends what is left, called by whoever notices the worker gone (the worker's
   keeper, the reaper on the same host).
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import functools
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 
 from tasks_app.platform.children import die_with_parent
 
@@ -41,6 +54,67 @@ def _prepare_child() -> None:
     die_with_parent(signal.SIGKILL)
 
 
+@functools.cache
+def _setpriv() -> str | None:
+    """util-linux's ``setpriv`` if it is here and sets a parent-death signal, else None."""
+    setpriv = shutil.which("setpriv")
+    if not setpriv:
+        return None
+    try:
+        checked = subprocess.run([setpriv, "--pdeathsig", "KILL", "--", "true"], stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return setpriv if checked.returncode == 0 else None
+
+
+def _caught(*_: object) -> None:
+    """Stands in for "ignored" while a child is spawned (see ``_ignored_caught``)."""
+
+
+@contextlib.contextmanager
+def _ignored_caught() -> Iterator[None]:
+    """The stop signals this process ignores are caught instead for the instant of a spawn, so
+    the child starts with them at their default action. Only the main thread may change signal
+    actions: anywhere else this raises ValueError."""
+    ignored = [sig for sig in _DEFAULT_SIGNALS if signal.getsignal(sig) == signal.SIG_IGN]
+    for sig in ignored:
+        signal.signal(sig, _caught)
+    try:
+        yield
+    finally:
+        for sig in ignored:
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def _resolve(program: str, env: Mapping[str, str], working_dir: str) -> str:
+    """Where ``program`` is, as exec would find it; FileNotFoundError or PermissionError as
+    exec would raise them (the launchers would otherwise exit 127 or 126 with a line of their own)."""
+    if "/" in program:
+        path = os.path.join(working_dir, program) if working_dir else program
+        if not os.path.exists(path):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
+        return program
+    found = shutil.which(program, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+    return program
+
+
+def _primary_group(user: str | int | None) -> int:
+    """The group a user runs with when none is given: its own (never the worker's, root's); a
+    numeric id with no entry here gets the group of the same number."""
+    try:
+        entry = pwd.getpwuid(int(user)) if str(user).isdigit() else pwd.getpwnam(str(user))
+    except KeyError:
+        if str(user).isdigit():
+            return int(user)
+        raise
+    return entry.pw_gid
+
+
 def spawn(
     argv: Sequence[str],
     *,
@@ -55,6 +129,18 @@ def spawn(
     ``group`` need this process to be root (the definitions check says so on load); a process
     started as another user keeps none of this one's supplementary groups."""
     switching = user not in (None, "")
+    if switching and group in (None, ""):
+        group = _primary_group(user)
+    setpriv = _setpriv()
+    if setpriv is not None and threading.current_thread() is threading.main_thread():
+        _resolve(argv[0], env, working_dir)
+        identity = ["--reuid", str(user), "--regid", str(group), "--clear-groups"] if switching else []
+        with _ignored_caught():
+            return subprocess.Popen(
+                [setpriv, "--pdeathsig", "KILL", *identity, "--", *argv],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(env),
+                cwd=working_dir or None, umask=umask, start_new_session=True, close_fds=True,
+            )
     return subprocess.Popen(
         list(argv),
         stdin=subprocess.DEVNULL,

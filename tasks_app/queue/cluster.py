@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import signal
+import threading
 
 from django.db import connections
+
+#: Seconds ``stop_taking_work`` waits for django-q2's stop event to be set.
+SET_WITHIN = 2.0
 
 
 class Cluster:
@@ -36,9 +40,18 @@ class Cluster:
         return sentinel.exitcode if sentinel is not None else None
 
     def stop_taking_work(self) -> None:
-        """The pusher stops taking messages; each worker exits once its current run ends."""
-        if self._cluster.stop_event is not None:
-            self._cluster.stop_event.set()
+        """The pusher stops taking messages; each worker exits once its current run ends.
+
+        django-q2's stop event is a multiprocessing Event: setting it waits for every process
+        sleeping on it to wake, and one killed meanwhile (Ctrl-C in a terminal reaches the whole
+        process group) never does. So it is set from a thread given ``SET_WITHIN`` seconds; past
+        them the caller goes on, and the grace then the kill stop the cluster anyway."""
+        event = self._cluster.stop_event
+        if event is None:
+            return
+        setter = threading.Thread(target=event.set, name="taskdeck-stop-cluster", daemon=True)
+        setter.start()
+        setter.join(SET_WITHIN)
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for the sentinel to exit; True if it did."""

@@ -15,6 +15,8 @@ checks), so the rules of a run's life sit at the bottom and the callers of those
 - ``recovery``: lost workers' runs reaped (and what their commands left killed), lost queue
   messages sent again;
 - ``stopping``: cancels and a worker's shutdown;
+- ``leases``: one owner across hosts for what must run once (service instances);
+- ``instances``: what a supervisor writes as it runs service instances;
 - ``tasks``: the definitions sync, the admin's saves and the operator's edits of a task;
 - ``keys``: API keys (created and shown once, found by hash, revoked);
 - ``heartbeats``: processes saying they are alive.
@@ -28,21 +30,35 @@ from tasks_app.services.tasks import (
     sync_definitions,
 )
 from tasks_app.services.heartbeats import beat
+from tasks_app.services.instances import (
+    beat_instances,
+    begin_instance,
+    end_previous_instance_runs,
+    ensure_instances,
+    instance_ended,
+    instance_up,
+    restart_service,
+    set_instance_state,
+    start_service,
+    stop_service,
+    supervisor_wakeup,
+)
+from tasks_app.services.leases import Owner, hold_leases, release_leases
 from tasks_app.services.lookups import HOSTNAME, get_run, get_task
 from tasks_app.services.outcomes import after_run_ended, finish_run, schedule_retry
 from tasks_app.services.progress import LogTail, append_log, beat_run, record_pid, record_progress
 from tasks_app.services.recovery import reap_lost_runs, rebuild_queue, redeliver_lost_runs
 from tasks_app.services.stopping import cancel_run, cancel_task, end_shutdown_runs, request_shutdown
 from tasks_app.services.ticks import TickPlan, due_tasks, fire_startup_runs, fire_ticks, initialise_schedules, plan_tick
-from tasks_app.services.transitions import claim_next_held, claim_run, delete_run
+from tasks_app.services.transitions import claim_next_held, claim_run, delete_run, stop_wakeup
 from tasks_app.services.triggering import parameters_for, release_held_runs, trigger
 
 __all__ = [
-    "HOSTNAME", "LogTail", "TickPlan", "after_run_ended", "append_log", "beat", "beat_run", "cancel_run", "cancel_task", "claim_next_held",
-    "claim_run", "delete_run",
-    "due_tasks", "end_shutdown_runs", "finish_run", "fire_startup_runs", "fire_ticks", "get_run", "get_task",
-    "initialise_schedules", "parameters_for", "plan_tick", "reap_lost_runs", "rebuild_queue", "record_pid", "record_progress",
-    "redeliver_lost_runs", "release_held_runs", "request_shutdown", "save_task", "schedule_retry", "set_enabled",
+    "HOSTNAME", "LogTail", "Owner", "TickPlan", "after_run_ended", "append_log", "beat", "beat_instances", "beat_run",
+    "begin_instance", "cancel_run", "cancel_task", "claim_next_held", "claim_run", "delete_run", "due_tasks",
+    "end_previous_instance_runs", "end_shutdown_runs", "ensure_instances", "finish_run", "fire_startup_runs",
+    "fire_ticks", "get_run", "get_task", "hold_leases", "initialise_schedules", "instance_ended", "instance_up", "parameters_for", "plan_tick", "reap_lost_runs", "rebuild_queue", "record_pid", "record_progress",
+    "redeliver_lost_runs", "release_held_runs", "release_leases", "request_shutdown", "restart_service", "save_task", "schedule_retry", "set_enabled", "set_instance_state",
     "set_interval", "set_operator_fields",
-    "set_schedule", "sync_definitions", "trigger",
+    "set_schedule", "start_service", "stop_service", "stop_wakeup", "supervisor_wakeup", "sync_definitions", "trigger",
 ]

@@ -49,8 +49,8 @@ def after_run_ended(run: Run) -> None:
     """What a run's end sets off, whoever ended it (runner, watchdog, reaper): a retry when the
     reason is retryable and attempts remain. (The freed slot went to the next held run in the
     end's own transaction.)"""
-    if run.end_reason in RETRYABLE_REASONS:
-        schedule_retry(run)
+    if run.end_reason in RETRYABLE_REASONS and run.trigger != RunTrigger.SUPERVISOR:
+        schedule_retry(run)  # a service instance is restarted by its supervisor instead
 
 
 def schedule_retry(run: Run) -> Run | None:

@@ -3,7 +3,6 @@ message was lost are sent again (``rebuild_queue`` at start-up, ``redeliver_lost
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -11,7 +10,7 @@ from django.db import transaction
 from tasks_app import clock, queue
 from tasks_app.conf import taskdeck_settings
 from tasks_app.models import REASON_FOR_STOP, EndReason, Run, RunStatus
-from tasks_app.platform import groups
+from tasks_app.platform import children, groups
 from tasks_app.services.lookups import HOSTNAME
 from tasks_app.services.outcomes import finish_run
 
@@ -38,7 +37,7 @@ def reap_lost_runs(*, stale_after: float | None = None, database_failed_at: date
     reaped = []
     for run in candidates:
         if run.worker_host == HOSTNAME and run.worker_pid:
-            lost = not _pid_alive(run.worker_pid)
+            lost = not children.alive(run.worker_pid)
         else:
             lost = heartbeats_count and (
                 run.heartbeat_at is None or run.heartbeat_at < now - timedelta(seconds=stale_after))
@@ -108,19 +107,3 @@ def redeliver_lost_runs(*, older_than: float) -> list[Run]:
     if sent:
         logger.warning("Sent %d queued run(s) again: their queue messages were lost.", len(sent))
     return sent
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether a process of this host still runs; a killed one not yet reaped (zombie) does not."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            state = handle.read().rsplit(")", 1)[-1].split()[0]
-    except (OSError, IndexError):
-        return True  # no /proc (not Linux): trust kill(0)
-    return state not in ("Z", "X")

@@ -15,6 +15,7 @@ Each takes the task's row lock first (db/locks.py) and reports whether it won, s
 """
 from __future__ import annotations
 
+import functools
 import os
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,7 @@ from tasks_app.db.slots import Slots, count_slots, has_held_runs, next_held
 from tasks_app.exceptions import RunActive, TaskNotFound
 from tasks_app.live import outbox
 from tasks_app.models import REASON_FOR_STOP, STATUS_FOR_REASON, Event, EventName, OverlapPolicy, Run, RunStatus, Task
+from tasks_app.platform import wakeups
 from tasks_app.services.lookups import HOSTNAME, get_run
 
 
@@ -187,10 +189,16 @@ def stop(run: Run, *, request: str, now: Any) -> bool:
             run.refresh_from_db()
             outbox.emit_run_end(run)
             return True
-    Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, stop_requested="").update(
-        stop_requested=request, stop_requested_at=now
-    )
+    if Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, stop_requested="").update(
+            stop_requested=request, stop_requested_at=now):
+        transaction.on_commit(functools.partial(wakeups.wake, stop_wakeup(run.pk)))
     return False
+
+
+def stop_wakeup(run_id: Any) -> str:
+    """The name a running run's watchdog listens on (platform/wakeups.py): a stop request made on
+    its host wakes it once committed, rather than at its next half-second look."""
+    return f"stop-{run_id}"
 
 
 @retry_on_conflict

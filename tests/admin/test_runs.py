@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from tasks_app.models import Activity, Run, RunStatus
+from tasks_app.definitions.process import check_process
+from tasks_app.models import Activity, Run, RunStatus, TaskKind
 
 from ..factories import make_run, make_task, write_log
 from .conftest import staff_client
@@ -159,6 +160,25 @@ def test_the_run_page_shows_the_tail_of_a_long_log_and_says_its_head_was_dropped
     shown = re.search(r"data-live-log data-log-offset=\"(\d+)\">([^<]*)</pre>", page)
     assert int(shown.group(1)) == 500 + len(lines)
     assert shown.group(2) == lines[-OUTPUT_TAIL_BYTES:].decode() and shown.group(2).endswith("line 0019999\n")
+
+
+def test_a_command_runs_process_row_shows_its_pid_and_exit_and_python_runs_have_none(root_client, clock):
+    command = make_task(id="backup", kind=TaskKind.COMMAND, callable="", process=check_process("backup", {"command": "true"}))
+    running = make_run(command, status=RunStatus.RUNNING, started_at=clock.now(), pid=4242)
+    killed = make_run(command, end_reason="timeout", pid=4243, exit_signal="SIGKILL")
+    exited = make_run(command, end_reason="failed", pid=4244, exit_code=3)
+    python = make_run(make_task(id="report"), end_reason="success")
+
+    def process_row(run):
+        details = root_client.get(f"/admin/tasks_app/run/{run.pk}/live/").json()["fragments"]["details"]
+        assert details in root_client.get(f"/admin/tasks_app/run/{run.pk}/change/").content.decode()
+        row = re.search(r'<tr class="td-process">(.*?)</tr>', details, re.S)
+        return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row.group(1))).strip() if row else None
+
+    assert process_row(running) == "Process pid 4242 Exit -"
+    assert process_row(killed) == "Process pid 4243 Exit killed by signal SIGKILL"
+    assert process_row(exited) == "Process pid 4244 Exit exit code 3"
+    assert process_row(python) is None  # no empty process fields on a python run
 
 
 def test_the_activity_list_offers_recent_values_and_filters_by_any(root_client, clock, monkeypatch):

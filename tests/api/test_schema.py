@@ -13,6 +13,7 @@ ROUTES = {
     ("get", "/api/tasks"), ("get", "/api/tasks/{id}"), ("post", "/api/tasks/{id}/run"),
     ("post", "/api/tasks/{id}/cancel"), ("put", "/api/tasks/{id}/enabled"), ("put", "/api/tasks/{id}/interval"),
     ("put", "/api/tasks/{id}/schedule"), ("get", "/api/tasks/{id}/history"),
+    ("post", "/api/tasks/{id}/start"), ("post", "/api/tasks/{id}/stop"), ("post", "/api/tasks/{id}/restart"),
     ("get", "/api/runs"), ("get", "/api/runs/{run_id}"), ("post", "/api/runs/{run_id}/cancel"),
     ("get", "/api/runs/{run_id}/activity"), ("get", "/api/runs/{run_id}/log"), ("get", "/api/runs/{run_id}/log/stream"),
     ("delete", "/api/runs/{run_id}"),

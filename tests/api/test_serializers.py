@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from tasks_app.api.serializers import RunSerializer, TaskSerializer
 from tasks_app.definitions.process import check_process
-from tasks_app.models import EndReason, IntervalUnit, Run, StopRequest, TaskKind
+from tasks_app.models import EndReason, InstanceState, IntervalUnit, Run, ServiceInstance, StopRequest, TaskKind
 from tests.factories import make_run, make_service, make_task, number, string
 
 pytestmark = pytest.mark.django_db
@@ -42,11 +42,20 @@ def test_task_rendering_equals_drf_field_by_field(clock) -> None:
         make_task(interval=6, interval_unit=IntervalUnit.HOURS, default_interval=6, supports_dry_run=True,
                   last_run_at=clock.now(), enabled=False, manual_run=False, timeout=None),
         make_task(kind=TaskKind.COMMAND, callable="", process=check_process("backup", {"argv": ["tar", "-c", "/srv"]})),
+        make_task(kind=TaskKind.SERVICE, callable="", process={**check_process("web", {"argv": ["httpd"]}), "instances": 2}),
         make_service(process={"command": "redis-server", "instances": 3, "depends_on": ["db"],
                               "health_check": {"command": "redis-cli ping"}}),
     ]
+    ServiceInstance.objects.create(task=tasks[4], index=0, wanted=True, state=InstanceState.RUNNING, pid=42,
+                                   run=make_run(tasks[4]), started_at=clock.now(), restarts=2, last_exit_code=1)
+    ServiceInstance.objects.create(task=tasks[4], index=1, wanted=True, state=InstanceState.BACKOFF,
+                                   next_start_at=clock.now())
     make_run(tasks[1], end_reason=EndReason.FAILED)
     make_run(tasks[2])
     for task in tasks:
         serializer = TaskSerializer(task)
         assert serializer.data == serializers.ModelSerializer.to_representation(serializer, task), task.id
+    service = TaskSerializer(tasks[4]).data
+    assert service["service_state"] == "degraded" and [row["state"] for row in service["instances"]] == [
+        "running", "backoff"]
+    assert service["instances"][0]["pid"] == 42 and service["instances"][0]["restarts"] == 2

@@ -57,8 +57,9 @@ def test_task_object_matches_the_contract(api, manage_key):
     assert set(task) == {
         "id", "title", "description", "type", "kind", "trigger", "enabled", "manual_run", "cron_string", "timezone",
         "interval", "interval_unit", "default_interval", "last_run_at", "next_run_at", "status", "supports_cancel",
-        "supports_history", "supports_dry_run", "parameters", "policy", "process",
+        "supports_history", "supports_dry_run", "parameters", "policy", "process", "service_state", "instances",
     }
+    assert task["service_state"] is None and task["instances"] is None
     assert (task["trigger"], task["interval"], task["interval_unit"], task["cron_string"]) == ("scheduled", 6, "hours", "")
     assert task["status"] == "idle" and task["process"] is None
     assert task["parameters"][0] == {"key": "region", "type": "string", "kind": "option", "required": False,
@@ -135,7 +136,7 @@ def test_a_service_tasks_object_shows_its_process_and_service_settings(api, mana
                                                "timeout": 5, "retries": 3}
     assert (body["process"]["compose"], body["process"]["env"], body["process"]["stop_signal"]) == (None, {"MODE": "demo"},
                                                                                                    "SIGTERM")
-    assert (body["kind"], body["trigger"], body["manual_run"], body["supports_cancel"]) == ("service", "manual", False,
+    assert (body["kind"], body["trigger"], body["manual_run"], body["supports_cancel"]) == ("service", "service", False,
                                                                                             True)
     assert body["policy"]["timeout"] is None and body["policy"]["retry_attempts"] == 0
 
@@ -157,7 +158,7 @@ def test_running_a_service_is_409_use_restart_and_no_route_changes_its_settings(
     assert_problem(api.put("/api/tasks/heartbeat_service/interval", key=manage_key,
                            json={"interval": 1, "unit": "minutes"}), 400, "not-interval-scheduled")
     assert Task.objects.get(pk="heartbeat_service").process == task.process
-    for slug, title in (("use-restart", "Use restart for a service"), ("not-a-service", "Task is not a service")):
+    for slug, title in (("use-restart", "Use restart for a service"), ("not-a-service", "Not a service")):
         page = api.get(f"/api/problems/{slug}")
         assert page.status_code == 200 and title in page.text and "HTTP 409" in page.text
         assert slug in api.get("/api/problems/").text
@@ -404,12 +405,19 @@ def test_delete_a_run(api, manage_key):
 
 def test_health_needs_no_caller_and_reports_heartbeats(api):
     body = api.get("/api/health").json()
-    assert body["status"] == "degraded" and body["checks"] == {"database": "ok", "workers": "none", "scheduler": "stale"}
+    assert body["status"] == "degraded" and body["checks"] == {"database": "ok", "workers": "none", "scheduler": "stale",
+                                                               "supervisor": "idle"}
     services.beat("worker")
     services.beat("scheduler")
     body = api.get("/api/health").json()
-    assert body["status"] == "ok" and body["checks"] == {"database": "ok", "workers": "ok", "scheduler": "ok"}
+    assert body["status"] == "ok" and body["checks"] == {"database": "ok", "workers": "ok", "scheduler": "ok",
+                                                         "supervisor": "idle"}
     assert body["version"]
+    make_task(id="web", kind="service", callable="", process={"argv": ["httpd"]})
+    body = api.get("/api/health").json()
+    assert body["status"] == "degraded" and body["checks"]["supervisor"] == "none"  # a service, and nobody to run it
+    services.beat("supervisor")
+    assert api.get("/api/health").json()["checks"]["supervisor"] == "ok"
 
 
 def test_unknown_routes_and_methods_are_problems_too(api, manage_key):

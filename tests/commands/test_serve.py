@@ -1,5 +1,6 @@
 """`manage.py serve`: web + worker + scheduler start together and stop together, nothing lost."""
 import os
+import re
 import signal
 import sqlite3
 import time
@@ -74,7 +75,10 @@ def test_serve_serves_the_admin_and_runs_tasks_then_stops_everything_on_sigterm(
                           what="every process of the stack")
     assert requests.get(f"http://127.0.0.1:{port}/static/admin/css/base.css", timeout=5).status_code == 200
     result = project.manage("tasks", "run", "scan_library", "--param", "platforms=gba", "--param", "pace=0", "--wait")
-    assert "completed (success)" in result.stdout
+    # stdout: the run id, then the run's output; stderr: its progress, then its end.
+    run_id, output = result.stdout.split("\n", 1)
+    assert re.fullmatch(r"[0-9:]{8} INFO Scanning [0-9]+ files on gba\n", output), output
+    assert result.stderr.splitlines()[-1].startswith(f"Run {run_id} completed (success) in ")
     serve.send_signal(signal.SIGTERM)
     assert serve.wait(15) == 0
     wait_until(lambda: not any(alive(pid) for pid in children), timeout=5, what="no orphan processes")

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-from tasks_app.models import Event, EventName, Run, RunStatus, Task
+from tasks_app.models import Event, EventName, InstanceState, Run, RunStatus, ServiceInstance, Task, TaskKind
 
 from ..conftest import ROOT
 from ..factories import make_service, make_task, string
@@ -41,7 +41,21 @@ class TestInProcess:
         assert "Status:     cancelled (cancelled)" in shown and "report" in shown
         assert Run.objects.get(pk=run_id).status == RunStatus.CANCELLED
 
+    def test_stop_start_and_restart_a_service_and_list_shows_its_state(self):
+        make_task(id="web", kind=TaskKind.SERVICE, callable="", process={"argv": ["httpd"], "instances": 2})
+        assert call("tasks", "stop", "web").strip() == (
+            "web: stop requested (2 instance(s), stopped now); its supervisor acts within a second.")
+        assert not ServiceInstance.objects.filter(task_id="web", wanted=True).exists()
+        assert "start requested" in call("tasks", "start", "web")
+        assert "restart requested" in call("tasks", "restart", "web")
+        assert set(ServiceInstance.objects.values_list("wanted", "start_requested", "restart_requested")) == {(True, 1, 1)}
+        ServiceInstance.objects.filter(index=0).update(state=InstanceState.RUNNING)
+        [web] = [line.split() for line in call("tasks", "list").splitlines() if line.startswith("web ")]
+        assert web[:5] == ["web", "service", "service", "yes", "degraded"]
+
     @pytest.mark.parametrize("args, message", [
+        (("tasks", "stop", "report"), "Task 'report' is a python task; only services start, stop and restart."),
+        (("tasks", "restart", "nope"), "Task 'nope' does not exist."),
         (("tasks", "run", "nope"), "Task 'nope' does not exist."),
         (("tasks", "run", "report", "--param", "region"), "--param takes KEY=VALUE"),
         (("tasks", "run", "report", "--param", "region=mars"), "Invalid parameters: region."),
@@ -255,7 +269,7 @@ def test_set_exits_non_zero_with_one_line_on_stderr_and_changes_nothing(project)
 def test_the_example_service_syncs_and_lists_and_running_it_fails_in_one_line(project):
     assert "heartbeat_service" in project.manage("tasks", "sync").stdout  # the project's definitions file
     listed = {line.split()[0]: line.split() for line in project.manage("tasks", "list").stdout.splitlines()}
-    assert listed["heartbeat_service"] == ["heartbeat_service", "service", "manual", "yes", "idle", "-"]
+    assert listed["heartbeat_service"] == ["heartbeat_service", "service", "service", "yes", "stopped", "-"]
     refused = project.manage("tasks", "run", "heartbeat_service", check=False)
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr.strip() == ("CommandError: Task 'heartbeat_service' is a service, kept running by its "

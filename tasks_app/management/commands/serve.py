@@ -1,9 +1,11 @@
-"""python manage.py serve: web + worker + scheduler on one machine, supervised, stopped together.
+"""python manage.py serve: web + worker + scheduler + supervisor on one machine, supervised,
+stopped together.
 
 A child that dies is started again (``platform.children.Children``: a pause that doubles with
 each quick exit, restarts counted in ``/api/health``); serve gives up, stopping everything, only
-on a child that keeps dying. Ctrl-C or SIGTERM stops all three: the worker gives running runs
-``--grace`` seconds, then ends what still runs ``shutdown``.
+on a child that keeps dying. Ctrl-C or SIGTERM stops them all: the worker gives running runs
+``--grace`` seconds, then ends what still runs ``shutdown``; the supervisor stops the services'
+instances, dependents first, within the same grace.
 """
 from __future__ import annotations
 
@@ -90,6 +92,7 @@ class Command(BaseCommand):
         children = [
             Child("worker", [python, "manage.py", "worker", "--grace", str(grace)]),
             Child("scheduler", [python, "manage.py", "scheduler"]),
+            Child("supervisor", [python, "manage.py", "supervisor"]),
         ]
         if not no_web:
             children.insert(0, Child("web", [
@@ -102,10 +105,11 @@ class Command(BaseCommand):
         self.stderr.write(f"Started the {child.name} process again (restart {child.restarts}).")
 
     def shutdown(self, children: Children, *, grace: float) -> None:
-        """All three asked to stop at once: the worker gives runs ``grace`` s (then ends them
-        shutdown), web and scheduler wind down meanwhile; whatever remains is killed."""
+        """All asked to stop at once: the worker gives runs ``grace`` s (then ends them shutdown),
+        the supervisor stops its instances, web and scheduler wind down meanwhile; whatever
+        remains is killed."""
         self.stdout.write("Stopping Taskdeck...")
-        children.stop(first=("worker",), then=("web", "scheduler"), grace=grace + 5, last_grace=5)
+        children.stop(first=("worker", "supervisor"), then=("web", "scheduler"), grace=grace + 5, last_grace=5)
         try:
             ended = services.reap_lost_runs()  # runs of a worker that could not end them itself
         except DatabaseError as error:

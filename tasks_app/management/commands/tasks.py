@@ -1,23 +1,29 @@
-"""python manage.py tasks list | run | cancel | show | set | sync
+"""python manage.py tasks list | run | log | cancel | show | set | sync | start | stop | restart
 
 ``set`` changes what an operator may change on a task (interval, cron and zone, enabled)
 through the same services as the API and admin; it only parses the options and prints.
+
+``run --wait`` and ``log --follow`` follow a run (management/follow.py reads it): the run's output
+goes to stdout as the bytes it wrote, so ``> file`` keeps them exactly; what Taskdeck says (the
+state, the progress bar, the end) goes to stderr.
 """
 from __future__ import annotations
 
 import json
+import os
 import re
-import sys
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db import OperationalError, transaction
 
 from tasks_app import selectors, services, text
 from tasks_app.definitions.load import all_definitions
 from tasks_app.exceptions import DefinitionError, TaskdeckError
+from tasks_app.management.follow import RunFollower, stored_log
 from tasks_app.models import IntervalUnit, Run, RunStatus, RunTrigger, Task
 from tasks_app.scheduling import rules
 
@@ -33,14 +39,33 @@ class Command(BaseCommand):
     help = "List, run, cancel and inspect Taskdeck tasks; change a task's schedule or enable/disable it."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        sub = parser.add_subparsers(dest="action", required=True, metavar="{list,run,cancel,show,set,sync}")
+        sub = parser.add_subparsers(dest="action", required=True,
+                                    metavar="{list,run,log,cancel,show,set,sync,start,stop,restart}")
         sub.add_parser("list", help="List tasks with their status.")
-        run = sub.add_parser("run", help="Trigger a task; prints the run id.")
+        run = sub.add_parser(
+            "run", help="Trigger a task; prints the run id.",
+            description="Prints the run id. With --wait, then the run's output as it is written (stdout, "
+                        "byte for byte), its state and its end (stderr); Ctrl-C stops following, not the run.",
+        )
         run.add_argument("task_id")
         run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="A parameter (repeatable).")
         run.add_argument("--dry-run", action="store_true", help="Ask the task to change nothing.")
         run.add_argument("--force", action="store_true", help="Run even if the overlap policy would refuse.")
-        run.add_argument("--wait", action="store_true", help="Follow progress; exit 1 unless the run completes.")
+        run.add_argument(
+            "--wait", action="store_true",
+            help="Follow the run: its output to stdout, progress and its end to stderr; exit 1 unless it completes.",
+        )
+        log = sub.add_parser(
+            "log", help="Print a run's output (its log); --follow tails it until the run ends.",
+            description="The output as the run wrote it (bytes, unchanged), to stdout; a line "
+                        "[taskdeck: N bytes dropped] stands where log_max_size dropped bytes.",
+        )
+        log.add_argument("run_id")
+        log.add_argument(
+            "--follow", "-f", action="store_true",
+            help="Keep printing output as it is written until the run ends; then its end to stderr, "
+                 "exit 1 unless it completed.",
+        )
         cancel = sub.add_parser("cancel", help="Cancel a run.")
         cancel.add_argument("run_id")
         show = sub.add_parser("show", help="Show a run.")
@@ -63,6 +88,11 @@ class Command(BaseCommand):
         change.add_argument("--enable", action="store_true", help="Enable the task (scheduling resumes).")
         change.add_argument("--disable", action="store_true", help="Disable the task (no scheduled or manual runs).")
         sub.add_parser("sync", help="Load task definitions (code and definitions file) into the database.")
+        for verb, about in (("start", "Start a service's stopped and fatal instances (a fresh retry budget)."),
+                           ("stop", "Stop every instance of a service; they stay stopped until started again."),
+                           ("restart", "Stop a service's instances and start them again.")):
+            sub.add_parser(verb, help=about, description=f"{about} Its supervisor acts within a second.").add_argument(
+                "task_id")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         refuse_unstorable(options)
@@ -81,6 +111,7 @@ class Command(BaseCommand):
             self.stdout.write("No tasks. Declare one with @task in an app's tasks.py, then run: manage.py tasks sync")
             return
         statuses = selectors.task_statuses(tasks)
+        statuses.update({task_id: state for task_id, (state, _) in selectors.service_states(tasks).items()})
         rows = [("ID", "KIND", "TRIGGER", "ENABLED", "STATUS", "LAST RUN")]
         for task in tasks:
             last = task.last_run_at.strftime("%Y-%m-%d %H:%M:%S") if task.last_run_at else "-"
@@ -101,11 +132,33 @@ class Command(BaseCommand):
         )
         self.stdout.write(str(run.id))
         self.stdout.flush()
-        if not wait:
+        if wait:
+            self.follow_to_the_end(run.id)
+
+    def do_start(self, *, task_id: str, **options: Any) -> None:
+        self.service_asked(services.start_service(task_id), "start")
+
+    def do_stop(self, *, task_id: str, **options: Any) -> None:
+        self.service_asked(services.stop_service(task_id), "stop")
+
+    def do_restart(self, *, task_id: str, **options: Any) -> None:
+        self.service_asked(services.restart_service(task_id), "restart")
+
+    def service_asked(self, task: Task, verb: str) -> None:
+        state, instances = selectors.service_states([task])[task.id]
+        self.stdout.write(f"{task.id}: {verb} requested ({len(instances)} instance(s), {state} now); "
+                          "its supervisor acts within a second.")
+
+    def do_log(self, *, run_id: str, follow: bool, **options: Any) -> None:
+        run = services.get_run(run_id)  # an unknown or malformed id: one line
+        if follow:
+            self.follow_to_the_end(run.id)
             return
-        run = self.follow(run)
-        if run.status != RunStatus.COMPLETED:
-            raise CommandError(f"Run {run.id} {run.status} ({run.end_reason})" + (f": {run.error}" if run.error else ""))
+        output = self.stdout.buffer
+        with self.interruptible(run.id, following=False):
+            for data in stored_log(run.id):
+                output.write(data)
+            output.flush()
 
     def do_cancel(self, *, run_id: str, **options: Any) -> None:
         run = services.cancel_run(run_id)
@@ -129,6 +182,7 @@ class Command(BaseCommand):
             ("Duration", f"{run.duration:.2f} s" if run.duration is not None else "-"),
             ("Progress", _progress_text(run)),
             ("Items", f"{run.items_processed} processed, {run.items_affected} affected"),
+            *([("Process", _process_text(run))] if run.pid or run.exit_code is not None or run.exit_signal else []),
         ]
         if run.summary.get("actions"):
             fields.append(("Actions", ", ".join(f"{k} {v}" for k, v in sorted(run.summary["actions"].items()))))
@@ -195,28 +249,116 @@ class Command(BaseCommand):
 
     # -- following a run --
 
-    def follow(self, run: Run) -> Run:
-        """Poll the run until it ends, drawing a progress bar (a line per change when not a TTY)."""
-        tty = sys.stdout.isatty()
-        last_line = ""
-        while True:
-            run.refresh_from_db()
-            line = _bar(run)
-            if line != last_line:
-                if tty:
-                    self.stdout.write("\r" + line.ljust(len(last_line)), ending="")
+    def follow_to_the_end(self, run_id: Any) -> None:
+        """Follow the run; a CommandError (exit 1) naming its end unless it completed."""
+        run = self.follow(run_id)
+        if run.status != RunStatus.COMPLETED:
+            raise CommandError(f"Run {run.id} {run.status} ({run.end_reason})" + (f": {run.error}" if run.error else ""))
+
+    def follow(self, run_id: Any) -> Run:
+        """The run's output to stdout's bytes as it is stored, its state to stderr, until it ends."""
+        output = self.stdout.buffer
+        status = StatusLine(self.stderr, shares_terminal=self.stdout.isatty())
+        run = None
+        with self.interruptible(run_id, following=True, status=status):
+            for item in RunFollower(run_id).items():
+                if isinstance(item, bytes):
+                    status.before_output()
+                    output.write(item)
+                    output.flush()
+                    status.after_output(item)
                 else:
-                    self.stdout.write(line)
-                self.stdout.flush()
-                last_line = line
-            if not run.is_active:
-                break
-            time.sleep(0.2)
-        if tty:
-            self.stdout.write("")
+                    run = item
+                    if run.is_active:  # the end has a line of its own
+                        status.show(_bar(run))
+        assert run is not None  # the follower's last item is the ended run
+        status.end()
         duration = f" in {run.duration:.1f} s" if run.duration is not None else ""
-        self.stdout.write(f"Run {run.id} {run.status} ({run.end_reason}){duration}")
+        status.say(f"Run {run.id} {run.status} ({run.end_reason}){duration}")
         return run
+
+    @contextmanager
+    def interruptible(self, run_id: Any, *, following: bool, status: StatusLine | None = None) -> Iterator[None]:
+        """Ctrl-C (exit 130), or a reader of stdout that went away (``| head``; exit 1), stops the
+        command and never the run: a follower says so, and how to follow it again."""
+        try:
+            yield
+        except (KeyboardInterrupt, BrokenPipeError) as stop:
+            if isinstance(stop, BrokenPipeError):
+                # Later flushes (Python's own at exit) would fail again on the closed pipe.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.stdout.fileno())
+            if following:
+                status = status or StatusLine(self.stderr, shares_terminal=False)
+                status.end(keep=True)  # where the run was when the follower stopped
+                status.say(f"Stopped following run {run_id}; the run goes on. "
+                           f"Follow it again: manage.py tasks log {run_id} --follow")
+            raise SystemExit(130 if isinstance(stop, KeyboardInterrupt) else 1) from None
+
+
+class StatusLine:
+    """A followed run's state on stderr: one line per change, or, on a terminal, one line drawn
+    again in place. When stdout shows on the terminal too, the drawn line is wiped before output
+    is written, and drawn again below it once the output has ended a line (never glued to half a
+    line the run has not finished)."""
+
+    def __init__(self, stream: OutputWrapper, *, shares_terminal: bool) -> None:
+        self.stream = stream
+        self.redraw = stream.isatty()
+        self.shared = self.redraw and shares_terminal
+        self.text = ""
+        self.drawn = 0
+        """Characters of the line drawn in place (0: none is)."""
+        self.at_line_start = True
+        """The output written so far ends a line (or there is none)."""
+
+    def show(self, text: str) -> None:
+        if text == self.text:
+            return
+        self.text = text
+        if not self.redraw:
+            self.say(text)
+        elif not self.shared or self.at_line_start:
+            self._draw()
+
+    def before_output(self) -> None:
+        if self.shared and self.drawn:
+            self._wipe()
+
+    def after_output(self, data: bytes) -> None:
+        self.at_line_start = data.endswith(b"\n")
+        if self.shared and self.at_line_start and self.text:
+            self._draw()
+
+    def end(self, *, keep: bool = False) -> None:
+        """Make room for a last line: the drawn line is wiped (the last line takes its place; it
+        may be stale by then), or kept (``keep``) with the last line below; a half line of output
+        is ended first."""
+        if self.drawn and not keep:
+            self._wipe()
+        elif self.drawn or (self.shared and not self.at_line_start):
+            self._write("\n")
+        self.drawn = 0
+        self.at_line_start = True
+
+    def say(self, line: str) -> None:
+        self._write(line + "\n")
+
+    def _draw(self) -> None:
+        self._write("\r" + self.text.ljust(self.drawn))
+        self.drawn = len(self.text)
+
+    def _wipe(self) -> None:
+        self._write("\r" + " " * self.drawn + "\r")
+        self.drawn = 0
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text, style_func=_plain, ending="")
+        self.stream.flush()
+
+
+def _plain(text: str) -> str:
+    """No colour: Django paints everything on stderr as an error."""
+    return text
 
 
 def _bar(run: Run) -> str:
@@ -224,9 +366,19 @@ def _bar(run: Run) -> str:
         return "queued: waiting for a worker"
     percent = run.percent
     if percent is None:
-        return f"{run.status}: {run.progress_message or 'working'}"
+        return f"{run.status}: {run.progress_message or (f'pid {run.pid}' if run.pid else 'working')}"
     filled = int(BAR_WIDTH * percent / 100)
     return f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {percent:5.1f}% {run.progress_message}"
+
+
+def _process_text(run: Run) -> str:
+    """pid 4242, exit code 3 (or killed by signal SIGTERM): a command run's process."""
+    parts = [f"pid {run.pid}"] if run.pid else []
+    if run.exit_signal:
+        parts.append(f"killed by signal {run.exit_signal}")
+    elif run.exit_code is not None:
+        parts.append(f"exit code {run.exit_code}")
+    return ", ".join(parts)
 
 
 def _progress_text(run: Run) -> str:

@@ -56,6 +56,15 @@ title = "Cooperative (test)"
 callable = "tests.sample_tasks.cooperative"
 on_overlap = "queue"
 parameters = [{ key = "seconds", type = "number", default = 30 }]
+
+[tasks.gated_command]
+title = "Gated command (test)"
+kind = "command"
+# Markup and bytes that are not UTF-8, then a wait for the file named by its argument (the test
+# creates it), then a last line and a failing exit.
+command = 'printf "<script>window.pwned = 1</script> caf\\351 \\377\\n"; while [ ! -e "$1" ]; do sleep 0.05; done; printf "after the gate\\n"; exit 3'
+parameters = [{ key = "gate", type = "string", kind = "arg" }]
+timeout = 60
 """
 
 #: Parameters that make the example scan (160 files at ``pace`` seconds each) take well under a second.

@@ -172,3 +172,30 @@ def test_markup_in_output_activity_and_errors_is_shown_as_text(serve, admin_page
     expect(page.locator("[data-live-log]")).to_contain_text(f"printed {HOSTILE}")
     expect(page.locator(".td-activity-table")).to_contain_text(HOSTILE)
     expect(page.locator(".td-error")).to_contain_text(HOSTILE)
+
+
+def test_a_command_runs_output_tails_live_as_text_with_its_pid_then_its_exit_code(serve, admin_page, tmp_path):
+    gate = tmp_path / "gate"  # the command waits for it after its first line
+    run_id = serve.trigger("gated_command", gate=str(gate))
+    page = admin_page
+    page.goto(f"/admin/tasks_app/run/{run_id}/change/")
+    stay(page)
+    log = page.locator("[data-live-log]")
+    expect(page.locator(".td-run-status .td-badge")).to_have_text("Running")
+    # Markup as text; bytes that are not UTF-8 as replacement characters; the page carries on.
+    expect(log).to_contain_text("<script>window.pwned = 1</script> caf\ufffd \ufffd")
+    process_cell, exit_cell = page.locator(".td-process td").first, page.locator(".td-process td").last
+    expect(process_cell).to_have_text(re.compile(r"pid [0-9]+"))
+    expect(exit_cell).to_have_text("-")
+    assert "after the gate" not in log.inner_text()
+
+    gate.touch()  # the command writes its last line and exits 3
+    expect(log).to_contain_text("after the gate")
+    expect(page.locator(".td-run-status .td-badge")).to_have_text("Failed")
+    run = serve.wait_for_run(run_id)
+    expect(process_cell).to_have_text(f"pid {run['pid']}")
+    expect(exit_cell).to_have_text("exit code 3")
+    assert run["exit_code"] == 3 and run["error"] == "exit code 3"
+    assert log.inner_text().count("after the gate") == 1  # appended once, not twice
+    assert page.evaluate("window.pwned") is None
+    assert page.evaluate(NOT_RELOADED)

@@ -1,0 +1,153 @@
+"""Service instances (models/instances.py): what the supervisor that owns one writes as it runs it
+(``begin_instance``, ``instance_up``, ``instance_ended``, ``set_instance_state``), the rows each
+service has (``ensure_instances``), and what operators ask of a service (``start_service``,
+``stop_service``, ``restart_service``), which its owner acts on at its next look.
+
+An instance's lifetime is a Run with trigger ``supervisor`` and its ``instance_index``, created
+``running`` (no queue: its supervisor runs it) under the task's row lock, before its process is
+spawned; its end goes through ``finish_run`` like any run's. Every change of an instance writes
+a ``service:updated`` event.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+
+from tasks_app import clock
+from tasks_app.db.locks import lock_task, retry_on_conflict
+from tasks_app.exceptions import NotAService
+from tasks_app.live import outbox
+from tasks_app.models import EndReason, EventName, Heartbeat, HeartbeatRole, InstanceState, Run, RunStatus, RunTrigger, ServiceInstance, Task, TaskKind
+from tasks_app.platform import wakeups
+from tasks_app.services.lookups import HOSTNAME, get_task
+from tasks_app.services.outcomes import finish_run
+from tasks_app.services.recovery import kill_lost_group
+
+
+def ensure_instances(tasks: Iterable[Task]) -> list[ServiceInstance]:
+    """The instance rows of ``tasks`` (services), one per index below their ``instances``: those
+    missing are created, wanted if the service starts by itself (``autostart``). Rows past the
+    count stay until their owner has stopped them, then go."""
+    tasks = list(tasks)
+    for task in tasks:
+        ServiceInstance.objects.filter(task=task, index__gte=int(task.process.get("instances", 1)),
+                                       state=InstanceState.STOPPED).delete()
+    rows = {(row.task_id, row.index): row for row in ServiceInstance.objects.filter(task__in=tasks)}
+    missing = [ServiceInstance(task_id=task.id, index=index, wanted=bool(task.process.get("autostart", True)))
+               for task in tasks for index in range(int(task.process.get("instances", 1)))
+               if (task.id, index) not in rows]
+    if missing:
+        ServiceInstance.objects.bulk_create(missing, ignore_conflicts=True)
+        rows = {(row.task_id, row.index): row for row in ServiceInstance.objects.filter(task__in=tasks)}
+    return sorted(rows.values(), key=lambda row: (row.task_id, row.index))
+
+
+@retry_on_conflict
+def begin_instance(task_id: str, index: int, *, supervisor_pid: int, restarts: int) -> Run:
+    """A new lifetime of instance ``index``: its Run, ``running`` from now, recorded before its
+    process is spawned; the instance ``starting``."""
+    with transaction.atomic():
+        lock_task(task_id)
+        now = clock.now()
+        run = Run.objects.create(
+            task_id=task_id, trigger=RunTrigger.SUPERVISOR, triggered_by="supervisor", status=RunStatus.RUNNING,
+            created_at=now, enqueued_at=now, started_at=now, heartbeat_at=now, worker_host=HOSTNAME,
+            worker_pid=supervisor_pid, instance_index=index)
+        Task.objects.filter(pk=task_id).update(last_run_at=now)
+        ServiceInstance.objects.filter(task_id=task_id, index=index).update(
+            state=InstanceState.STARTING, run=run, pid=None, started_at=now, next_start_at=None, restarts=restarts)
+        outbox.emit_run_event(EventName.STARTED, run)
+        outbox.emit_service_updated(task_id, index=index, state=InstanceState.STARTING, run_id=run.id)
+    return run
+
+
+def instance_up(run: Run, *, pid: int) -> None:
+    """The instance's process started: its pid on the run and on the instance."""
+    with transaction.atomic():
+        Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(pid=pid)
+        ServiceInstance.objects.filter(task_id=run.task_id, index=run.instance_index, run=run).update(pid=pid)
+        outbox.emit_service_updated(run.task_id, index=run.instance_index, state=InstanceState.STARTING,
+                                    run_id=run.id, pid=pid)
+
+
+def set_instance_state(task_id: str, index: int, state: str, *, message: str = "", **fields: Any) -> None:
+    """The owner's word on where an instance is (``running`` once healthy, ``stopped``...)."""
+    with transaction.atomic():
+        ServiceInstance.objects.filter(task_id=task_id, index=index).update(state=state, **fields)
+        outbox.emit_service_updated(task_id, index=index, state=state, message=message)
+
+
+def instance_ended(run: Run, *, reason: str, state: str, next_start_at: datetime | None = None,
+                   message: str = "", **fields: Any) -> None:
+    """The instance's process ended (or never started): its run ends with ``reason`` and
+    ``fields`` (exit_code, exit_signal, error), the instance goes to ``state``."""
+    finish_run(run, reason=reason, **fields)
+    with transaction.atomic():
+        ServiceInstance.objects.filter(task_id=run.task_id, index=run.instance_index).update(
+            state=state, pid=None, next_start_at=next_start_at, last_exit_code=fields.get("exit_code"),
+            last_exit_signal=fields.get("exit_signal"))
+        outbox.emit_service_updated(run.task_id, index=run.instance_index, state=state, run_id=run.id,
+                                    message=message or fields.get("error", ""))
+
+
+def beat_instances(run_ids: Iterable[Any]) -> None:
+    """The supervisor is alive and runs these instances: their runs' heartbeats, in one statement."""
+    ids = list(run_ids)
+    if ids:
+        Run.objects.filter(pk__in=ids, status=RunStatus.RUNNING).update(heartbeat_at=clock.now())
+
+
+def end_previous_instance_runs(task_id: str, index: int) -> list[Run]:
+    """A supervisor just took instance ``index`` over: the runs its previous owner left running
+    end ``crashed`` (what is left of their processes on this host killed) before it starts its own."""
+    ended = []
+    for run in Run.objects.filter(task_id=task_id, instance_index=index, trigger=RunTrigger.SUPERVISOR,
+                                  status=RunStatus.RUNNING):
+        kill_lost_group(run)
+        if finish_run(run, reason=EndReason.CRASHED, error="Its supervisor was lost; another took the instance over."):
+            ended.append(run)
+    return ended
+
+
+def start_service(task_id: str) -> Task:
+    """Operators: start the service's stopped and fatal instances, with a fresh retry budget; it
+    stays wanted across restarts of Taskdeck. Its owner acts within ``SUPERVISOR_INTERVAL``."""
+    return _ask(task_id, "start", wanted=True, start_requested=F("start_requested") + 1)
+
+
+def stop_service(task_id: str) -> Task:
+    """Operators: stop every instance of the service, and keep them stopped, across restarts of
+    Taskdeck too, until started again."""
+    return _ask(task_id, "stop", wanted=False)
+
+
+def restart_service(task_id: str) -> Task:
+    """Operators: stop the service's running instances and start them all again (fresh budget)."""
+    return _ask(task_id, "restart", wanted=True, restart_requested=F("restart_requested") + 1)
+
+
+def _ask(task_id: str, what: str, **changes: Any) -> Task:
+    task = get_task(task_id)
+    if task.kind != TaskKind.SERVICE:
+        raise NotAService(f"Task {task.id!r} is a {task.kind} task; only services start, stop and restart.")
+    with transaction.atomic():
+        ensure_instances([task])
+        ServiceInstance.objects.filter(task=task).update(**changes)
+        outbox.emit_service_updated(task.id, index=None, state=what, message=f"{what} requested")
+        transaction.on_commit(_wake_supervisors)
+    return task
+
+
+def supervisor_wakeup(pid: int) -> str:
+    """The name a supervisor listens on (platform/wakeups.py): an operator's ask made on its host
+    wakes it to look at once, rather than at its next look (``SUPERVISOR_INTERVAL``)."""
+    return f"supervisor-{pid}"
+
+
+def _wake_supervisors() -> None:
+    for pid in Heartbeat.objects.filter(role=HeartbeatRole.SUPERVISOR, host=HOSTNAME).values_list("pid", flat=True):
+        wakeups.wake(supervisor_wakeup(pid))

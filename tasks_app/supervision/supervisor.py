@@ -1,0 +1,431 @@
+"""The supervisor process's loop (``manage.py supervisor``, or beside the others in ``serve``):
+keeps every wanted service instance running, exactly once across hosts.
+
+Every ``SUPERVISOR_INTERVAL`` it reads the services and their instance rows (``sync``): it holds
+a lease on each wanted instance it can (services/leases.py; one taken from a dead supervisor
+first has that supervisor's runs ended ``crashed``), starts what it newly holds, and acts on what
+operators asked (stop, start, restart) and on services disabled, removed or shrunk. Between two
+looks it waits on one poll for every instance's output and exit (``RunningProcess``, the command
+executor's own), so 200 idle instances cost next to nothing.
+
+An instance's lifetime is a Run (services/instances.py). When its process exits, the restart
+policy (``restarts.after_exit``) says whether it starts again, after which delay, or goes
+``fatal``. It is ``starting`` until it has been up ``healthy_after`` seconds, then ``running``
+(its streak reset). A stop sends ``stop_signal`` to the instance's group and SIGKILL after its
+``graceful_stop``; at shutdown every instance is stopped, services that others depend on last,
+and their runs end ``shutdown``. Time comes from ``clock``, so tests move it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import select
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.db import DatabaseError, close_old_connections
+
+from tasks_app import clock, services
+from tasks_app.conf import taskdeck_settings
+from tasks_app.execution.command_line import SpawnRefused
+from tasks_app.execution.output import LogWriter
+from tasks_app.execution.running import RunningProcess, ending
+from tasks_app.models import EndReason, HeartbeatRole, InstanceState, ServiceInstance, Task, TaskKind
+from tasks_app.platform import wakeups
+from tasks_app.supervision.health import Probe
+from tasks_app.supervision.owned import Instance, lease_name
+from tasks_app.supervision.order import shutdown_levels
+from tasks_app.supervision.restarts import after_exit
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between the supervisor's own heartbeats.
+HEARTBEAT_EVERY = 5.0
+
+
+@dataclass
+class Supervisor:
+    interval: float = field(default_factory=lambda: float(taskdeck_settings.SUPERVISOR_INTERVAL))
+    ttl: float = field(default_factory=lambda: float(taskdeck_settings.LEASE_TTL))
+
+    def __post_init__(self) -> None:
+        self.owner = services.Owner(services.HOSTNAME, os.getpid(), uuid.uuid4().hex[:12])
+        self.instances: dict[str, Instance] = {}
+        self.stopping = threading.Event()
+        self._poller = select.poll()
+        self._by_fd: dict[int, Instance] = {}
+        self._wakeup = wakeups.listen(services.supervisor_wakeup(os.getpid()))
+        if self._wakeup is not None:  # an operator's ask on this host: look at the database now
+            self._poller.register(self._wakeup.fileno(), select.POLLIN)
+        self._next_sync = 0.0
+        self.healthy_services: set[str] = set()
+        """Services with an instance running (healthy), as last read, and as seen here since."""
+        self.healthy_after: dict[str, float] = {}
+        """Each service's healthy_after, for the wait of those that depend on it."""
+        self._next_beat = 0.0
+        self._next_run_beat = 0.0
+
+    # -- the loop --
+
+    def run_forever(self) -> None:
+        logger.info("Supervisor running (pid %s).", os.getpid())
+        try:
+            while not self.stopping.is_set():
+                self.step()
+        finally:
+            self.shutdown()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def step(self, *, wait: float | None = None) -> None:
+        """One turn: look at the database when due, start what is due, wait for output and exits
+        (at most ``wait`` seconds, or until the next thing due), end what exited."""
+        now = clock.monotonic()
+        if now >= self._next_sync:
+            self._next_sync = now + self.interval
+            try:
+                close_old_connections()
+                self.sync()
+            except DatabaseError as error:
+                logger.warning("Supervisor could not read or renew its services (%s); trying again.", error)
+        self.start_due()
+        self.wait(self._timeout() if wait is None else wait)
+        self.end_exited()
+        self.mark_healthy()
+        self.check_health()
+        self.beat()
+
+    def _timeout(self) -> float:
+        now = clock.monotonic()
+        due = [self._next_sync]
+        for instance in self.instances.values():
+            if instance.next_start is not None and instance.process is None:
+                due.append(instance.next_start)
+            if instance.process is not None and instance.process.kill_at is not None:
+                due.append(instance.process.kill_at)
+            if instance.process is not None and not instance.healthy and instance.up_since is not None:
+                due.append(instance.up_since + float(instance.settings.get("healthy_after", 10)))
+            if instance.probe is not None:
+                due.append(instance.probe.next_at if instance.probe.due() else now + 0.05)
+            if instance.boot_deadline is not None and instance.process is None:
+                due.append(min(instance.boot_deadline, now + 0.2))
+        return max(0.0, min(due) - now)
+
+    # -- what the database says --
+
+    def sync(self) -> None:
+        tasks = {task.id: task for task in Task.objects.filter(kind=TaskKind.SERVICE).exclude(process=None)}
+        live = [task for task in tasks.values() if task.enabled and task.removed_at is None]
+        rows = {(row.task_id, row.index): row for row in services.ensure_instances(live)}
+        rows.update({(row.task_id, row.index): row for row in ServiceInstance.objects.exclude(
+            task_id__in=[task.id for task in live])})
+        self.healthy_services = {row.task_id for row in rows.values() if row.state == InstanceState.RUNNING}
+        self.healthy_services |= {instance.task_id for instance in self.instances.values() if instance.healthy}
+        self.healthy_after = {task.id: float(task.process.get("healthy_after", 10)) for task in live}
+        wanted = {lease_name(*key): row for key, row in rows.items()
+                  if row.wanted and self._exists(tasks.get(row.task_id), row.index)}
+        held = services.hold_leases(set(wanted) | set(self.instances), owner=self.owner, ttl=self.ttl)
+        for name in set(self.instances) - held.names:
+            self.lost(self.instances[name])
+        for name in held.taken:
+            row = wanted.get(name)
+            if row is not None and name not in self.instances:
+                self.take(tasks[row.task_id], row)
+        for instance in list(self.instances.values()):
+            row = rows.get((instance.task_id, instance.index))
+            task = tasks.get(instance.task_id)
+            self.follow_operator(instance, task, row)
+        unused = [name for name in held.names if name not in self.instances]
+        services.release_leases(unused, owner=self.owner)
+
+    @staticmethod
+    def _exists(task: Task | None, index: int) -> bool:
+        return (task is not None and task.enabled and task.removed_at is None
+                and index < int(task.process.get("instances", 1)))
+
+    def take(self, task: Task, row: ServiceInstance) -> None:
+        """An instance this supervisor newly holds: what a dead owner left ends first; then it
+        starts now, unless it is fatal (an operator starts it)."""
+        ended = services.end_previous_instance_runs(row.task_id, row.index)
+        if ended:
+            logger.warning("Took over %s[%d] from a lost supervisor; ended %d run(s) crashed.",
+                           row.task_id, row.index, len(ended))
+        instance = Instance(task.id, row.index, dict(task.process), tuple(task.process.get("depends_on") or ()),
+                            int(task.process.get("priority", 0)), requests=(row.start_requested, row.restart_requested))
+        if row.state == InstanceState.FATAL:
+            instance.state = InstanceState.FATAL
+        else:
+            instance.next_start = clock.monotonic()
+        self.instances[instance.name] = instance
+
+    def follow_operator(self, instance: Instance, task: Task | None, row: ServiceInstance | None) -> None:
+        """Stops, starts and restarts asked for since the last look; a service disabled, removed
+        or shrunk past this instance stops it."""
+        if row is None or task is None or not row.wanted or not self._exists(task, instance.index):
+            self.stop_instance(instance, EndReason.CANCELLED)
+            return
+        if task.process != instance.settings:  # an edit: the next start uses it
+            instance.settings = dict(task.process)
+            instance.dependencies = tuple(task.process.get("depends_on") or ())
+            instance.priority = int(task.process.get("priority", 0))
+        started, restarted = instance.requests
+        instance.requests = (row.start_requested, row.restart_requested)
+        if row.restart_requested > restarted:
+            instance.streak = 0
+            if instance.process is not None:
+                self.stop_instance(instance, "restart")
+            else:
+                instance.next_start = clock.monotonic()
+        elif row.start_requested > started and instance.process is None:
+            instance.streak = 0
+            instance.next_start = clock.monotonic()
+
+    # -- starting --
+
+    def start_due(self) -> None:
+        now = clock.monotonic()
+        due = [instance for instance in self.instances.values()
+               if instance.process is None and instance.next_start is not None and instance.next_start <= now
+               and not instance.stopping_for]
+        for instance in sorted(due, key=lambda item: (item.priority, item.task_id, item.index)):
+            if self.stopping.is_set():
+                return
+            note = self.waiting_for(instance, now)
+            if note is None:
+                continue
+            try:
+                self.start(instance, note=note)
+            except DatabaseError as error:
+                logger.warning("Could not start %s[%d] (%s); trying again.", instance.task_id, instance.index, error)
+                instance.next_start = now + self.interval
+
+    def waiting_for(self, instance: Instance, now: float) -> str | None:
+        """At boot, an instance waits for each service it depends on to be healthy, at most that
+        service's healthy_after + 5 s (API.md). None: it waits; else what to note in its log
+        before it starts ('' when nothing)."""
+        if instance.booted:
+            return ""
+        unmet = [task_id for task_id in instance.dependencies if task_id not in self.healthy_services]
+        if not unmet:
+            return ""
+        if instance.boot_deadline is None:
+            instance.boot_deadline = now + max(self.healthy_after.get(task_id, 10.0) for task_id in unmet) + 5
+        if now < instance.boot_deadline:
+            return None
+        return (f"[taskdeck: started without waiting any longer for {', '.join(unmet)}: not healthy "
+                "within its healthy_after + 5 s]\n")
+
+    def start(self, instance: Instance, *, note: str = "") -> None:
+        instance.booted, instance.boot_deadline = True, None
+        restarts = instance.restarts + (1 if instance.started else 0)
+        run = services.begin_instance(instance.task_id, instance.index, supervisor_pid=os.getpid(), restarts=restarts)
+        instance.run, instance.restarts, instance.next_start, instance.overflowed = run, restarts, None, False
+        instance.started += 1
+        settings = instance.settings
+        instance.log = LogWriter(run.id, task_id=run.task_id, max_size=int(settings["log_max_size"]),
+                                 on_full=settings["log_on_full"], on_overflow=lambda: self._overflowed(instance))
+        env = {"TASKDECK_RUN_ID": str(run.id), "TASKDECK_TASK_ID": run.task_id, "TASKDECK_ATTEMPT": "1",
+               "TASKDECK_INSTANCE_INDEX": str(instance.index)}
+        if note:
+            instance.log.write(note.encode())
+        try:
+            process = RunningProcess.start(settings, log=instance.log, run_env=env)
+        except SpawnRefused as error:
+            instance.log.close()
+            self.after_exit(instance, reason=EndReason.FAILED, fields={"error": str(error)}, failed=True)
+            return
+        instance.process, instance.up_since, instance.healthy = process, clock.monotonic(), False
+        instance.state = InstanceState.STARTING
+        check = settings.get("health_check")
+        instance.probe = Probe(check, env=env) if check else None
+        for fd in process.descriptors():
+            self._poller.register(fd, select.POLLIN)
+            self._by_fd[fd] = instance
+        services.instance_up(run, pid=process.pid)
+
+    def _overflowed(self, instance: Instance) -> None:
+        """The instance's log passed its cap with kill_task (from the log writer's thread)."""
+        instance.overflowed = True
+
+    # -- waiting, ending --
+
+    def wait(self, timeout: float) -> None:
+        for fd, _ in self._poller.poll(timeout * 1000):
+            if self._wakeup is not None and fd == self._wakeup.fileno():
+                wakeups.drain(self._wakeup)
+                self._next_sync = 0.0
+                continue
+            instance = self._by_fd.get(fd)
+            if instance is not None and instance.process is not None and not instance.process.handle(fd):
+                self._forget(fd)
+
+    def _forget(self, fd: int) -> None:
+        if self._by_fd.pop(fd, None) is not None:
+            self._poller.unregister(fd)
+
+    def end_exited(self) -> None:
+        for instance in list(self.instances.values()):
+            process = instance.process
+            if process is None:
+                continue
+            if instance.overflowed and not process.stopping:
+                process.stop()
+            process.tick()
+            if not process.exited:
+                continue
+            for fd in process.descriptors():
+                self._forget(fd)
+            returncode = process.finish()
+            instance.process = None
+            self.ended(instance, returncode)
+
+    def ended(self, instance: Instance, returncode: int) -> None:
+        assert instance.log is not None
+        instance.log.close()
+        outcome = ending(returncode, exit_codes=instance.settings.get("exit_codes", [0]), stopped=False)
+        fields = dict(outcome.fields)
+        reason, failed = outcome.reason, outcome.reason != EndReason.SUCCESS
+        if instance.overflowed:
+            reason, failed = EndReason.LOG_OVERFLOW, True
+            fields["error"] = (f"Its output passed log_max_size ({int(instance.settings['log_max_size']):,} bytes) "
+                               "with log_on_full = kill_task; the instance was stopped.")
+        if instance.stopping_for:
+            why = instance.stopping_for
+            instance.stopping_for = ""
+            fields.pop("error", None)
+            if why == "unhealthy":
+                assert instance.probe is not None
+                fields["error"] = (f"Its health check failed {instance.probe.failures} times in a row "
+                                   f"({instance.probe.last_error}); restarted.")
+                self.after_exit(instance, reason=EndReason.FAILED, fields=fields, failed=True)
+                return
+            if why == "restart":
+                self.finish(instance, reason=EndReason.CANCELLED, state=InstanceState.STARTING,
+                            fields={**fields, "error": "Restarted by an operator."})
+                instance.next_start, instance.streak = clock.monotonic(), 0
+                return
+            message = "Taskdeck stopped." if why == EndReason.SHUTDOWN else "Stopped by an operator."
+            self.finish(instance, reason=why, state=InstanceState.STOPPED, fields={**fields, "error": message})
+            if why != EndReason.SHUTDOWN:
+                self.let_go(instance)
+            return
+        self.after_exit(instance, reason=reason, fields=fields, failed=failed)
+
+    def after_exit(self, instance: Instance, *, reason: str, fields: dict[str, Any], failed: bool) -> None:
+        decision = after_exit(instance.settings, failed=failed, healthy=instance.healthy, streak=instance.streak)
+        instance.streak = decision.streak
+        next_start_at = None
+        if decision.state == InstanceState.BACKOFF:
+            instance.next_start = clock.monotonic() + decision.delay
+            next_start_at = clock.now() + timedelta(seconds=decision.delay)
+        self.finish(instance, reason=reason, state=decision.state, fields=fields, next_start_at=next_start_at,
+                    message=decision.reason)
+        if decision.state == InstanceState.FATAL:
+            logger.error("Service %s[%d] is fatal: %s.", instance.task_id, instance.index, decision.reason)
+
+    def finish(self, instance: Instance, *, reason: str, state: str, fields: dict[str, Any], **extra: Any) -> None:
+        instance.state, instance.healthy, instance.up_since, instance.probe = state, False, None, None
+        run, instance.run, instance.log = instance.run, None, None
+        if run is not None:
+            services.instance_ended(run, reason=reason, state=state, **extra, **fields)
+
+    def mark_healthy(self) -> None:
+        """Instances up ``healthy_after`` seconds are ``running``: their streak starts again."""
+        now = clock.monotonic()
+        for instance in self.instances.values():
+            if (instance.process is None or instance.healthy or instance.up_since is None or instance.stopping_for
+                    or instance.probe is not None):
+                continue
+            if now - instance.up_since >= float(instance.settings.get("healthy_after", 10)):
+                self.healthy(instance, f"up {instance.settings.get('healthy_after', 10)} s")
+
+    def healthy(self, instance: Instance, why: str) -> None:
+        instance.healthy, instance.streak, instance.state = True, 0, InstanceState.RUNNING
+        self.healthy_services.add(instance.task_id)
+        services.set_instance_state(instance.task_id, instance.index, InstanceState.RUNNING, message=f"healthy: {why}")
+
+    def check_health(self) -> None:
+        """Health checks: the first pass makes an instance healthy; ``retries`` failures in a row
+        after that restart it."""
+        for instance in self.instances.values():
+            probe = instance.probe
+            if probe is None or instance.process is None or instance.stopping_for:
+                continue
+            passed = probe.collect()
+            if passed and not instance.healthy:
+                self.healthy(instance, "its health check passed")
+            elif passed is False and instance.healthy and probe.failures >= probe.retries:
+                logger.warning("Service %s[%d] failed its health check %d times (%s); restarting it.",
+                               instance.task_id, instance.index, probe.failures, probe.last_error)
+                instance.stopping_for = "unhealthy"
+                instance.process.stop()
+                continue
+            if probe.due():
+                probe.start()
+
+    # -- stopping --
+
+    def stop_instance(self, instance: Instance, why: str) -> None:
+        """Stop an instance's process (``why``: the end reason its run gets, or ``restart``); an
+        instance with none goes ``stopped`` and is let go (its lease released)."""
+        if instance.process is not None:
+            if not instance.stopping_for:
+                instance.stopping_for = why
+                instance.process.stop()
+            return
+        if instance.state != InstanceState.STOPPED:
+            services.set_instance_state(instance.task_id, instance.index, InstanceState.STOPPED, next_start_at=None)
+        self.let_go(instance)
+
+    def let_go(self, instance: Instance) -> None:
+        """No longer this supervisor's: its lease released, so it is free for whoever wants it."""
+        self.instances.pop(instance.name, None)
+        services.release_leases([instance.name], owner=self.owner)
+
+    def lost(self, instance: Instance) -> None:
+        """Another supervisor holds this instance's lease now (this one could not renew it in
+        time): it must not run here a moment longer."""
+        logger.error("Lost the lease of %s[%d]; killing its process.", instance.task_id, instance.index)
+        if instance.process is not None:
+            instance.process.close()  # SIGKILL to its group, then reaped
+            instance.process = None
+        if instance.log is not None:
+            instance.log.abandon()
+        for fd in [fd for fd, owner in self._by_fd.items() if owner is instance]:
+            self._forget(fd)
+        del self.instances[instance.name]
+
+    def shutdown(self) -> None:
+        """Every instance stopped, dependents first, each within its graceful_stop; their runs end
+        ``shutdown`` and their leases go, so another supervisor can take them at once."""
+        for level in reversed(shutdown_levels(self.instances.values())):
+            for instance in level:
+                if instance.process is not None:
+                    self.stop_instance(instance, EndReason.SHUTDOWN)
+            while any(instance.process is not None for instance in level):
+                self.wait(0.05)
+                self.end_exited()
+        services.release_leases(list(self.instances), owner=self.owner)
+        self.instances.clear()
+        if self._wakeup is not None:
+            self._poller.unregister(self._wakeup.fileno())
+            self._wakeup.close()
+            self._wakeup = None
+
+    # -- heartbeats --
+
+    def beat(self) -> None:
+        now = clock.monotonic()
+        try:
+            if now >= self._next_run_beat:
+                self._next_run_beat = now + float(taskdeck_settings.HEARTBEAT_INTERVAL)
+                services.beat_instances(instance.run.id for instance in self.instances.values() if instance.run)
+            if now >= self._next_beat:
+                self._next_beat = now + HEARTBEAT_EVERY
+                services.beat(HeartbeatRole.SUPERVISOR, details={"instances": len(self.instances)})
+        except DatabaseError as error:
+            logger.warning("The supervisor could not write its heartbeats (%s).", error)

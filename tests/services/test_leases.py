@@ -1,0 +1,48 @@
+"""services/leases.py: one holder per name; a live holder keeps it, an expired one or a dead one
+on this host loses it; what a call newly took is reported."""
+import subprocess
+
+import pytest
+
+from tasks_app import services
+from tasks_app.models import Lease
+from tasks_app.services.leases import Owner
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
+
+
+def test_the_first_holder_keeps_a_lease_until_it_expires_then_another_takes_it(clock):
+    first = Owner("host-a", 100, "a")
+    second = Owner("host-b", 200, "b")
+    held = services.hold_leases(["service:x:0", "service:x:1"], owner=first, ttl=30)
+    assert held.names == held.taken == {"service:x:0", "service:x:1"}
+    assert services.hold_leases(["service:x:0"], owner=second, ttl=30).names == set()
+
+    clock.advance(seconds=20)
+    renewed = services.hold_leases(["service:x:0"], owner=first, ttl=30)  # renews only what it asks for
+    assert renewed.names == {"service:x:0"} and renewed.taken == set()
+    clock.advance(seconds=15)  # x:1 expired 5 s ago, x:0 has 15 s left
+    took = services.hold_leases(["service:x:0", "service:x:1"], owner=second, ttl=30)
+    assert took.names == took.taken == {"service:x:1"}
+    assert Lease.objects.get(name="service:x:1").owner == second.name
+    assert services.hold_leases(["service:x:1"], owner=first, ttl=30).names == set()
+
+
+def test_a_dead_holder_on_this_host_loses_its_leases_at_once():
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = Owner(services.HOSTNAME, gone.pid, "dead")
+    services.hold_leases(["service:y:0"], owner=dead, ttl=30)
+    heir = Owner(services.HOSTNAME, 1, "heir")  # pid 1 lives
+    assert services.hold_leases(["service:y:0"], owner=heir, ttl=30).taken == {"service:y:0"}
+    late = Owner(services.HOSTNAME, gone.pid + 1, "late")
+    assert services.hold_leases(["service:y:0"], owner=late, ttl=30).names == set()  # the heir (pid 1) lives
+
+
+def test_a_released_lease_is_free_for_the_next_at_once():
+    first, second = Owner("host-a", 100, "a"), Owner("host-b", 200, "b")
+    services.hold_leases(["service:z:0"], owner=first, ttl=30)
+    services.release_leases(["service:z:0"], owner=second)  # not its own: nothing happens
+    assert Lease.objects.get().owner == first.name
+    services.release_leases(["service:z:0"], owner=first)
+    assert services.hold_leases(["service:z:0"], owner=second, ttl=30).taken == {"service:z:0"}

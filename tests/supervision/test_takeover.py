@@ -1,0 +1,80 @@
+"""Two real supervisor processes on one database: each instance runs once, and when the owner of
+some is killed (SIGKILL) the other takes them over within the lease time, after ending the dead
+owner's runs crashed."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tasks_app.models import EndReason, Lease, Run, RunStatus
+
+from ..conftest import ROOT, wait_until
+from ..execution.conftest import pid_alive
+from .test_supervisor import service
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+TTL = 3.0
+
+
+def start_supervisor(env: dict[str, str], log) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "manage.py", "supervisor"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env={**env, "TASKDECK_LEASE_TTL": str(TTL), "TASKDECK_SUPERVISOR_INTERVAL": "0.2"})
+
+
+def started(path) -> list[tuple[int, int]]:
+    """(instance index, pid) of every start the instances wrote."""
+    if not path.exists():
+        return []
+    return [(int(index), int(pid)) for index, pid in (line.split() for line in path.read_text().splitlines())]
+
+
+def test_two_supervisors_never_run_an_instance_twice_and_take_over_a_killed_one(process_env, tmp_path):
+    starts = tmp_path / "starts"
+    service(command=f'echo "$TASKDECK_INSTANCE_INDEX $$" >> {starts}; exec sleep 300', instances=4,
+                   healthy_after=1)
+    with (tmp_path / "supervisors.log").open("wb") as log:
+        supervisors = [start_supervisor(process_env, log) for _ in range(2)]
+    try:
+        def running_now() -> dict[int, list[int]]:
+            alive: dict[int, list[int]] = {}
+            for index, pid in started(starts):
+                if pid_alive(pid):
+                    alive.setdefault(index, []).append(pid)
+            assert all(len(pids) == 1 for pids in alive.values()), f"an instance runs twice: {alive}"
+            return alive
+
+        wait_until(lambda: len(running_now()) == 4, timeout=20, what="all 4 instances running")
+        owners = dict(Lease.objects.values_list("name", "pid"))
+        assert len(owners) == 4 and set(owners.values()) <= {process.pid for process in supervisors}
+        victim = max(supervisors, key=lambda process: list(owners.values()).count(process.pid))
+        survivor = next(process for process in supervisors if process is not victim)
+        orphaned = {name for name, pid in owners.items() if pid == victim.pid}
+        lost_runs = set(Run.objects.filter(status=RunStatus.RUNNING, worker_pid=victim.pid).values_list("pk", flat=True))
+
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(5)
+        killed_at = time.monotonic()
+        wait_until(lambda: len(running_now()) == 4 and
+                   set(Lease.objects.values_list("pid", flat=True)) == {survivor.pid},
+                   timeout=TTL + 10, interval=0.05, what="the survivor to run every instance")
+        took = time.monotonic() - killed_at
+        assert took <= TTL + 5, f"took {took:.1f} s"
+        assert len(orphaned) >= 2
+        for run in Run.objects.filter(pk__in=lost_runs):
+            assert (run.status, run.end_reason) == (RunStatus.FAILED, EndReason.CRASHED)
+        for _ in range(20):  # and it stays so
+            running_now()
+            time.sleep(0.05)
+    finally:
+        for process in supervisors:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in supervisors:
+            process.wait(20)
+    assert not any(pid_alive(pid) for _, pid in started(starts))
