@@ -231,6 +231,7 @@ SPECTACULAR_SETTINGS = {
         "TaskStatusEnum": "tasks_app.api.serializers.TASK_STATUSES",
         "OverlapPolicyEnum": "tasks_app.models.OverlapPolicy",
         "RetryBackoffEnum": "tasks_app.models.RetryBackoff",
+        "RestartPolicyEnum": "tasks_app.models.RestartPolicy",
         "CatchUpEnum": "tasks_app.models.CatchUp",
         "ParameterTypeEnum": "tasks_app.parameters.TYPES",
         "ParameterKindEnum": "tasks_app.parameters.KINDS",

@@ -23,7 +23,9 @@
     │   ├── TaskDisabled           task-disabled
     │   ├── NotManuallyRunnable    not-manually-runnable
     │   ├── TaskRemoved            task-removed
-    │   └── RunActive              run-active
+    │   ├── RunActive              run-active
+    │   ├── UseRestart             use-restart (a service is not run: it is started, stopped, restarted)
+    │   └── NotAService            not-a-service
     └── DatabaseUnavailable (503)  database-unavailable (the database refused to read or write)
 
 Each class carries a problem ``slug``, an HTTP ``status`` and a ``title``: the API renders them
@@ -194,3 +196,14 @@ class TaskRemoved(Conflict):
 class RunActive(Conflict):
     slug = "run-active"
     title = "Run still active"
+
+
+class UseRestart(Conflict):
+    """A service is kept running by its supervisor: start, stop or restart it, never run it.
+
+    Each instance's lifetime is a run the supervisor starts (POST /api/tasks/{id}/start, /stop,
+    /restart); a run on demand would be one more process beside the instances it keeps.
+    """
+
+    slug = "use-restart"
+    title = "Use restart for a service"

@@ -68,6 +68,18 @@ RUN_OBJECT_FIELDS = (
 )
 
 
+def service_dependencies() -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Every present task's kind by id, and each present service's depends_on: what the admin
+    checks a service's depends_on against (definitions/service.dependency_errors). One query."""
+    kinds: dict[str, str] = {}
+    depends_on: dict[str, list[str]] = {}
+    for task_id, kind, process in Task.objects.present().values_list("id", "kind", "process"):
+        kinds[task_id] = kind
+        if kind == TaskKind.SERVICE:
+            depends_on[task_id] = list((process or {}).get("depends_on") or [])
+    return kinds, depends_on
+
+
 def filter_runs(*, task_id: str | None = None, statuses: Collection[str] = (),
                 trigger: str | None = None) -> RunQuerySet:
     """Runs matching the list filters, in no order yet."""

@@ -34,6 +34,16 @@ def make_task(**overrides: Any) -> Task:
     return Task.objects.create(id=task_id, **fields)
 
 
+def make_service(*, process: dict[str, Any] | None = None, **overrides: Any) -> Task:
+    """A service task row as the definitions sync writes one: ``process`` (the fields as a
+    definitions file gives them; ``sleep infinity`` when none) checked and completed."""
+    from tasks_app.definitions.service import check_service
+
+    settings = check_service(overrides.get("id", "service"), process or {"argv": ["sleep", "infinity"]})
+    return make_task(**{"kind": TaskKind.SERVICE, "callable": "", "manual_run": False, "timeout": None,
+                        "process": settings, **overrides})
+
+
 def number(key: str, default: float | None = None) -> dict[str, Any]:
     return {"key": key, "type": "number", "default": default}
 

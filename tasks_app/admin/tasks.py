@@ -36,8 +36,9 @@ from tasks_app import clock, selectors, services
 from tasks_app.access.callers import caller_label
 from tasks_app.admin import display
 from tasks_app.admin.actions import apply_each, live_fragments
-from tasks_app.admin.forms import PARAMETER_PREFIX, RunNowForm, TaskForm
+from tasks_app.admin.forms import PARAMETER_PREFIX, SERVICE_FORM_FIELDS, RunNowForm, TaskForm
 from tasks_app.definitions.process import PROCESS_FIELDS
+from tasks_app.definitions.service import SERVICE_FIELDS
 from tasks_app.definitions.validate import OPERATOR_FIELDS
 from tasks_app.exceptions import InvalidParameters, TaskdeckError
 from tasks_app.models import POLICY_FIELDS, DefinitionSource, RunTrigger, Task, TaskKind, TaskStatus, TaskTrigger
@@ -99,8 +100,12 @@ def trigger_kind(task: Task) -> str:
     return f"{text}, at start-up" if task.run_on_start else text
 
 
-PROCESS_HELP = ("For command tasks (kind: Shell command): command or argv, and how the process runs and stops. "
-                "Left as offered, a field takes its default; a python task has none of these.")
+PROCESS_HELP = ("For command and service tasks (kind: Shell command, Service): command or argv, and how the process "
+                "runs and stops. Left as offered, a field takes its default; a python task has none of these.")
+
+SERVICE_HELP = ("For service tasks (kind: Service): how many processes are kept running, how they restart, their "
+                "start order and health. A service is started, stopped and restarted by its supervisor: it has no "
+                "schedule, timeout, retries or parameters, and is not run on demand (untick Manual run).")
 
 
 def _setting_text(value: Any) -> str:
@@ -194,10 +199,17 @@ class TaskAdmin(admin.ModelAdmin):
         can be edited (a new task, one made here), else as declared (``process_settings``)."""
         fieldsets = list(self.fieldsets)
         if obj is None:
-            fieldsets.insert(1, ("Process", {"fields": PROCESS_FIELDS, "description": PROCESS_HELP}))
-        elif obj.kind == TaskKind.COMMAND:
+            fieldsets[1:1] = [("Process", {"fields": PROCESS_FIELDS, "description": PROCESS_HELP}),
+                              ("Service", {"fields": SERVICE_FORM_FIELDS, "description": SERVICE_HELP})]
+        elif obj.kind in (TaskKind.COMMAND, TaskKind.SERVICE):
             editable = obj.source == DefinitionSource.ADMIN and self.has_change_permission(request, obj)
-            fieldsets.insert(1, ("Process", {"fields": PROCESS_FIELDS if editable else ("process_settings",)}))
+            if not editable:
+                fieldsets.insert(1, ("Process", {"fields": ("process_settings",)}))
+            elif obj.kind == TaskKind.COMMAND:
+                fieldsets.insert(1, ("Process", {"fields": PROCESS_FIELDS}))
+            else:
+                fieldsets[1:1] = [("Process", {"fields": PROCESS_FIELDS}),
+                                  ("Service", {"fields": SERVICE_FORM_FIELDS, "description": SERVICE_HELP})]
         if obj is None or obj.source == DefinitionSource.ADMIN:
             return fieldsets
         where = "in code (@task)" if obj.source == DefinitionSource.CODE else "in the definitions file"
@@ -221,11 +233,12 @@ class TaskAdmin(admin.ModelAdmin):
 
     @admin.display(description="Process settings")
     def process_settings(self, task: Task) -> SafeString:
-        """A command task's settings, read-only: declared elsewhere, or shown to someone who may not
-        change them. Env values and the secrets file's path are for operators to see; what that
-        file holds is never read here."""
+        """A command or service task's settings, read-only: declared elsewhere, or shown to someone
+        who may not change them. Env values and the secrets file's path are for operators to see;
+        what that file holds is never read here."""
         settings = task.process or {}
-        rows = ((name, _setting_text(settings[name])) for name in PROCESS_FIELDS if name in settings)
+        rows = ((name, _setting_text(settings[name])) for name in (*PROCESS_FIELDS, *SERVICE_FIELDS)
+                if name in settings)
         return format_html('<table class="td-process">{}</table>',
                            format_html_join("", "<tr><th>{}</th><td><code>{}</code></td></tr>", rows))
 

@@ -5,7 +5,9 @@
 - ``load``: the TOML definitions file, and every definition (code and file) together;
 - ``validate``: the field list, the defaults, and the one check of a definition, which fails with
   one line naming the task and the field;
-- ``process``: the one check of a command task's process settings, shared with the admin's form.
+- ``process``: the one check of a command task's process settings, shared with the admin's form;
+- ``service``: the one check of a service task's settings (its process fields, its service fields,
+  the task fields a service cannot have, ``depends_on`` across tasks), shared with the admin's form.
 
 A definition is a plain dict of Task field values. ``services.sync_definitions`` writes them to
 the Task table, keeping what an operator changed. Apps write ``from tasks_app.definitions import task``.

@@ -7,9 +7,10 @@ from typing import Any
 
 from tasks_app.conf import taskdeck_settings
 from tasks_app.definitions.declare import code_registry
+from tasks_app.definitions.service import dependency_errors
 from tasks_app.definitions.validate import build_definition
 from tasks_app.exceptions import DefinitionError
-from tasks_app.models import DefinitionSource
+from tasks_app.models import DefinitionSource, TaskKind
 
 
 def load_definitions_file(path: str | Path | None = None) -> list[dict[str, Any]]:
@@ -33,10 +34,24 @@ def load_definitions_file(path: str | Path | None = None) -> list[dict[str, Any]
 
 
 def all_definitions(path: str | Path | None = None) -> list[dict[str, Any]]:
-    """Code and file definitions together; one id declared in both is an error."""
+    """Code and file definitions together; one id declared in both is an error, and so is a
+    service's ``depends_on`` naming a task that is not a service declared beside it, or closing
+    a cycle (the first such error, naming the task)."""
     code = {definition["id"]: definition for definition in code_registry.definitions()}
     for definition in load_definitions_file(path):
         if definition["id"] in code:
             raise DefinitionError(definition["id"], "id", "declared both in code (@task) and in the definitions file")
         code[definition["id"]] = definition
-    return list(code.values())
+    definitions = list(code.values())
+    check_dependencies(definitions)
+    return definitions
+
+
+def check_dependencies(definitions: list[dict[str, Any]]) -> None:
+    """Every service's ``depends_on`` against the definitions loaded together (API.md: unknown ids
+    and cycles fail loading, naming the task); DefinitionError for the first that fails."""
+    depends_on = {definition["id"]: definition["process"]["depends_on"] for definition in definitions
+                  if definition["kind"] == TaskKind.SERVICE}
+    errors = dependency_errors(depends_on, kinds={definition["id"]: definition["kind"] for definition in definitions})
+    if errors:
+        raise errors[0]

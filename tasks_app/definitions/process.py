@@ -97,9 +97,9 @@ def validate_process(
         bad = text.first_unstorable(given[name], location=name)
         try:
             if bad is not None:
-                raise _Invalid(bad.clause, where=bad.location[len(name):])
+                raise InvalidField(bad.clause, where=bad.location[len(name):])
             settings[name] = check(given[name])
-        except _Invalid as error:
+        except InvalidField as error:
             errors.append(DefinitionError(task_id, name + error.where, error.message))
     if "command" in given and "argv" in given:
         errors.append(DefinitionError(task_id, "argv", "give command (shell text) or argv (a list), not both"))
@@ -135,7 +135,7 @@ def read_env_file(path: str | Path) -> dict[str, str]:
     return values
 
 
-class _Invalid(Exception):
+class InvalidField(Exception):
     """One field's value is bad: ``message`` follows its name; ``where`` locates it inside."""
 
     def __init__(self, message: str, *, where: str = "") -> None:
@@ -152,30 +152,30 @@ def _order(field: str) -> int:
 
 def _string(value: Any) -> str:
     if not isinstance(value, str):
-        raise _Invalid("must be a string")
+        raise InvalidField("must be a string")
     return value
 
 
 def _command(value: Any) -> str:
     if not _string(value).strip():
-        raise _Invalid("must not be empty")
+        raise InvalidField("must not be empty")
     return value
 
 
 def _argv(value: Any) -> list[str]:
     if not isinstance(value, list) or not value:
-        raise _Invalid('must be a non-empty list of strings, like ["du", "-s", "/srv"]')
+        raise InvalidField('must be a non-empty list of strings, like ["du", "-s", "/srv"]')
     for index, item in enumerate(value):
         if not isinstance(item, str):
-            raise _Invalid("must be a string", where=f"[{index}]")
+            raise InvalidField("must be a string", where=f"[{index}]")
     if not value[0].strip():
-        raise _Invalid("must name the program to run", where="[0]")
+        raise InvalidField("must name the program to run", where="[0]")
     return list(value)
 
 
 def _shell(value: Any) -> str:
     if not _string(value).strip():
-        raise _Invalid("must name a shell, like /bin/sh")
+        raise InvalidField("must name a shell, like /bin/sh")
     return value
 
 
@@ -184,14 +184,14 @@ def _user(value: Any, uid: int) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
-        raise _Invalid("must be a string: name, name:group or a numeric id")
+        raise InvalidField("must be a string: name, name:group or a numeric id")
     if not value:
         return ""
     if uid != 0:
-        raise _Invalid(f"needs the worker to run as root (this process runs as uid {uid})")
+        raise InvalidField(f"needs the worker to run as root (this process runs as uid {uid})")
     user, _, group = value.partition(":")
     if not user or (":" in value and not group):
-        raise _Invalid(f"{value!r} is not name, name:group or a numeric id")
+        raise InvalidField(f"{value!r} is not name, name:group or a numeric id")
     _known_id(user, pwd.getpwnam, "user")
     if group:
         _known_id(group, grp.getgrnam, "group")
@@ -204,30 +204,30 @@ def _known_id(name: str, look_up: Callable[[str], Any], what: str) -> None:
     try:
         look_up(name)
     except KeyError:
-        raise _Invalid(f"unknown {what} {name!r}") from None
+        raise InvalidField(f"unknown {what} {name!r}") from None
 
 
 def _umask(value: Any) -> str:
     if not isinstance(value, str):
-        raise _Invalid('must be an octal string, like "022"')
+        raise InvalidField('must be an octal string, like "022"')
     digits = value.strip().lower().removeprefix("0o")
     if not digits:
         if value.strip():
-            raise _Invalid(f'{value!r} is not an octal umask, like "022"')
+            raise InvalidField(f'{value!r} is not an octal umask, like "022"')
         return ""
     if not re.fullmatch(r"[0-7]{1,4}", digits) or int(digits, 8) > MAX_UMASK:
-        raise _Invalid(f'{value!r} is not an octal umask from "000" to "777"')
+        raise InvalidField(f'{value!r} is not an octal umask from "000" to "777"')
     return f"{int(digits, 8):04o}"
 
 
 def _env(value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping):
-        raise _Invalid('must be a table of strings, like { TARGET = "/srv" }')
+        raise InvalidField('must be a table of strings, like { TARGET = "/srv" }')
     for key, item in value.items():
         if not isinstance(key, str) or not key or "=" in key:
-            raise _Invalid(f"{text.storable(str(key))!r} is not a variable name (not empty, no '=')")
+            raise InvalidField(f"{text.storable(str(key))!r} is not a variable name (not empty, no '=')")
         if not isinstance(item, str):
-            raise _Invalid("must be a string", where=f".{key}")
+            raise InvalidField("must be a string", where=f".{key}")
     return dict(value)
 
 
@@ -237,45 +237,45 @@ def _env_file(value: Any) -> str:
     try:
         read_env_file(value)
     except FileNotFoundError:
-        raise _Invalid(f"no such file: {value!r}") from None
+        raise InvalidField(f"no such file: {value!r}") from None
     except OSError as error:
-        raise _Invalid(f"cannot read {value!r}: {error.strerror or error}") from None
+        raise InvalidField(f"cannot read {value!r}: {error.strerror or error}") from None
     except ValueError as error:
-        raise _Invalid(f"{value!r} is not a dotenv file: {error}") from None
+        raise InvalidField(f"{value!r} is not a dotenv file: {error}") from None
     return value
 
 
 def _exit_codes(value: Any) -> list[int]:
     if (not isinstance(value, list) or not value
             or any(isinstance(code, bool) or not isinstance(code, int) or not 0 <= code <= 255 for code in value)):
-        raise _Invalid("must be a non-empty list of exit statuses from 0 to 255, like [0, 1]")
+        raise InvalidField("must be a non-empty list of exit statuses from 0 to 255, like [0, 1]")
     return sorted(set(value))
 
 
 def _stop_signal(value: Any) -> str:
     if not isinstance(value, str):
-        raise _Invalid('must be a signal name, like "SIGTERM" or "TERM"')
+        raise InvalidField('must be a signal name, like "SIGTERM" or "TERM"')
     name = value.strip().upper()
     name = name if name.startswith("SIG") else "SIG" + name
     try:
         return signal.Signals[name].name  # an alias (SIGIOT) is stored as its signal's name (SIGABRT)
     except KeyError:
-        raise _Invalid(f"unknown signal {value!r} (like SIGTERM, SIGINT, SIGHUP)") from None
+        raise InvalidField(f"unknown signal {value!r} (like SIGTERM, SIGINT, SIGHUP)") from None
 
 
 def _graceful_stop(value: Any) -> float | int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise _Invalid("must be a number of seconds >= 0")
+        raise InvalidField("must be a number of seconds >= 0")
     return value
 
 
 def _log_max_size(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LOG_SIZE:
-        raise _Invalid("must be a whole number of bytes >= 1")
+        raise InvalidField("must be a whole number of bytes >= 1")
     return value
 
 
 def _log_on_full(value: Any) -> str:
     if value not in LogOnFull.values:
-        raise _Invalid(f"must be one of {', '.join(LogOnFull.values)}")
+        raise InvalidField(f"must be one of {', '.join(LogOnFull.values)}")
     return str(value)

@@ -14,6 +14,7 @@ from tasks_app import text
 from tasks_app.conf import taskdeck_settings
 from tasks_app.definitions.callables import resolve_callable
 from tasks_app.definitions.process import PROCESS_FIELDS, check_process
+from tasks_app.definitions.service import SERVICE_FIELDS, check_service, service_field_errors
 from tasks_app.exceptions import DefinitionError
 from tasks_app.models import (
     POLICY_FIELDS,
@@ -33,8 +34,9 @@ TASK_ID_PATTERN = re.compile(r"^[a-z0-9_.-]{1,200}$")
 OPERATOR_FIELDS = ("enabled", "interval", "interval_unit", "cron_string", "timezone")
 
 #: Every field a definition may set. Its default is the Task model's (``definition_defaults``). A
-#: command task may also set the process fields (process.PROCESS_FIELDS), flat in its table; the
-#: definition holds them as one ``process`` dict (the Task column), None for a python task.
+#: command task may also set the process fields (process.PROCESS_FIELDS), and a service task those
+#: and the service fields (service.SERVICE_FIELDS), flat in its table; the definition holds them as
+#: one ``process`` dict (the Task column), None for a python task.
 DEFINITION_FIELDS = (
     "title", "description", "type", "kind", "callable", "enabled", "manual_run", "cron_string", "timezone",
     "interval", "interval_unit", "supports_cancel", "supports_dry_run", "supports_history", "parameters",
@@ -57,14 +59,16 @@ def build_definition(
 ) -> dict[str, Any]:
     """Check every field of one definition and return the complete, clean field dict.
 
-    ``effective_uid``: the uid a command task's process would be started by (this process's by
-    default), which decides whether ``user`` may be given (definitions/process.py).
+    ``effective_uid``: the uid a command or service task's process would be started by (this
+    process's by default), which decides whether ``user`` may be given (definitions/process.py).
+    A service's ``depends_on`` is checked against the other definitions by the loader
+    (load.all_definitions), which sees them all.
     """
     if not isinstance(task_id, str) or not TASK_ID_PATTERN.match(task_id):
         raise DefinitionError(str(task_id), "id", "must be 1-200 characters of a-z, 0-9, _ . -")
     if "process" in fields:
         raise DefinitionError(task_id, "process", "unknown field (process fields sit flat in the task's table)")
-    unknown = set(fields) - set(DEFINITION_FIELDS) - set(PROCESS_FIELDS)
+    unknown = set(fields) - set(DEFINITION_FIELDS) - set(PROCESS_FIELDS) - set(SERVICE_FIELDS)
     if unknown:
         raise DefinitionError(task_id, text.storable(str(sorted(unknown)[0])), "unknown field")
     for name, value in fields.items():
@@ -72,25 +76,36 @@ def build_definition(
         if bad is not None:
             raise DefinitionError(task_id, bad.location, bad.clause)
     defaults = definition_defaults()
-    process = {name: value for name, value in fields.items() if name in PROCESS_FIELDS}
-    clean = {**defaults, **{name: value for name, value in fields.items() if name not in PROCESS_FIELDS}}
+    process = {name: value for name, value in fields.items() if name in _SETTINGS_FIELDS}
+    clean = {**defaults, **{name: value for name, value in fields.items() if name not in process}}
     check = _Checker(task_id, clean)
 
     check.choice("kind", TaskKind)
-    if clean["kind"] not in (TaskKind.PYTHON, TaskKind.COMMAND):
+    if clean["kind"] not in (TaskKind.PYTHON, TaskKind.COMMAND, TaskKind.SERVICE):
         raise DefinitionError(task_id, "kind", f"{clean['kind']!r} tasks are not supported yet; use kind = \"python\"")
     if clean["kind"] == TaskKind.PYTHON:
         if process:
-            raise DefinitionError(task_id, min(process, key=PROCESS_FIELDS.index), "applies to command tasks only")
+            first = min(process, key=_SETTINGS_FIELDS.index)
+            raise DefinitionError(task_id, first, "applies to service tasks only" if first in SERVICE_FIELDS
+                                  else "applies to command and service tasks only")
         check.text("callable", required=True)
         if resolve:
             try:
                 resolve_callable(clean["callable"])
             except ImportError as error:
                 raise DefinitionError(task_id, "callable", str(error)) from None
-    else:
+    elif clean["kind"] == TaskKind.COMMAND:
+        service_only = [name for name in SERVICE_FIELDS if name in process]
+        if service_only:
+            raise DefinitionError(task_id, service_only[0], "applies to service tasks only")
         _check_command_capabilities(task_id, fields)
         clean["callable"], clean["supports_cancel"] = "", True
+    else:
+        refused = service_field_errors(task_id, fields)
+        if refused:
+            raise refused[0]
+        # What a service holds instead (service.held_task_fields); a timeout of 0 is none.
+        clean["callable"], clean["supports_cancel"], clean["manual_run"], clean["timeout"] = "", True, False, 0
     check.text("title")
     clean["title"] = clean["title"] or task_id.replace("_", " ").capitalize()
     check.text("description")
@@ -128,12 +143,20 @@ def build_definition(
     check.integer("keep_runs", minimum=1)
     check.number("keep_for", minimum=1)
     clean["parameters"] = normalize_spec(task_id, clean["parameters"], tokens=clean["kind"] == TaskKind.COMMAND)
-    clean["process"] = (check_process(task_id, process, effective_uid=effective_uid)
-                        if clean["kind"] == TaskKind.COMMAND else None)
+    if clean["kind"] == TaskKind.COMMAND:
+        clean["process"] = check_process(task_id, process, effective_uid=effective_uid)
+    elif clean["kind"] == TaskKind.SERVICE:
+        clean["process"] = check_service(task_id, process, effective_uid=effective_uid)
+    else:
+        clean["process"] = None
     clean["id"] = task_id
     clean["source"] = str(source)
     clean["default_interval"] = clean["interval"]
     return clean
+
+
+#: The fields that become ``process``: a command task's, then a service's own.
+_SETTINGS_FIELDS = (*PROCESS_FIELDS, *SERVICE_FIELDS)
 
 
 def _check_command_capabilities(task_id: str, fields: dict[str, Any]) -> None:

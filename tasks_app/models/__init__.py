@@ -38,6 +38,7 @@ from tasks_app.models.tasks import (
     IntervalUnit,
     LogOnFull,
     OverlapPolicy,
+    RestartPolicy,
     RetryBackoff,
     Task,
     TaskKind,
@@ -52,7 +53,8 @@ from tasks_app.models.tasks import (
 __all__ = [
     "INTERNAL_EVENTS", "ON_DEMAND_TRIGGERS", "POLICY_FIELDS", "REASON_FOR_STOP", "RETRYABLE_REASONS", "SCOPE_GRANTS", "STATUS_FOR_REASON",
     "Activity", "ApiKey", "ApiKeyQuerySet", "CatchUp", "DefinitionSource", "EndReason", "Event", "EventName",
-    "Heartbeat", "HeartbeatRole", "InstanceState", "IntervalUnit", "Lease", "LogOnFull", "OverlapPolicy", "RetryBackoff", "Run", "RunCount", "RunQuerySet",
-    "RunLogChunk", "RunStatus", "RunTrigger", "Scope", "ServiceInstance", "StopRequest", "Task", "TaskKind", "TaskQuerySet", "TaskStatus", "TaskTrigger",
+    "Heartbeat", "HeartbeatRole", "InstanceState", "IntervalUnit", "Lease", "LogOnFull", "OverlapPolicy", "RestartPolicy", "RetryBackoff", "Run", "RunCount",
+    "RunQuerySet", "RunLogChunk", "RunStatus", "RunTrigger", "Scope", "ServiceInstance", "StopRequest", "Task", "TaskKind", "TaskQuerySet", "TaskStatus",
+    "TaskTrigger",
     "default_keep_for", "default_keep_runs", "default_timezone", "dropped_marker", "full_marker", "unpack",
 ]

@@ -82,6 +82,17 @@ class LogOnFull(models.TextChoices):
     """Stop the run, which ends failed with end reason log_overflow."""
 
 
+class RestartPolicy(models.TextChoices):
+    """When a service's instance that exited is started again (a service task's ``restart``)."""
+
+    NEVER = "never", _("Never")
+    """An instance that exits stays stopped until an operator starts it."""
+    ON_FAILURE = "on_failure", _("On failure")
+    """Started again when it exits with a code not in exit_codes, or by a signal."""
+    ALWAYS = "always", _("Always")
+    """Started again whatever its exit status."""
+
+
 class DefinitionSource(models.TextChoices):
     CODE = "code", _("Code (@task)")
     """Declared with the @task decorator in an installed app."""

@@ -187,8 +187,8 @@ def lock_and_count(task_id: str, *, now: Any) -> tuple[Task, Slots]:
     inside the write lock of every trigger, and the counts come from counters and indexes that do
     not grow with the backlog.
     """
-    fields = ("enabled", "removed_at", "manual_run", "supports_dry_run", "on_overlap", "max_concurrent", "queue_max",
-              "timeout")
+    fields = ("kind", "enabled", "removed_at", "manual_run", "supports_dry_run", "on_overlap", "max_concurrent",
+              "queue_max", "timeout")
     row = lock_task_reading(task_id, fields)
     if row is None:
         raise TaskNotFound(f"Task {task_id!r} does not exist.")

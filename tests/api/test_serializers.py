@@ -9,7 +9,7 @@ from rest_framework import serializers
 from tasks_app.api.serializers import RunSerializer, TaskSerializer
 from tasks_app.definitions.process import check_process
 from tasks_app.models import EndReason, InstanceState, IntervalUnit, Run, ServiceInstance, StopRequest, TaskKind
-from tests.factories import make_run, make_task, number, string
+from tests.factories import make_run, make_service, make_task, number, string
 
 pytestmark = pytest.mark.django_db
 
@@ -43,6 +43,8 @@ def test_task_rendering_equals_drf_field_by_field(clock) -> None:
                   last_run_at=clock.now(), enabled=False, manual_run=False, timeout=None),
         make_task(kind=TaskKind.COMMAND, callable="", process=check_process("backup", {"argv": ["tar", "-c", "/srv"]})),
         make_task(kind=TaskKind.SERVICE, callable="", process={**check_process("web", {"argv": ["httpd"]}), "instances": 2}),
+        make_service(process={"command": "redis-server", "instances": 3, "depends_on": ["db"],
+                              "health_check": {"command": "redis-cli ping"}}),
     ]
     ServiceInstance.objects.create(task=tasks[4], index=0, wanted=True, state=InstanceState.RUNNING, pid=42,
                                    run=make_run(tasks[4]), started_at=clock.now(), restarts=2, last_exit_code=1)

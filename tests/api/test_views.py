@@ -4,6 +4,7 @@ from datetime import timedelta
 import pytest
 
 from tasks_app import services
+from tasks_app.definitions.service import SERVICE_FIELDS
 from tasks_app.definitions.validate import build_definition
 from tasks_app.models import STATUS_FOR_REASON, Activity, EndReason, Run, RunStatus, RunTrigger, Task
 
@@ -82,7 +83,8 @@ def test_a_command_tasks_object_shows_its_process_settings(api, manage_key):
     task = command_task()
     body = api.get("/api/tasks/backup", key=manage_key).json()
     listed = api.get("/api/tasks?kind=command", key=manage_key).json()["tasks"]
-    assert body["process"] == task.process == listed[0]["process"]
+    assert body["process"] == {**task.process, **dict.fromkeys(SERVICE_FIELDS)} == listed[0]["process"]
+    assert list(body["process"])[-len(SERVICE_FIELDS):] == list(SERVICE_FIELDS)  # a service's, null here
     assert body["process"]["env"] == {"SRC": "/srv"} and body["process"]["secrets_file"] == "/etc/td/s.env"
     assert (body["process"]["stop_signal"], body["process"]["argv"], body["supports_cancel"]) == ("SIGINT", None, True)
     assert body["kind"] == "command" and body["trigger"] == "manual"
@@ -112,6 +114,54 @@ def test_no_route_creates_or_changes_a_command_tasks_process(api, manage_key):
     changed = Task.objects.get(pk="backup")
     assert (changed.enabled, changed.interval) == (False, 10)  # what the routes do, and nothing else
     assert changed.process == task.process and not Task.objects.filter(pk="new").exists()
+
+
+def service_task(**overrides):
+    """A service as the definitions sync writes one (DESIGN.md's example)."""
+    definition = build_definition("heartbeat_service", {
+        "kind": "service", "argv": ["python3", "-m", "http.server", "8765", "--bind", "127.0.0.1"], "healthy_after": 5,
+        "health_check": {"http": "http://127.0.0.1:8765/", "interval": 10}, "env": {"MODE": "demo"}, **overrides,
+    }, source="file")
+    services.sync_definitions([definition])
+    return Task.objects.get(pk="heartbeat_service")
+
+
+def test_a_service_tasks_object_shows_its_process_and_service_settings(api, manage_key):
+    task = service_task(depends_on=[], instances=2, restart="always")
+    body = api.get("/api/tasks/heartbeat_service", key=manage_key).json()
+    listed = api.get("/api/tasks?kind=service", key=manage_key).json()["tasks"]
+    assert body["process"] == task.process == listed[0]["process"]
+    assert (body["process"]["instances"], body["process"]["restart"], body["process"]["autostart"]) == (2, "always", True)
+    assert body["process"]["health_check"] == {"http": "http://127.0.0.1:8765/", "interval": 10,
+                                               "timeout": 5, "retries": 3}
+    assert (body["process"]["compose"], body["process"]["env"], body["process"]["stop_signal"]) == (None, {"MODE": "demo"},
+                                                                                                   "SIGTERM")
+    assert (body["kind"], body["trigger"], body["manual_run"], body["supports_cancel"]) == ("service", "service", False,
+                                                                                            True)
+    assert body["policy"]["timeout"] is None and body["policy"]["retry_attempts"] == 0
+
+
+def test_running_a_service_is_409_use_restart_and_no_route_changes_its_settings(api, manage_key):
+    task = service_task()
+    body = assert_problem(api.post("/api/tasks/heartbeat_service/run", key=manage_key, json={"force": True}), 409,
+                          "use-restart")
+    assert body == {"type": "/api/problems/use-restart", "title": "Use restart for a service", "status": 409,
+                    "detail": "Task 'heartbeat_service' is a service, kept running by its supervisor: restart it, "
+                              "do not run it.",
+                    "instance": "/api/tasks/heartbeat_service/run"}
+    assert not Run.objects.exists()
+    for method in ("PUT", "PATCH"):
+        assert_problem(api.request(method, "/api/tasks/heartbeat_service", key=manage_key,
+                                   json={"process": {"instances": 9}}), 405, "method-not-allowed")
+    assert_problem(api.put("/api/tasks/heartbeat_service/schedule", key=manage_key,
+                           json={"cron_string": "* * * * *"}), 400, "not-cron-scheduled")
+    assert_problem(api.put("/api/tasks/heartbeat_service/interval", key=manage_key,
+                           json={"interval": 1, "unit": "minutes"}), 400, "not-interval-scheduled")
+    assert Task.objects.get(pk="heartbeat_service").process == task.process
+    for slug, title in (("use-restart", "Use restart for a service"), ("not-a-service", "Not a service")):
+        page = api.get(f"/api/problems/{slug}")
+        assert page.status_code == 200 and title in page.text and "HTTP 409" in page.text
+        assert slug in api.get("/api/problems/").text
 
 
 def test_run_a_task(api, manage_key):

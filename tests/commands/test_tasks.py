@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from tasks_app.models import Event, EventName, InstanceState, Run, RunStatus, ServiceInstance, Task, TaskKind
 
 from ..conftest import ROOT
-from ..factories import make_task, string
+from ..factories import make_service, make_task, string
 from ..processes import Project
 
 
@@ -69,6 +69,14 @@ class TestInProcess:
             call(*args)
         assert message in str(caught.value)
         assert "\n" not in str(caught.value)
+
+
+    def test_running_a_service_says_to_restart_it_in_one_line(self):
+        make_service(id="web")
+        with pytest.raises(CommandError) as caught:
+            call("tasks", "run", "web", "--force")
+        assert str(caught.value) == "Task 'web' is a service, kept running by its supervisor: restart it, do not run it."
+        assert not Run.objects.exists()
 
 
 #: A Monday in November: Paris is UTC+1, New York UTC-5, so zone changes show in the next run.
@@ -256,6 +264,16 @@ def test_set_exits_non_zero_with_one_line_on_stderr_and_changes_nothing(project)
     assert listed["evaluate_rules"][3] == "yes"  # ENABLED: the refused change took --disable with it
     changed = project.manage("tasks", "set", "evaluate_rules", "--interval", "2d")
     assert changed.stdout.startswith("evaluate_rules: every 2 days; next run ") and changed.stdout.endswith(" UTC\n")
+
+
+def test_the_example_service_syncs_and_lists_and_running_it_fails_in_one_line(project):
+    assert "heartbeat_service" in project.manage("tasks", "sync").stdout  # the project's definitions file
+    listed = {line.split()[0]: line.split() for line in project.manage("tasks", "list").stdout.splitlines()}
+    assert listed["heartbeat_service"] == ["heartbeat_service", "service", "service", "yes", "stopped", "-"]
+    refused = project.manage("tasks", "run", "heartbeat_service", check=False)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.strip() == ("CommandError: Task 'heartbeat_service' is a service, kept running by its "
+                                      "supervisor: restart it, do not run it.")
 
 
 def test_ensure_admin_creates_one_login_once_and_says_where_the_password_is(project, tmp_path):

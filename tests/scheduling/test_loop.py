@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from tasks_app import queue, services
+from tasks_app.definitions.validate import build_definition
 from tasks_app.models import CatchUp, EndReason, Event, Run, RunStatus, RunTrigger, StopRequest, Task
 from tasks_app.queue.brokers import FakeRunBroker
 from tasks_app.scheduling.loop import Scheduler
@@ -153,6 +154,21 @@ def test_disabled_and_unscheduled_tasks_never_fire(clock):
     assert Scheduler(interval=1).fire_due_ticks() == []
     assert not Run.objects.filter(task__in=[disabled, manual]).exists()
     assert Task.objects.get(pk=disabled.pk).next_run_at is None
+
+
+def test_a_service_is_never_fired_by_ticks_or_a_start_up(clock):
+    """A service has no schedule and no run_on_start (the loader and the admin refuse both); its
+    instances' runs are its supervisor's."""
+    definition = build_definition("web", {"kind": "service", "argv": ["sleep", "infinity"]}, source="file")
+    services.sync_definitions([definition])
+    services.initialise_schedules(now=clock.now())
+    scheduler = Scheduler(interval=1)
+    for _ in range(3):
+        clock.advance(days=1)
+        scheduler.tick()
+        assert scheduler.fire_due_ticks() == [] and services.fire_startup_runs(now=clock.now()) == []
+    assert not Run.objects.filter(task_id="web").exists()
+    assert Task.objects.get(pk="web").next_run_at is None
 
 
 @pytest.mark.parametrize(("policy", "fired"), [(CatchUp.LATEST, 1), (CatchUp.ALL, 5), (CatchUp.SKIP, 0)])

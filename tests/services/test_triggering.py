@@ -2,7 +2,7 @@
 import threading
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django_q.models import OrmQ
 
 from tasks_app import queue, services
@@ -15,10 +15,12 @@ from tasks_app.exceptions import (
     TaskDisabled,
     TaskNotFound,
     TaskRemoved,
+    UseRestart,
 )
 from tasks_app.models import EndReason, Event, Run, RunStatus, RunTrigger, StopRequest, Task
+from tasks_app.services.transitions import lock_and_count
 
-from ..factories import make_task, number, string
+from ..factories import make_service, make_task, number, string
 from .conftest import api_trigger, schedule_trigger, events_of
 
 pytestmark = pytest.mark.django_db
@@ -54,6 +56,23 @@ class TestTrigger:
         Task.objects.filter(pk=task.pk).update(removed_at=clock.now())
         with pytest.raises(TaskRemoved):
             api_trigger(task)
+
+    @pytest.mark.parametrize("source", RunTrigger.values)
+    def test_a_service_is_never_triggered_whatever_the_source(self, source):
+        """Its instances' runs are its supervisor's to start (start, stop, restart)."""
+        task = make_service(id="web")
+        with pytest.raises(UseRestart) as caught:
+            services.trigger(task, source=source, requested_by="test", force=True)
+        assert caught.value.detail == "Task 'web' is a service, kept running by its supervisor: restart it, do not run it."
+        assert (caught.value.status, caught.value.slug) == (409, "use-restart")
+        assert not Run.objects.exists() and not Event.objects.exists() and OrmQ.objects.count() == 0
+
+    def test_the_kind_is_read_again_under_the_lock(self, clock):
+        """A definitions sync may turn a task into a service between the door's read and its lock."""
+        task = make_service(id="web")
+        with transaction.atomic():
+            policy, _ = lock_and_count(task.pk, now=clock.now())
+        assert policy.kind == "service"
 
     def test_dry_run_needs_support(self):
         with pytest.raises(DryRunUnsupported):
