@@ -12,7 +12,7 @@ from tasks_app.db.locks import retry_on_conflict
 from tasks_app.definitions.validate import OPERATOR_FIELDS
 from tasks_app.exceptions import InvalidSchedule, NotCronScheduled, NotIntervalScheduled
 from tasks_app.live import outbox
-from tasks_app.models import DefinitionSource, EndReason, RunStatus, Task
+from tasks_app.models import DefinitionSource, EndReason, RunStatus, Task, TaskKind
 from tasks_app.scheduling import rules
 from tasks_app.scheduling import cron
 from tasks_app.services.lookups import get_task
@@ -39,6 +39,9 @@ def sync_definitions(definitions: Iterable[Mapping[str, Any]]) -> dict[str, list
                 report["created"].append(task_id)
                 continue
             schedule_before = _schedule_of(task)
+            if values.get("kind") == TaskKind.SERVICE:  # a service has no schedule to keep
+                task.overrides = [key for key in task.overrides
+                                  if key not in ("interval", "interval_unit", "cron_string", "timezone")]
             for key, value in values.items():
                 if key in OPERATOR_FIELDS and key in task.overrides:
                     continue

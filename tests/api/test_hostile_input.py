@@ -7,7 +7,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 
-from tasks_app.models import Run, RunStatus
+from tasks_app.models import Run
 
 from ..factories import make_run, make_task, string
 from .conftest import assert_problem, make_key

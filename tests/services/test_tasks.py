@@ -23,6 +23,16 @@ class TestSync:
         assert (task.cron_string, task.enabled, task.title) == ("15 4 * * *", False, "Daily report")
         assert task.definition["cron_string"] == "0 5 * * *"
 
+    def test_a_task_that_becomes_a_service_drops_the_schedule_an_operator_gave_it(self):
+        command = build_definition("report", {"kind": "command", "argv": ["true"], "interval": 5}, source="file")
+        services.sync_definitions([command])
+        services.set_operator_fields("report", interval=9, enabled=False)
+        service = build_definition("report", {"kind": "service", "argv": ["httpd"]}, source="file")
+        services.sync_definitions([service])
+        task = Task.objects.get(pk="report")
+        assert (task.kind, task.interval, task.cron_string, task.next_run_at) == ("service", None, "", None)
+        assert task.overrides == ["enabled"] and not task.enabled  # the operator's other changes stay
+
     def test_a_vanished_definition_is_marked_removed_and_keeps_its_history(self):
         services.sync_definitions([self.definition()])
         ended = services.cancel_run(api_trigger("report").pk)
