@@ -57,9 +57,24 @@ class TaskRow:
 
 
 def read_rows(tasks: list[Task]) -> dict[str, TaskRow]:
+    """A service's status is its roll-up state (running, degraded, fatal...), not its runs'."""
     statuses = selectors.task_statuses(tasks)
+    statuses.update({task_id: state for task_id, (state, _) in selectors.service_states(tasks).items()})
     recent = selectors.recent_runs([task.pk for task in tasks], limit=RECENT_RUNS)
     return {task.pk: TaskRow(TaskStatus.REMOVED if task.is_removed else statuses[task.pk], recent[task.pk]) for task in tasks}
+
+
+#: What the service buttons ask (services.start_service...), and how the message says it.
+SERVICE_VERBS = {"start": services.start_service, "stop": services.stop_service, "restart": services.restart_service}
+
+
+def render_instances(request: HttpRequest, task: Task, *, can_run: bool) -> str:
+    """A service's instances, live: state, pid, uptime, restarts, last exit, next start."""
+    state, instances = selectors.service_states([task])[task.pk]
+    return render_to_string("admin/tasks_app/task/instances.html", {
+        "task": task, "state": state, "instances": instances, "now": clock.now(), "can_run": can_run,
+        "verbs": list(SERVICE_VERBS),
+    }, request=request)
 
 
 def render_cells(task: Task, row: TaskRow, *, now: datetime) -> dict[str, SafeString]:
@@ -259,6 +274,7 @@ class TaskAdmin(admin.ModelAdmin):
         return [
             path("live/", view(self.live_view), name="tasks_app_task_live"),
             path("<path:object_id>/run/", view(self.run_view), name="tasks_app_task_run"),
+            path("<path:object_id>/service/<str:verb>/", view(self.service_view), name="tasks_app_task_service"),
             path("<path:object_id>/schedule-preview/", view(self.schedule_preview_view),
                  name="tasks_app_task_schedule_preview"),
             *super().get_urls(),
@@ -275,10 +291,29 @@ class TaskAdmin(admin.ModelAdmin):
         now = clock.now()
         fragments = {f"{name}:{task.pk}": html for task in tasks
                      for name, html in render_cells(task, rows[task.pk], now=now).items()}
-        if request.GET.get("history"):  # the task page's table of recent runs
+        if request.GET.get("history"):  # the task page's table of recent runs, and a service's instances
             for task in tasks:
                 fragments[f"history:{task.pk}"] = self.render_history(request, task)
+                if task.kind == TaskKind.SERVICE:
+                    fragments[f"instances:{task.pk}"] = render_instances(request, task,
+                                                                         can_run=self.has_run_permission(request))
         return live_fragments(fragments)
+
+    def service_view(self, request: HttpRequest, object_id: str, verb: str) -> HttpResponse:
+        """POST: start, stop or restart a service (``run_task`` permission), back to its page."""
+        task = self.get_object(request, unquote(object_id))
+        if task is None or verb not in SERVICE_VERBS:
+            raise Http404
+        if request.method != "POST" or not self.has_run_permission(request):
+            raise PermissionDenied
+        try:
+            SERVICE_VERBS[verb](task.pk)
+        except TaskdeckError as error:
+            self.message_user(request, error.detail, messages.ERROR)
+        else:
+            self.message_user(request, f"{task.pk}: {verb} requested; its supervisor acts within a second.",
+                              messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:tasks_app_task_change", args=[quote(task.pk)]))
 
     def render_history(self, request: HttpRequest, task: Task) -> str:
         runs, total = selectors.page_of_runs(page=1, limit=RECENT_RUNS, task_id=task.pk)
@@ -337,10 +372,13 @@ class TaskAdmin(admin.ModelAdmin):
         extra: dict[str, Any] = {**(extra_context or {})}
         if task is not None:
             row = read_rows([task])[task.pk]
+            can_run = self.has_run_permission(request)
             extra.update({
                 "task": task, "cells": render_cells(task, row, now=clock.now()),
                 "history": self.render_history(request, task),
-                "can_run": self.has_run_permission(request),
+                "can_run": can_run and task.kind != TaskKind.SERVICE,
+                "instances": (render_instances(request, task, can_run=can_run) if task.kind == TaskKind.SERVICE
+                              else None),
             })
         return super().change_view(request, object_id, form_url, extra)
 
