@@ -379,6 +379,7 @@ class TaskAdmin(admin.ModelAdmin):
                 "can_run": can_run and task.kind != TaskKind.SERVICE,
                 "instances": (render_instances(request, task, can_run=can_run) if task.kind == TaskKind.SERVICE
                               else None),
+                "service_verbs": list(SERVICE_VERBS) if can_run else [],
             })
         return super().change_view(request, object_id, form_url, extra)
 

@@ -65,6 +65,13 @@ kind = "command"
 command = 'printf "<script>window.pwned = 1</script> caf\\351 \\377\\n"; while [ ! -e "$1" ]; do sleep 0.05; done; printf "after the gate\\n"; exit 3'
 parameters = [{ key = "gate", type = "string", kind = "arg" }]
 timeout = 60
+
+[tasks.pinger]
+title = "Pinger (test)"
+kind = "service"
+command = 'echo up; exec sleep 300'
+autostart = false
+healthy_after = 2
 """
 
 #: Parameters that make the example scan (160 files at ``pace`` seconds each) take well under a second.

@@ -199,3 +199,22 @@ def test_a_command_runs_output_tails_live_as_text_with_its_pid_then_its_exit_cod
     assert log.inner_text().count("after the gate") == 1  # appended once, not twice
     assert page.evaluate("window.pwned") is None
     assert page.evaluate(NOT_RELOADED)
+
+
+def test_a_services_instances_follow_live_from_start_to_healthy_then_stop(serve, admin_page):
+    page = admin_page
+    page.goto("/admin/tasks_app/task/pinger/change/")
+    panel = page.locator(".td-instances-panel")
+    expect(panel).to_contain_text("Stopped", timeout=15_000)  # autostart = false: its supervisor keeps it down
+    page.get_by_role("button", name="Start", exact=True).click()
+    expect(page.locator(".messagelist")).to_contain_text("Pinger: start requested")
+    stay(page)
+    expect(panel.locator("tbody tr").first).to_contain_text("Starting", timeout=15_000)
+    expect(panel.locator("tbody tr").first).to_contain_text("Running", timeout=15_000)  # up healthy_after (2 s)
+    pid = panel.locator("tbody tr td").nth(2).inner_text()
+    assert pid.isdigit()
+    assert page.evaluate(NOT_RELOADED)
+    screenshot(page, "service")
+    page.get_by_role("button", name="Stop", exact=True).click()
+    stay(page)
+    expect(panel).to_contain_text("Stopped", timeout=15_000)
