@@ -91,16 +91,7 @@ def validate_process(
         "stop_signal": _stop_signal, "graceful_stop": _graceful_stop, "log_max_size": _log_max_size,
         "log_on_full": _log_on_full,
     }
-    for name, check in checks.items():
-        if name not in given:
-            continue
-        bad = text.first_unstorable(given[name], location=name)
-        try:
-            if bad is not None:
-                raise InvalidField(bad.clause, where=bad.location[len(name):])
-            settings[name] = check(given[name])
-        except InvalidField as error:
-            errors.append(DefinitionError(task_id, name + error.where, error.message))
+    errors.extend(apply_checks(task_id, given, checks, settings))
     if "command" in given and "argv" in given:
         errors.append(DefinitionError(task_id, "argv", "give command (shell text) or argv (a list), not both"))
     elif "command" not in given and "argv" not in given:
@@ -133,6 +124,24 @@ def read_env_file(path: str | Path) -> dict[str, str]:
     reader = type("EnvFileReader", (environ.Env,), {"ENVIRON": values})  # into this dict, not os.environ
     reader.read_env(io.StringIO("\n".join(kept)), overwrite=True)
     return values
+
+
+def apply_checks(task_id: str, given: Mapping[str, Any], checks: Mapping[str, Callable[[Any], Any]],
+                 settings: dict[str, Any]) -> list[DefinitionError]:
+    """Each field of ``given`` that ``checks`` names, checked into ``settings``; one
+    DefinitionError per bad field (text that cannot be stored first, then the field's own check)."""
+    errors = []
+    for name, check in checks.items():
+        if name not in given:
+            continue
+        bad = text.first_unstorable(given[name], location=name)
+        try:
+            if bad is not None:
+                raise InvalidField(bad.clause, where=bad.location[len(name):])
+            settings[name] = check(given[name])
+        except InvalidField as error:
+            errors.append(DefinitionError(task_id, name + error.where, error.message))
+    return errors
 
 
 class InvalidField(Exception):

@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tasks_app import text
-from tasks_app.definitions.process import InvalidField, validate_process
+from tasks_app.definitions.process import InvalidField, apply_checks, validate_process
 from tasks_app.exceptions import DefinitionError
 from tasks_app.models import RestartPolicy, RetryBackoff, Task, TaskKind
 
@@ -117,16 +117,7 @@ def validate_service(
         "restart_delay": _seconds, "start_retries": _start_retries, "healthy_after": _seconds,
         "depends_on": lambda value: _depends_on(value, task_id), "priority": _priority, "health_check": _health_check, "compose": _compose,
     }
-    for name, check in checks.items():
-        if name not in given:
-            continue
-        bad = text.first_unstorable(given[name], location=name)
-        try:
-            if bad is not None:
-                raise InvalidField(bad.clause, where=bad.location[len(name):])
-            settings[name] = check(given[name])
-        except InvalidField as error:
-            errors.append(DefinitionError(task_id, name + error.where, error.message))
+    errors.extend(apply_checks(task_id, given, checks, settings))
     return settings, errors
 
 
