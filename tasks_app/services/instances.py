@@ -33,10 +33,12 @@ def ensure_instances(tasks: Iterable[Task]) -> list[ServiceInstance]:
     missing are created, wanted if the service starts by itself (``autostart``). Rows past the
     count stay until their owner has stopped them, then go."""
     tasks = list(tasks)
-    for task in tasks:
-        ServiceInstance.objects.filter(task=task, index__gte=int(task.process.get("instances", 1)),
-                                       state=InstanceState.STOPPED).delete()
+    counts = {task.id: int(task.process.get("instances", 1)) for task in tasks}
     rows = {(row.task_id, row.index): row for row in ServiceInstance.objects.filter(task__in=tasks)}
+    past = [row.pk for row in rows.values() if row.index >= counts[row.task_id] and row.state == InstanceState.STOPPED]
+    if past:  # a write only when a service shrank: this runs on every look of every supervisor
+        ServiceInstance.objects.filter(pk__in=past, state=InstanceState.STOPPED).delete()
+        rows = {key: row for key, row in rows.items() if row.pk not in past}
     missing = [ServiceInstance(task_id=task.id, index=index, wanted=bool(task.process.get("autostart", True)))
                for task in tasks for index in range(int(task.process.get("instances", 1)))
                if (task.id, index) not in rows]
