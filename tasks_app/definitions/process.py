@@ -18,7 +18,7 @@ import os
 import pwd
 import re
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -284,7 +284,13 @@ def _log_max_size(value: Any) -> int:
     return value
 
 
-def _log_on_full(value: Any) -> str:
-    if value not in LogOnFull.values:
-        raise InvalidField(f"must be one of {', '.join(LogOnFull.values)}")
-    return str(value)
+def choice(values: Sequence[str]) -> Callable[[Any], str]:
+    """The check of a field that takes one of ``values``."""
+    def check(value: Any) -> str:
+        if value not in values:
+            raise InvalidField(f"must be one of {', '.join(values)}")
+        return str(value)
+    return check
+
+
+_log_on_full = choice(LogOnFull.values)

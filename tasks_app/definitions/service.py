@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tasks_app import text
-from tasks_app.definitions.process import InvalidField, apply_checks, validate_process
+from tasks_app.definitions.process import InvalidField, apply_checks, choice, validate_process
 from tasks_app.exceptions import DefinitionError
 from tasks_app.models import RestartPolicy, RetryBackoff, Task, TaskKind
 
@@ -229,16 +229,8 @@ def _boolean(value: Any) -> bool:
     return value
 
 
-def _restart(value: Any) -> str:
-    if value not in RestartPolicy.values:
-        raise InvalidField(f"must be one of {', '.join(RestartPolicy.values)}")
-    return str(value)
-
-
-def _restart_backoff(value: Any) -> str:
-    if value not in RetryBackoff.values:
-        raise InvalidField(f"must be one of {', '.join(RetryBackoff.values)}")
-    return str(value)
+_restart = choice(RestartPolicy.values)
+_restart_backoff = choice(RetryBackoff.values)
 
 
 def _seconds(value: Any) -> float | int:
