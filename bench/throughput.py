@@ -680,6 +680,8 @@ def add_repetition_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="Keep the databases and cluster logs.")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # internal: one side, one repetition
     parser.add_argument("--log", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)  # the parent's folder (Repetitions.workdir)
+    parser.add_argument("--rep", type=int, default=0, help=argparse.SUPPRESS)
 
 
 def parse_args() -> argparse.Namespace:
