@@ -53,11 +53,13 @@ fuzz: setup
 		"tests/api/test_events.py::test_the_stream_takes_any_header_or_query_string_without_a_server_error"
 
 ## bench: throughput and latency against raw django-q2, command runs against django-q2 and
-## supervisord (both on SQLite and on PostgreSQL), API reads, the scheduler, live events
+## supervisord, service tasks against supervisord (each on SQLite and on PostgreSQL), API reads,
+## the scheduler, live events
 bench: setup $(BENCH_VENV)/bin/supervisord
 	scripts/install-test-deps
 	scripts/with-postgres $(PY) bench/throughput.py --database both
 	scripts/with-postgres $(PY) bench/process.py --database both --supervisord $(BENCH_VENV)/bin/supervisord
+	scripts/with-postgres $(PY) bench/services.py --database both --supervisord $(BENCH_VENV)/bin/supervisord
 	$(PY) bench/api.py
 	$(PY) bench/scheduler.py
 	$(PY) bench/events.py

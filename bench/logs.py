@@ -49,6 +49,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.throughput import BenchError, die_with_parent  # noqa: E402 (after the path above)
+
 # Lines made once, a block of 10,000 (~750 KB), written again and again: the child costs next to
 # nothing, so the figures are the capture's own.
 CHILD = """
@@ -90,7 +92,10 @@ SUPERVISORD_CONF = """
 [supervisord]
 logfile={folder}/supervisord.log
 pidfile={folder}/supervisord.pid
+childlogdir={folder}
 nodaemon=true
+"""
+FLOOD_PROGRAM = """
 [program:flood]
 command={python} {folder}/child.py {total}
 stdout_logfile={folder}/supervised.log
@@ -100,21 +105,64 @@ startsecs=0
 """
 
 
+class Supervisord:
+    """A supervisord (``executable``, from an environment of the bench's own) in the foreground,
+    with ``programs`` (its ``[program:x]`` sections); its configuration, log, pid file and the
+    programs' AUTO logs in ``folder``. As a context manager it is stopped on the way out (SIGTERM:
+    it stops its programs, then exits); it gets SIGTERM too if the process that started it dies."""
+
+    name = "supervisord"
+
+    def __init__(self, executable: str, folder: Path, programs: str) -> None:
+        self.executable = executable
+        self.folder = folder
+        self.programs = programs
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Supervisord:
+        (self.folder / "supervisord.conf").write_text(SUPERVISORD_CONF.format(folder=self.folder) + self.programs)
+        self.process = subprocess.Popen([self.executable, "-c", str(self.folder / "supervisord.conf")],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within ``timeout`` s (its programs may then
+        outlive it: a caller that started long-running ones checks)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.process.wait()
+
+    def check_alive(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            code = self.process.returncode if self.process else None
+            raise BenchError(f"supervisord exited (code {code}); its log:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join((self.folder / "supervisord.log").read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
 def supervised(total: int, folder: Path, supervisord: str) -> float:
     (folder / "child.py").write_text(CHILD)
-    (folder / "supervisord.conf").write_text(SUPERVISORD_CONF.format(folder=folder, python=sys.executable, total=total))
     log = folder / "supervised.log"
     log.unlink(missing_ok=True)
     began = time.perf_counter()
-    process = subprocess.Popen([supervisord, "-c", str(folder / "supervisord.conf")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with Supervisord(supervisord, folder, FLOOD_PROGRAM.format(folder=folder, python=sys.executable, total=total)):
         while not log.exists() or log.stat().st_size < total:
             time.sleep(0.005)
         return time.perf_counter() - began
-    finally:
-        process.terminate()
-        process.wait()
 
 
 def store(total: int, *, cap: int) -> tuple[float, int]:

@@ -626,8 +626,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cancels", type=int, default=20, help="Cancelled `sleep 300` runs per repetition.")
     parser.add_argument("--supervisord", default="", help="A supervisord executable (the log capture's peer).")
     add_repetition_arguments(parser)
-    parser.add_argument("--workdir", help=argparse.SUPPRESS)
-    parser.add_argument("--rep", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 

@@ -257,8 +257,9 @@ def _cluster_config() -> dict[str, Any]:
     }
 
 
-def _die_with_parent() -> None:
-    """In the qcluster child before exec: Linux sends it SIGTERM if the bench child dies."""
+def die_with_parent() -> None:
+    """In a child of the bench (a cluster, a supervisor, supervisord) before exec: Linux sends it
+    SIGTERM if the bench process that started it dies."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -266,23 +267,30 @@ def _die_with_parent() -> None:
 
 
 class Cluster:
-    """A worker cluster (``manage.py worker`` or ``qcluster``) in its own process group, output to
-    a log file, stopped with it."""
+    """A long-running ``manage.py`` process (a worker cluster: ``worker`` or ``qcluster``; a
+    ``supervisor``) in its own process group, output to a log file, stopped with it. ``env``: its
+    environment (this process's by default)."""
 
-    def __init__(self, log_path: Path, *, command: str) -> None:
+    def __init__(self, log_path: Path, *, command: str, env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
         self.command = command
+        self.env = env
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"manage.py {self.command}"
 
     def __enter__(self) -> Cluster:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "manage.py", self.command],
                 cwd=ROOT,
+                env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
             )
         return self
 
@@ -292,10 +300,11 @@ class Cluster:
     def check_alive(self) -> None:
         if self.process is None or self.process.poll() is not None:
             code = self.process.returncode if self.process else None
-            raise BenchError(f"qcluster exited (code {code}); its log:\n{self.log_tail()}")
+            raise BenchError(f"{self.name} exited (code {code}); its log:\n{self.log_tail()}")
 
     def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM (django-q2 stops its workers), then SIGKILL whatever of the group is left."""
+        """SIGTERM (django-q2 stops its workers, a supervisor its instances), then SIGKILL whatever
+        of the group is left."""
         if self.process is None:
             return
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the cleanup short
@@ -319,7 +328,22 @@ class Cluster:
             return "(no log)"
 
 
-def wait_for(probe: Callable[[], T], *, timeout: float, interval: float, cluster: Cluster, what: str) -> T:
+class Watched(Protocol):
+    """What ``wait_for`` watches while it waits: a process that must stay up (a ``Cluster``), with
+    a log to show when it did not."""
+
+    @property
+    def name(self) -> str:
+        """What to call it in a message."""
+
+    def check_alive(self) -> None:
+        """Raise BenchError if it has exited."""
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of its log."""
+
+
+def wait_for(probe: Callable[[], T], *, timeout: float, interval: float, cluster: Watched, what: str) -> T:
     """Call ``probe`` every ``interval`` s until it returns something truthy; never wait forever."""
     deadline = time.monotonic() + timeout
     while True:
@@ -328,7 +352,8 @@ def wait_for(probe: Callable[[], T], *, timeout: float, interval: float, cluster
             return value
         cluster.check_alive()
         if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:g} s waiting for {what}; qcluster log:\n{cluster.log_tail()}")
+            raise BenchError(f"timed out after {timeout:g} s waiting for {what}; {cluster.name}'s log:\n"
+                             f"{cluster.log_tail()}")
         time.sleep(interval)
 
 
@@ -655,6 +680,8 @@ def add_repetition_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="Keep the databases and cluster logs.")
     parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # internal: one side, one repetition
     parser.add_argument("--log", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)  # the parent's folder (Repetitions.workdir)
+    parser.add_argument("--rep", type=int, default=0, help=argparse.SUPPRESS)
 
 
 def parse_args() -> argparse.Namespace:
