@@ -5,7 +5,8 @@
   (``build_definition``, then ``depends_on`` across them, as the loader checks them), and the
   definitions file ``--output`` writes;
 - ``compose``: a docker compose file's services, each run by ``docker compose run``;
-- ``crontab``: a crontab's lines, as command tasks with their cron strings.
+- ``crontab``: a crontab's lines, as command tasks with their cron strings;
+- ``supervisord``: a supervisord configuration's ``[program:x]`` sections, as services.
 
 A reader only reads: a file it cannot make sense of raises ``ImportFileError`` naming the file
 and where in it, and nothing is written. ``services.import_definitions`` writes what it read.
