@@ -15,7 +15,7 @@ volumes, networks, resources): the task carries what decides when and how many r
   profile);
 - ``graceful_stop`` from ``stop_grace_period`` (compose durations: ``10s``, ``1m30s``, ``500ms``;
   compose's default, 10 s, when left out), ``stop_signal`` from ``stop_signal`` (``docker compose
-  run`` passes the signal it gets on to the container);
+  run`` passes the signal it gets on to the container, since docker/compose#10633);
 - ``depends_on`` from ``depends_on`` (list or mapping form), keeping only the services imported
   with it: the others are dropped and said so;
 - ``restart = "on_failure"``: the file's own ``restart:`` is ignored, as ``docker compose run``
