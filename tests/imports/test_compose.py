@@ -72,6 +72,7 @@ class TestIntoTheDatabase:
             "5 task(s) to the database (source compose): 5 created.",
         ]
 
+    @pytest.mark.postgres  # unchanged read back from a JSON column, and the provenance looked up in one
     def test_a_re_import_updates_in_place_and_reports_a_service_gone_from_the_file(self, tmp_path):
         folder = tmp_path / "media"
         folder.mkdir()

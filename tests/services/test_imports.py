@@ -68,6 +68,7 @@ def test_a_definition_must_be_built_with_the_source_it_is_imported_as():
         services.import_definitions([imported("cron.a", source="file")], source="file")
 
 
+@pytest.mark.postgres  # a lookup into a JSON column: SQLite's text and PostgreSQL's jsonb alike
 def test_imported_task_ids_of_a_source_or_of_one_compose_project():
     compose = {"kind": "service", "command": "docker compose run web", "compose": {
         "file": "/srv/compose.yml", "project_name": "media", "service": "web"}}
