@@ -2,6 +2,7 @@
 
     TaskdeckError
     ├── DefinitionError            a task definition is invalid (start-up fails, naming task + field)
+    ├── ImportFileError            a file to import is not what its importer reads (names the file)
     ├── NotFound (404)
     │   ├── TaskNotFound           task-not-found
     │   └── RunNotFound            run-not-found
@@ -25,7 +26,8 @@
     │   ├── TaskRemoved            task-removed
     │   ├── RunActive              run-active
     │   ├── UseRestart             use-restart (a service is not run: it is started, stopped, restarted)
-    │   └── NotAService            not-a-service
+    │   ├── NotAService            not-a-service
+    │   └── TaskOfAnotherSource    task-of-another-source (an import would overwrite a task declared elsewhere)
     └── DatabaseUnavailable (503)  database-unavailable (the database refused to read or write)
 
 Each class carries a problem ``slug``, an HTTP ``status`` and a ``title``: the API renders them
@@ -58,6 +60,19 @@ class DefinitionError(TaskdeckError):
         self.field = field
         self.message = message  # the clause alone, for a form that shows it beside the field
         super().__init__(f"Task {task_id!r}: field {field!r}: {message}")
+
+
+class ImportFileError(TaskdeckError):
+    """A compose file, crontab or supervisord configuration that its importer cannot read, or that
+    says something its own program would refuse; the message names the file and where in it."""
+
+    slug = "invalid-import"
+    title = "File cannot be imported"
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        self.message = message
+        super().__init__(f"{path}: {message}")
 
 
 class NotFound(TaskdeckError):
@@ -207,3 +222,11 @@ class UseRestart(Conflict):
 
     slug = "use-restart"
     title = "Use restart for a service"
+
+
+class TaskOfAnotherSource(Conflict):
+    """An import would write a task whose id belongs to another source (code, the definitions
+    file, the admin or another importer); nothing is written."""
+
+    slug = "task-of-another-source"
+    title = "Task declared elsewhere"

@@ -55,6 +55,16 @@ def latest_run(task: Task) -> Run | None:
     return task.runs.order_by("-created_at").first()
 
 
+def imported_task_ids(source: str, *, compose_project: str | None = None) -> list[str]:
+    """The present tasks an import of ``source`` wrote (of one compose project when given, by
+    their ``compose`` provenance), by id: what an importer compares its file with, to report
+    those no longer in it."""
+    tasks = Task.objects.present().filter(source=source)
+    if compose_project is not None:
+        tasks = tasks.filter(process__compose__project_name=compose_project)
+    return list(tasks.values_list("id", flat=True))
+
+
 # --- Run lists (history, /api/runs) ------------------------------------------------------------
 
 

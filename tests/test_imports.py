@@ -20,7 +20,7 @@ from .conftest import ROOT
 APP = ROOT / "tasks_app"
 #: The services package, bottom first (tasks_app/services/__init__.py says what each holds).
 LAYERS = ["lookups", "transitions", "progress", "triggering", "outcomes", "ticks", "recovery", "stopping", "leases", "instances",
-          "tasks", "keys", "heartbeats"]
+          "tasks", "imports", "keys", "heartbeats"]
 #: The execution package, bottom first (tasks_app/execution/__init__.py says what each holds).
 EXECUTION_LAYERS = ["outcome", "output", "command_line", "context", "running", "watchdog", "python", "process", "entry"]
 #: The supervision package, bottom first (tasks_app/supervision/__init__.py says what each holds).

@@ -19,6 +19,7 @@ checks), so the rules of a run's life sit at the bottom and the callers of those
 - ``leases``: one owner across hosts for what must run once (service instances);
 - ``instances``: what a supervisor writes as it runs service instances;
 - ``tasks``: the definitions sync, the admin's saves and the operator's edits of a task;
+- ``imports``: the tasks the importers bring (compose, crontab, supervisord), written with their source;
 - ``keys``: API keys (created and shown once, found by hash, revoked);
 - ``heartbeats``: processes saying they are alive.
 """
@@ -31,6 +32,7 @@ from tasks_app.services.tasks import (
     sync_definitions,
 )
 from tasks_app.services.heartbeats import beat
+from tasks_app.services.imports import import_definitions
 from tasks_app.services.instances import (
     beat_instances,
     begin_instance,
@@ -58,7 +60,8 @@ __all__ = [
     "HOSTNAME", "LogTail", "Owner", "TickPlan", "after_run_ended", "append_log", "beat", "beat_instances", "beat_run",
     "begin_instance", "cancel_run", "cancel_task", "claim_run", "delete_run", "due_tasks",
     "end_previous_instance_runs", "end_shutdown_runs", "ensure_instances", "finish_and_claim_next", "finish_run",
-    "fire_startup_runs", "fire_ticks", "get_run", "get_task", "hold_leases", "initialise_schedules", "instance_ended",
+    "fire_startup_runs", "fire_ticks", "get_run", "get_task", "hold_leases", "import_definitions", "initialise_schedules",
+    "instance_ended",
     "instance_up", "parameters_for", "plan_tick", "read_for_execution", "reap_lost_runs", "rebuild_queue",
     "record_pid", "record_progress", "redeliver_lost_runs", "release_held_runs", "release_leases",
     "request_shutdown", "restart_service", "save_task", "schedule_retry", "set_enabled", "set_instance_state",

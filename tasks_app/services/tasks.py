@@ -3,6 +3,7 @@ operator fields (enabled, schedule) an edit sets and a later sync keeps."""
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -32,28 +33,8 @@ def sync_definitions(definitions: Iterable[Mapping[str, Any]]) -> dict[str, list
     with transaction.atomic():
         existing = {task.pk: task for task in Task.objects.select_for_update().filter(pk__in=declared)}
         for task_id, definition in declared.items():
-            task = existing.get(task_id)
-            values = {key: value for key, value in definition.items() if key != "id"}
-            if task is None:
-                Task.objects.create(id=task_id, definition=values, **values)
-                report["created"].append(task_id)
-                continue
-            schedule_before = _schedule_of(task)
-            if values.get("kind") == TaskKind.SERVICE:  # a service has no schedule to keep
-                task.overrides = [key for key in task.overrides
-                                  if key not in ("interval", "interval_unit", "cron_string", "timezone")]
-            for key, value in values.items():
-                if key in OPERATOR_FIELDS and key in task.overrides:
-                    continue
-                setattr(task, key, value)
-            if task.interval is None and task.cron_string:
-                task.interval_unit = ""
-            was_removed, task.removed_at = task.removed_at is not None, None
-            if _schedule_of(task) != schedule_before or was_removed:
-                task.next_run_at = cron.next_run_at(task, now=now)  # a new schedule starts from now
-            task.definition = values
-            task.save()
-            report["updated"].append(task_id)
+            write_definition(existing.get(task_id), definition, now=now)
+            report["created" if task_id not in existing else "updated"].append(task_id)
         vanished = Task.objects.filter(removed_at__isnull=True, source__in=("code", "file")).exclude(pk__in=declared)
         for task in vanished.select_for_update():
             task.removed_at, task.next_run_at = now, None
@@ -68,6 +49,32 @@ def sync_definitions(definitions: Iterable[Mapping[str, Any]]) -> dict[str, list
                 )
             outbox.emit_task_updated(task, message="Task removed from its definitions")
     return report
+
+
+def write_definition(task: Task | None, definition: Mapping[str, Any], *, now: datetime) -> Task:
+    """Create the task a checked ``definition`` declares, or update ``task`` (its row, locked by
+    the caller) in place: the operator fields an operator changed (Task.overrides) are kept, a
+    removed task comes back, and a changed schedule starts from now. The definitions sync and the
+    importers (services/imports.py) write through here, so both keep the same operator changes."""
+    values = {key: value for key, value in definition.items() if key != "id"}
+    if task is None:
+        return Task.objects.create(id=definition["id"], definition=values, **values)
+    schedule_before = _schedule_of(task)
+    if values.get("kind") == TaskKind.SERVICE:  # a service has no schedule to keep
+        task.overrides = [key for key in task.overrides
+                          if key not in ("interval", "interval_unit", "cron_string", "timezone")]
+    for key, value in values.items():
+        if key in OPERATOR_FIELDS and key in task.overrides:
+            continue
+        setattr(task, key, value)
+    if task.interval is None and task.cron_string:
+        task.interval_unit = ""
+    was_removed, task.removed_at = task.removed_at is not None, None
+    if _schedule_of(task) != schedule_before or was_removed:
+        task.next_run_at = cron.next_run_at(task, now=now)  # a new schedule starts from now
+    task.definition = values
+    task.save()
+    return task
 
 
 def _schedule_of(task: Task) -> tuple[Any, ...]:
