@@ -7,7 +7,8 @@
 - ``keys``: API keys and scopes;
 - ``heartbeats``: processes saying they are alive;
 - ``leases``: who runs, right now, what must run once across hosts;
-- ``instances``: service instances, their states and what operators asked of them.
+- ``instances``: service instances, their states and what operators asked of them;
+- ``watchers``: file watchers' live state.
 
 Every state is a TextChoices with a docstring per member.
 """
@@ -20,6 +21,7 @@ from tasks_app.models.logs import RunLogChunk, dropped_marker, full_marker, unpa
 from tasks_app.models.runs import (
     ON_DEMAND_TRIGGERS,
     REASON_FOR_STOP,
+    REFUSED_TRIGGERS,
     RETRYABLE_REASONS,
     STATUS_FOR_REASON,
     Activity,
@@ -49,12 +51,13 @@ from tasks_app.models.tasks import (
     default_keep_runs,
     default_timezone,
 )
+from tasks_app.models.watchers import Watcher, WatcherState
 
 __all__ = [
-    "INTERNAL_EVENTS", "ON_DEMAND_TRIGGERS", "POLICY_FIELDS", "REASON_FOR_STOP", "RETRYABLE_REASONS", "SCOPE_GRANTS", "STATUS_FOR_REASON",
+    "INTERNAL_EVENTS", "ON_DEMAND_TRIGGERS", "POLICY_FIELDS", "REASON_FOR_STOP", "REFUSED_TRIGGERS", "RETRYABLE_REASONS", "SCOPE_GRANTS", "STATUS_FOR_REASON",
     "Activity", "ApiKey", "ApiKeyQuerySet", "CatchUp", "DefinitionSource", "EndReason", "Event", "EventName",
     "Heartbeat", "HeartbeatRole", "InstanceState", "IntervalUnit", "Lease", "LogOnFull", "OverlapPolicy", "RestartPolicy", "RetryBackoff", "Run", "RunCount",
     "RunQuerySet", "RunLogChunk", "RunStatus", "RunTrigger", "Scope", "ServiceInstance", "StopRequest", "Task", "TaskKind", "TaskQuerySet", "TaskStatus",
-    "TaskTrigger",
+    "TaskTrigger", "Watcher", "WatcherState",
     "default_keep_for", "default_keep_runs", "default_timezone", "dropped_marker", "full_marker", "unpack",
 ]

@@ -27,6 +27,9 @@ class EventName(models.TextChoices):
     SERVICE_UPDATED = "service:updated", _("Service updated")
     """A service instance changed state (started, healthy, exited, backoff, fatal, stopped), or an
     operator started, stopped or restarted the service."""
+    WATCHER_UPDATED = "watcher:updated", _("Watcher updated")
+    """A file watcher changed state (starting, watching, error, stopped), saw changes (its pending
+    count, throttled), triggered its target, or had a trigger refused."""
     LOG = "run:log", _("Output logged")
     """Output of a run landed in its log (throttled): it wakes the run's log streams
     (``GET /api/runs/{id}/log/stream``); /api/events and the WebSocket do not send it."""

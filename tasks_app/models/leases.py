@@ -1,5 +1,5 @@
 """Lease: who runs, right now, something that must run exactly once across hosts (a service
-instance; a watcher next)."""
+instance, a file watcher)."""
 from __future__ import annotations
 
 from django.db import models
@@ -11,7 +11,7 @@ class Lease(models.Model):
     runs the thing named. Another takes it over only once it has expired (services/leases.py)."""
 
     name = models.CharField(max_length=300, primary_key=True,
-                            help_text=_("What is owned: service:<task id>:<instance index>"))
+                            help_text=_("What is owned: service:<task id>:<instance index>, watcher:<task id>"))
     owner = models.CharField(max_length=120, help_text=_("The supervisor holding it: host, pid and a start token"))
     host = models.CharField(max_length=255)
     pid = models.PositiveIntegerField()

@@ -98,6 +98,11 @@ class RunTrigger(models.TextChoices):
 #: Triggers that count as "someone asked": they need the task's manual_run.
 ON_DEMAND_TRIGGERS = frozenset({RunTrigger.MANUAL, RunTrigger.API})
 
+#: Triggers told no (an exception, and no run) when the task's overlap policy refuses a run: a
+#: person asking, or a file watcher, which keeps its changes pending and asks again once the task
+#: is free. The others (a schedule tick, a retry...) record a run ended skipped or queue_full.
+REFUSED_TRIGGERS = ON_DEMAND_TRIGGERS | {RunTrigger.WATCHER}
+
 
 class StopRequest(models.TextChoices):
     """Why a running run was asked to stop; it decides the end reason once it stops."""

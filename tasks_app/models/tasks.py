@@ -175,6 +175,10 @@ class Task(models.Model):
     process = StorableJSONField(
         null=True, blank=True,
         help_text=_("A command task's process settings, normalised (definitions/process.py); null for python tasks"))
+    watch = StorableJSONField(
+        null=True, blank=True,
+        help_text=_("A watcher task's settings: what it watches and what it triggers, normalised "
+                    "(definitions/watcher.py); null for other kinds"))
 
     on_overlap = models.CharField(max_length=10, choices=OverlapPolicy.choices, default=OverlapPolicy.SKIP)
     max_concurrent = models.PositiveIntegerField(default=1)
