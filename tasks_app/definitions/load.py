@@ -9,6 +9,7 @@ from tasks_app.conf import taskdeck_settings
 from tasks_app.definitions.declare import code_registry
 from tasks_app.definitions.service import dependency_errors
 from tasks_app.definitions.validate import build_definition
+from tasks_app.definitions.watcher import target_errors
 from tasks_app.exceptions import DefinitionError
 from tasks_app.models import DefinitionSource, TaskKind
 
@@ -36,7 +37,8 @@ def load_definitions_file(path: str | Path | None = None) -> list[dict[str, Any]
 def all_definitions(path: str | Path | None = None) -> list[dict[str, Any]]:
     """Code and file definitions together; one id declared in both is an error, and so is a
     service's ``depends_on`` naming a task that is not a service declared beside it, or closing
-    a cycle (the first such error, naming the task)."""
+    a cycle, and a watcher's ``target`` that is not a task declared beside it that runs and takes
+    its ``target_parameters`` (the first such error, naming the task)."""
     code = {definition["id"]: definition for definition in code_registry.definitions()}
     for definition in load_definitions_file(path):
         if definition["id"] in code:
@@ -44,6 +46,7 @@ def all_definitions(path: str | Path | None = None) -> list[dict[str, Any]]:
         code[definition["id"]] = definition
     definitions = list(code.values())
     check_dependencies(definitions)
+    check_targets(definitions)
     return definitions
 
 
@@ -53,5 +56,15 @@ def check_dependencies(definitions: list[dict[str, Any]]) -> None:
     depends_on = {definition["id"]: definition["process"]["depends_on"] for definition in definitions
                   if definition["kind"] == TaskKind.SERVICE}
     errors = dependency_errors(depends_on, kinds={definition["id"]: definition["kind"] for definition in definitions})
+    if errors:
+        raise errors[0]
+
+
+def check_targets(definitions: list[dict[str, Any]]) -> None:
+    """Every watcher's ``target`` against the definitions loaded together (definitions/watcher.py);
+    DefinitionError for the first that fails."""
+    tasks = {definition["id"]: (definition["kind"], definition["parameters"]) for definition in definitions}
+    errors = target_errors(((definition["id"], definition["watch"]) for definition in definitions
+                            if definition["kind"] == TaskKind.WATCHER), tasks)
     if errors:
         raise errors[0]

@@ -86,8 +86,9 @@ def health_check_defaults() -> dict[str, Any]:
 
 
 def held_task_fields() -> dict[str, Any]:
-    """The value a service holds for each task field it cannot set: the field's default, except
-    that it is not run on demand and has no timeout. Giving one of these values is not an error."""
+    """The value a service (or a watcher) holds for each task field it cannot set: the field's
+    default, except that it is not run on demand and has no timeout. Giving one of these values is
+    not an error."""
     held = {name: Task._meta.get_field(name).get_default() for name in REFUSED_TASK_FIELDS}
     held = {name: str(value) if isinstance(value, str) else value for name, value in held.items()}
     return {**held, "callable": "", "manual_run": False, "supports_cancel": True, "timeout": None}
@@ -96,8 +97,14 @@ def held_task_fields() -> dict[str, Any]:
 def service_field_errors(task_id: str, fields: Mapping[str, Any]) -> list[DefinitionError]:
     """The task fields given that a service cannot have (REFUSED_TASK_FIELDS), in that order:
     each given with another value than the one a service holds (``held_task_fields``)."""
+    return held_field_errors(task_id, fields, refused=REFUSED_TASK_FIELDS)
+
+
+def held_field_errors(task_id: str, fields: Mapping[str, Any], *, refused: Mapping[str, str]) -> list[DefinitionError]:
+    """The task fields of ``refused`` (name: why not) given with another value than the one a task
+    of that kind holds (``held_task_fields``), in ``refused``'s order: a service's, a watcher's."""
     held = held_task_fields()
-    return [DefinitionError(task_id, name, message) for name, message in REFUSED_TASK_FIELDS.items()
+    return [DefinitionError(task_id, name, message) for name, message in refused.items()
             if name in fields and not _holds(name, fields[name], held[name])]
 
 

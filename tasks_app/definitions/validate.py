@@ -15,6 +15,7 @@ from tasks_app.conf import taskdeck_settings
 from tasks_app.definitions.callables import resolve_callable
 from tasks_app.definitions.process import PROCESS_FIELDS, check_process
 from tasks_app.definitions.service import SERVICE_FIELDS, check_service, service_field_errors
+from tasks_app.definitions.watcher import WATCHER_FIELDS, check_watcher, watcher_field_errors
 from tasks_app.exceptions import DefinitionError
 from tasks_app.models import (
     POLICY_FIELDS,
@@ -36,7 +37,8 @@ OPERATOR_FIELDS = ("enabled", "interval", "interval_unit", "cron_string", "timez
 #: Every field a definition may set. Its default is the Task model's (``definition_defaults``). A
 #: command task may also set the process fields (process.PROCESS_FIELDS), and a service task those
 #: and the service fields (service.SERVICE_FIELDS), flat in its table; the definition holds them as
-#: one ``process`` dict (the Task column), None for a python task.
+#: one ``process`` dict (the Task column), None for a python task. A watcher task sets the watcher
+#: fields (watcher.WATCHER_FIELDS), held as its ``watch`` dict, None for the other kinds.
 DEFINITION_FIELDS = (
     "title", "description", "type", "kind", "callable", "enabled", "manual_run", "cron_string", "timezone",
     "interval", "interval_unit", "supports_cancel", "supports_dry_run", "supports_history", "parameters",
@@ -61,14 +63,16 @@ def build_definition(
 
     ``effective_uid``: the uid a command or service task's process would be started by (this
     process's by default), which decides whether ``user`` may be given (definitions/process.py).
-    A service's ``depends_on`` is checked against the other definitions by the loader
-    (load.all_definitions), which sees them all.
+    A service's ``depends_on`` and a watcher's ``target`` are checked against the other definitions
+    by the loader (load.all_definitions), which sees them all.
     """
     if not isinstance(task_id, str) or not TASK_ID_PATTERN.match(task_id):
         raise DefinitionError(str(task_id), "id", "must be 1-200 characters of a-z, 0-9, _ . -")
-    if "process" in fields:
-        raise DefinitionError(task_id, "process", "unknown field (process fields sit flat in the task's table)")
-    unknown = set(fields) - set(DEFINITION_FIELDS) - set(PROCESS_FIELDS) - set(SERVICE_FIELDS)
+    for nested in ("process", "watch"):
+        if nested in fields:
+            raise DefinitionError(task_id, nested, f"unknown field ({'process' if nested == 'process' else 'watcher'} "
+                                                   "fields sit flat in the task's table)")
+    unknown = set(fields) - set(DEFINITION_FIELDS) - set(PROCESS_FIELDS) - set(SERVICE_FIELDS) - set(WATCHER_FIELDS)
     if unknown:
         raise DefinitionError(task_id, text.storable(str(sorted(unknown)[0])), "unknown field")
     for name, value in fields.items():
@@ -77,12 +81,13 @@ def build_definition(
             raise DefinitionError(task_id, bad.location, bad.clause)
     defaults = definition_defaults()
     process = {name: value for name, value in fields.items() if name in _SETTINGS_FIELDS}
-    clean = {**defaults, **{name: value for name, value in fields.items() if name not in process}}
+    watch = {name: value for name, value in fields.items() if name in WATCHER_FIELDS}
+    clean = {**defaults, **{name: value for name, value in fields.items() if name not in process and name not in watch}}
     check = _Checker(task_id, clean)
 
     check.choice("kind", TaskKind)
-    if clean["kind"] not in (TaskKind.PYTHON, TaskKind.COMMAND, TaskKind.SERVICE):
-        raise DefinitionError(task_id, "kind", f"{clean['kind']!r} tasks are not supported yet; use kind = \"python\"")
+    if watch and clean["kind"] != TaskKind.WATCHER:
+        raise DefinitionError(task_id, min(watch, key=WATCHER_FIELDS.index), "applies to watcher tasks only")
     if clean["kind"] == TaskKind.PYTHON:
         if process:
             first = min(process, key=_SETTINGS_FIELDS.index)
@@ -100,6 +105,16 @@ def build_definition(
             raise DefinitionError(task_id, service_only[0], "applies to service tasks only")
         _check_command_capabilities(task_id, fields)
         clean["callable"], clean["supports_cancel"] = "", True
+    elif clean["kind"] == TaskKind.WATCHER:
+        if process:
+            first = min(process, key=_SETTINGS_FIELDS.index)
+            raise DefinitionError(task_id, first, "applies to service tasks only" if first in SERVICE_FIELDS
+                                  else "applies to command and service tasks only")
+        refused = watcher_field_errors(task_id, fields)
+        if refused:
+            raise refused[0]
+        # What a watcher holds instead, as a service does (service.held_task_fields).
+        clean["callable"], clean["supports_cancel"], clean["manual_run"], clean["timeout"] = "", True, False, 0
     else:
         refused = service_field_errors(task_id, fields)
         if refused:
@@ -149,6 +164,7 @@ def build_definition(
         clean["process"] = check_service(task_id, process, effective_uid=effective_uid)
     else:
         clean["process"] = None
+    clean["watch"] = check_watcher(task_id, watch) if clean["kind"] == TaskKind.WATCHER else None
     clean["id"] = task_id
     clean["source"] = str(source)
     clean["default_interval"] = clean["interval"]

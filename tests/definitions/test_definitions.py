@@ -54,7 +54,7 @@ def test_a_missing_definitions_file_declares_nothing(tmp_path):
     ({"callable": "tests.sample_tasks.noop", "max_concurrent": 0}, "max_concurrent"),
     ({"callable": "tests.sample_tasks.noop", "enabled": "yes"}, "enabled"),
     ({"callable": "tests.sample_tasks.noop", "colour": "red"}, "colour"),
-    ({"callable": "tests.sample_tasks.noop", "kind": "watcher"}, "kind"),
+    ({"callable": "tests.sample_tasks.noop", "kind": "robot"}, "kind"),
     ({"callable": "tests.sample_tasks.noop", "keep_runs": 0}, "keep_runs"),
     ({"callable": "tests.sample_tasks.noop", "keep_for": 0}, "keep_for"),
 ])

@@ -131,10 +131,11 @@ def test_a_python_task_with_a_process_field_fails_naming_it(field):
     assert str(caught.value) == f"Task 'report': field '{field}': applies to command and service tasks only"
 
 
-def test_watchers_are_still_refused():
+def test_a_watcher_with_a_process_field_fails_naming_it():
     with pytest.raises(DefinitionError) as caught:
-        build_definition("later", {"kind": "watcher", "command": "true"}, source="file")
-    assert str(caught.value) == "Task 'later': field 'kind': 'watcher' tasks are not supported yet; use kind = \"python\""
+        build_definition("later", {"kind": "watcher", "command": "true", "paths": ["/srv"], "target": "x"},
+                         source="file")
+    assert str(caught.value) == "Task 'later': field 'command': applies to command and service tasks only"
 
 
 @pytest.mark.parametrize(("given", "stored"), [
