@@ -27,6 +27,7 @@ from tasks_app.exceptions import (
 from tasks_app.live import outbox
 from tasks_app.models import (
     ON_DEMAND_TRIGGERS,
+    REFUSED_TRIGGERS,
     STATUS_FOR_REASON,
     EndReason,
     EventName,
@@ -56,8 +57,9 @@ def trigger(
 
     Returns the new run: queued (handed to a worker, or held for a free slot or for its
     ``not_before`` time), or already ended ``skipped``/``queue_full`` when a non-interactive
-    source (schedule, watcher, retry, ...) met a full task. Interactive sources (api, manual) get
-    an exception instead and no run is created. ``retry_of`` makes the run the next attempt of
+    source (schedule, retry, ...) met a full task. Interactive sources (api, manual) and watchers
+    (which keep their changes and ask again) get an exception instead and no run is created
+    (``REFUSED_TRIGGERS``). ``retry_of`` makes the run the next attempt of
     that run's chain.
 
     Everything that needs no lock (checking parameters, building the queue package) happens
@@ -109,7 +111,7 @@ def place(run: Run, package: queue.Package, policy: Task, slots: Slots, writes: 
         slots.held += 1
     else:
         full_queue = policy.on_overlap == OverlapPolicy.QUEUE
-        if source in ON_DEMAND_TRIGGERS:
+        if source in REFUSED_TRIGGERS:
             if full_queue:
                 raise QueueFull(f"Task {policy.pk!r} already has {slots.waiting()} run(s) waiting (queue_max {policy.queue_max}).")
             active = Run.objects.filter(task_id=policy.pk).occupying().values_list("pk", flat=True)[:3]
@@ -170,6 +172,11 @@ def _check_triggerable(task: Task, *, source: str, dry_run: bool) -> None:
         # Whatever the source: a service's runs are its instances' lifetimes, which its supervisor
         # writes itself (issue 15), never through this door.
         raise UseRestart(f"Task {task.id!r} is a service, kept running by its supervisor: restart it, do not run it.")
+    if task.kind == TaskKind.WATCHER:
+        # Whatever the source: a watcher has no runs; it triggers its target when files change.
+        raise NotManuallyRunnable(f"Task {task.id!r} is a file watcher: it triggers {task.watch['target']!r} when "
+                                  "files change, and is not run itself." if task.watch else
+                                  f"Task {task.id!r} is a file watcher: it is not run itself.")
     if not task.enabled:
         raise TaskDisabled(f"Task {task.id!r} is disabled.")
     if source in ON_DEMAND_TRIGGERS and not task.manual_run:

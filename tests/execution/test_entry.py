@@ -34,7 +34,10 @@ def test_a_duplicated_delivery_does_not_execute_twice(tmp_path):
 
 
 def test_a_run_of_a_kind_no_executor_runs_ends_failed_saying_so_and_the_worker_goes_on():
-    run = run_until_ended(trigger(make_task(kind=TaskKind.WATCHER, callable="")))
+    run = make_run(make_task(kind=TaskKind.WATCHER, callable=""))  # the trigger door refuses watchers: a run
+    with transaction.atomic():                                       # queued before its task became one
+        queue.enqueue(queue.prepare(run))
+    run = run_until_ended(run)
     assert (run.status, run.end_reason) == (RunStatus.FAILED, EndReason.FAILED)
     assert run.error == "Tasks of kind 'watcher' cannot run here: this worker runs only python, command tasks."
     assert run.traceback == "" and run.started_at and run.ended_at

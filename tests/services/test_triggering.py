@@ -17,7 +17,7 @@ from tasks_app.exceptions import (
     TaskRemoved,
     UseRestart,
 )
-from tasks_app.models import EndReason, Event, Run, RunStatus, RunTrigger, StopRequest, Task
+from tasks_app.models import EndReason, Event, Run, RunStatus, RunTrigger, StopRequest, Task, TaskKind
 from tasks_app.services.transitions import lock_and_count
 
 from ..factories import make_service, make_task, number, string
@@ -67,6 +67,18 @@ class TestTrigger:
         assert (caught.value.status, caught.value.slug) == (409, "use-restart")
         assert not Run.objects.exists() and not Event.objects.exists() and OrmQ.objects.count() == 0
 
+    @pytest.mark.parametrize("source", RunTrigger.values)
+    def test_a_watcher_is_never_triggered_whatever_the_source(self, source):
+        """It has no runs: it triggers its target when files change (API.md: 409 not-manually-runnable)."""
+        task = make_task(id="watch", kind=TaskKind.WATCHER, callable="", manual_run=False,
+                         watch={"paths": ["/srv"], "target": "scan"})
+        with pytest.raises(NotManuallyRunnable) as caught:
+            services.trigger(task, source=source, requested_by="test", force=True)
+        assert caught.value.detail == ("Task 'watch' is a file watcher: it triggers 'scan' when files change, and is "
+                                       "not run itself.")
+        assert (caught.value.status, caught.value.slug) == (409, "not-manually-runnable")
+        assert not Run.objects.exists() and not Event.objects.exists() and OrmQ.objects.count() == 0
+
     def test_the_kind_is_read_again_under_the_lock(self, clock):
         """A definitions sync may turn a task into a service between the door's read and its lock."""
         task = make_service(id="web")
@@ -97,6 +109,19 @@ class TestOverlap:
         skipped = schedule_trigger(task)
         assert (skipped.status, skipped.end_reason) == (RunStatus.SKIPPED, EndReason.SKIPPED)
         assert events_of(skipped) == ["task:skipped"]
+
+    def test_a_watcher_meeting_a_full_task_is_refused_and_leaves_no_run(self):
+        """It keeps its changes and asks again once the task is free: a skipped run a second
+        while a long scan runs would bury the task's history."""
+        task = make_task(on_overlap="skip")
+        first = api_trigger(task)
+        with pytest.raises(AlreadyRunning):
+            services.trigger(task, source=RunTrigger.WATCHER, requested_by="watcher:watch")
+        queued = make_task(on_overlap="queue", queue_max=0)
+        api_trigger(queued)
+        with pytest.raises(QueueFull):
+            services.trigger(queued, source=RunTrigger.WATCHER, requested_by="watcher:watch")
+        assert list(Run.objects.filter(task=task)) == [first] and Run.objects.filter(task=queued).count() == 1
         assert Run.objects.count() == 2
 
     def test_force_bypasses_the_policy(self):
