@@ -1,0 +1,103 @@
+"""platform/filewatch.py on real files: a path watched on its own thread (inotify and polling),
+changes handed over and the loop woken, a missing or vanished path reported, and the mode chosen
+by the file system a path lies on."""
+from __future__ import annotations
+
+import select
+import shutil
+
+import pytest
+
+from tasks_app.platform.filewatch import INOTIFY, POLLING, PathWatch, WakePipe, filesystem_of, mode_for
+
+from ..conftest import wait_until
+
+
+@pytest.fixture
+def wake():
+    pipe = WakePipe()
+    yield pipe
+    pipe.close()
+
+
+@pytest.fixture
+def watches():
+    made: list[PathWatch] = []
+    yield made
+    for watch in made:
+        watch.close()
+
+
+def watch(watches, wake, path, *, mode=INOTIFY, recursive=True) -> PathWatch:
+    made = PathWatch(str(path), recursive=recursive, mode=mode, poll_interval=0.1, wake=wake.wake).start()
+    watches.append(made)
+    return made
+
+
+def changes_until(watch: PathWatch, predicate, *, what: str) -> list[tuple[str, str]]:
+    seen: list[tuple[str, str]] = []
+
+    def done():
+        seen.extend(watch.drain())
+        return predicate(seen)
+
+    wait_until(done, what=what)
+    return seen
+
+
+@pytest.mark.parametrize("mode", [INOTIFY, POLLING])
+def test_changes_under_a_folder_are_handed_over_and_wake_the_loop(tmp_path, wake, watches, mode):
+    (tmp_path / "gba").mkdir()
+    watched = watch(watches, wake, tmp_path, mode=mode)
+    wait_until(lambda: watched.state == "watching", what="the watch to be in place")
+    assert select.select([wake], [], [], 5)[0]  # "watching" woke the loop
+    wake.drain()
+    (tmp_path / "gba" / "game.rom").write_bytes(b"x")
+    seen = changes_until(watched, lambda seen: ("created", str(tmp_path / "gba" / "game.rom")) in seen,
+                         what="the new file")
+    assert select.select([wake], [], [], 0)[0]
+    (tmp_path / "gba" / "game.rom").unlink()
+    changes_until(watched, lambda seen: ("deleted", str(tmp_path / "gba" / "game.rom")) in seen, what="the delete")
+    assert watched.mode == mode and watched.note == "" and {kind for kind, _ in seen} <= {"created", "modified"}
+
+
+def test_a_watch_that_is_not_recursive_sees_only_its_own_folder(tmp_path, wake, watches):
+    (tmp_path / "sub").mkdir()
+    watched = watch(watches, wake, tmp_path, recursive=False)
+    wait_until(lambda: watched.state == "watching", what="the watch")
+    (tmp_path / "sub" / "deep.rom").write_bytes(b"x")
+    (tmp_path / "top.rom").write_bytes(b"x")
+    seen = changes_until(watched, lambda seen: any(path.endswith("top.rom") for _, path in seen), what="top.rom")
+    assert not any(path.endswith("deep.rom") for _, path in seen + watched.drain())
+
+
+def test_a_missing_path_fails_saying_so(tmp_path, wake, watches):
+    watched = watch(watches, wake, tmp_path / "absent")
+    wait_until(lambda: watched.state == "failed", what="the failure")
+    assert watched.error == f"{tmp_path / 'absent'}: no such file or folder; watching it once it appears"
+
+
+def test_a_folder_deleted_under_its_watch_ends_the_watch(tmp_path, wake, watches):
+    folder = tmp_path / "library"
+    folder.mkdir()
+    watched = watch(watches, wake, folder)
+    wait_until(lambda: watched.state == "watching", what="the watch")
+    shutil.rmtree(folder)
+    wait_until(lambda: watched.state == "failed", what="the watch to notice", timeout=5)
+    assert watched.error == f"{folder}: no longer there (deleted or replaced); watching again once it is back"
+    assert ("deleted", str(folder)) in watched.drain()
+
+
+def test_closing_a_watch_ends_its_thread(tmp_path, wake):
+    watched = PathWatch(str(tmp_path), recursive=True, mode=INOTIFY, poll_interval=1, wake=wake.wake).start()
+    wait_until(lambda: watched.state == "watching", what="the watch")
+    watched.close()
+    assert not watched._thread.is_alive()
+
+
+def test_the_mode_follows_the_file_system_a_path_lies_on(tmp_path):
+    here = filesystem_of(str(tmp_path))
+    assert here and filesystem_of("/proc/self") == "proc"
+    assert mode_for(str(tmp_path), polled_filesystems={"nfs", "nfs4"}) == INOTIFY
+    assert mode_for(str(tmp_path), polled_filesystems={here}) == POLLING
+    assert mode_for(str(tmp_path / "not" / "yet"), polled_filesystems={here}) == POLLING  # its mount, all the same
