@@ -36,6 +36,15 @@ DEFAULTS: dict[str, Any] = {
     # A supervisor looks at the database for what to run (new services, operators' starts and
     # stops) this often (seconds).
     "SUPERVISOR_INTERVAL": 1.0,
+    # A file watcher's path on a file system that sends no inotify events (network mounts) is
+    # polled this often (seconds): each pass looks at every file under it.
+    "WATCHER_POLL_INTERVAL": 2.0,
+    # The file systems whose paths are polled rather than watched by inotify (their type in
+    # /proc/self/mountinfo): changes made on another machine never reach this one's inotify.
+    "WATCHER_POLLED_FILESYSTEMS": (
+        "nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "fuse.glusterfs", "afs", "ncpfs",
+        "fuse.sshfs", "fuse.rclone", "fuse.s3fs", "fuse.gcsfuse", "davfs", "fuse.davfs2",
+    ),
     # Captured output kept per run (bytes; API.md: 100 MiB); older text is dropped past it. A
     # command task's log_max_size defaults to it (TASKDECK_LOG_MAX_SIZE).
     "LOG_MAX_SIZE": 100 * 1024 * 1024,

@@ -20,11 +20,11 @@ from .conftest import ROOT
 APP = ROOT / "tasks_app"
 #: The services package, bottom first (tasks_app/services/__init__.py says what each holds).
 LAYERS = ["lookups", "transitions", "progress", "triggering", "outcomes", "ticks", "recovery", "stopping", "leases", "instances",
-          "tasks", "imports", "keys", "heartbeats"]
+          "watchers", "tasks", "imports", "keys", "heartbeats"]
 #: The execution package, bottom first (tasks_app/execution/__init__.py says what each holds).
 EXECUTION_LAYERS = ["outcome", "output", "command_line", "context", "running", "watchdog", "python", "process", "entry"]
 #: The supervision package, bottom first (tasks_app/supervision/__init__.py says what each holds).
-SUPERVISION_LAYERS = ["restarts", "health", "watchers", "owned", "order", "supervisor"]
+SUPERVISION_LAYERS = ["restarts", "health", "watchers", "watching", "owned", "order", "supervisor"]
 #: The modules allowed to import django_q.
 QUEUE_HOMES = {"tasks_app.queue.handoff", "tasks_app.queue.brokers", "tasks_app.queue.cluster", "tasks_app.queue.hooks"}
 

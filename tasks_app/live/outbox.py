@@ -86,6 +86,19 @@ def emit_service_updated(task_id: str, *, index: int | None, state: str, message
               "created_at": now}])
 
 
+def emit_watcher_updated(task_id: str, *, state: str, pending_changes: int, message: str = "", error: str = "",
+                         run_id: Any = None, last_change_at: Any = None, last_triggered_at: Any = None) -> None:
+    """A file watcher changed state, saw changes (its pending count), triggered its target
+    (``run_id``: the target's new run) or had a trigger refused (``message`` says why)."""
+    now = clock.now()
+    data = {"task_id": task_id, "state": state, "pending_changes": pending_changes, "error": error,
+            "last_change_at": last_change_at.isoformat() if last_change_at else None,
+            "last_triggered_at": last_triggered_at.isoformat() if last_triggered_at else None,
+            "run_id": str(run_id) if run_id else None, "timestamp": now.isoformat(), "message": message}
+    _insert([{"name": EventName.WATCHER_UPDATED, "task_id": task_id, "run_id": None, "data": data,
+              "created_at": now}])
+
+
 def _insert(rows: list[dict[str, Any]]) -> None:
     """Write event rows (one prepared statement, db/inserts.py), then announce them once committed."""
     if not rows:

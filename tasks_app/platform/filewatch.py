@@ -192,19 +192,19 @@ class WakePipe:
     def wake(self) -> None:
         try:
             os.write(self._write, b"!")
-        except (BlockingIOError, OSError):
+        except OSError:
             pass  # full (the loop will read it) or closed (it stopped)
 
     def drain(self) -> None:
         try:
             while os.read(self._read, 4096):
                 pass
-        except (BlockingIOError, OSError):
-            pass
+        except OSError:
+            pass  # nothing more to read
 
     def close(self) -> None:
-        for fd in (self._read, self._write):
-            try:
+        """Once: a second call must not close descriptors the process has handed out again since."""
+        fds, self._read, self._write = (self._read, self._write), -1, -1
+        for fd in fds:
+            if fd >= 0:
                 os.close(fd)
-            except OSError:
-                pass

@@ -16,8 +16,9 @@ checks), so the rules of a run's life sit at the bottom and the callers of those
 - ``recovery``: lost workers' runs reaped (and what their commands left killed), lost queue
   messages sent again;
 - ``stopping``: cancels and a worker's shutdown;
-- ``leases``: one owner across hosts for what must run once (service instances);
+- ``leases``: one owner across hosts for what must run once (service instances, file watchers);
 - ``instances``: what a supervisor writes as it runs service instances;
+- ``watchers``: what a supervisor writes as it runs file watchers, and a watcher's trigger;
 - ``tasks``: the definitions sync, the admin's saves and the operator's edits of a task;
 - ``imports``: the tasks the importers bring (compose, crontab, supervisord), written with their source;
 - ``keys``: API keys (created and shown once, found by hash, revoked);
@@ -55,16 +56,17 @@ from tasks_app.services.stopping import cancel_run, cancel_task, end_shutdown_ru
 from tasks_app.services.ticks import TickPlan, due_tasks, fire_startup_runs, fire_ticks, initialise_schedules, plan_tick
 from tasks_app.services.transitions import claim_run, delete_run, read_for_execution, stop_wakeup
 from tasks_app.services.triggering import parameters_for, release_held_runs, trigger
+from tasks_app.services.watchers import LeaseLost, ensure_watchers, fire_watcher, set_watcher_state
 
 __all__ = [
-    "HOSTNAME", "LogTail", "Owner", "TickPlan", "after_run_ended", "append_log", "beat", "beat_instances", "beat_run",
+    "HOSTNAME", "LeaseLost", "LogTail", "Owner", "TickPlan", "after_run_ended", "append_log", "beat", "beat_instances", "beat_run",
     "begin_instance", "cancel_run", "cancel_task", "claim_run", "delete_run", "due_tasks",
-    "end_previous_instance_runs", "end_shutdown_runs", "ensure_instances", "finish_and_claim_next", "finish_run",
-    "fire_startup_runs", "fire_ticks", "get_run", "get_task", "hold_leases", "import_definitions", "initialise_schedules",
+    "end_previous_instance_runs", "end_shutdown_runs", "ensure_instances", "ensure_watchers", "finish_and_claim_next", "finish_run",
+    "fire_startup_runs", "fire_watcher", "fire_ticks", "get_run", "get_task", "hold_leases", "import_definitions", "initialise_schedules",
     "instance_ended",
     "instance_up", "parameters_for", "plan_tick", "read_for_execution", "reap_lost_runs", "rebuild_queue",
     "record_pid", "record_progress", "redeliver_lost_runs", "release_held_runs", "release_leases",
     "request_shutdown", "restart_service", "save_task", "schedule_retry", "set_enabled", "set_instance_state",
-    "set_interval", "set_operator_fields",
+    "set_interval", "set_watcher_state", "set_operator_fields",
     "set_schedule", "start_service", "stop_service", "stop_wakeup", "supervisor_wakeup", "sync_definitions", "trigger",
 ]

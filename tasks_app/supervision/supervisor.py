@@ -1,5 +1,6 @@
 """The supervisor process's loop (``manage.py supervisor``, or beside the others in ``serve``):
-keeps every wanted service instance running, exactly once across hosts.
+keeps every wanted service instance running, exactly once across hosts, and the file watchers
+watching (``watching.Watching``, owned the same way, looked after at the same turns).
 
 Every ``SUPERVISOR_INTERVAL`` it reads the services and their instance rows (``sync``): it holds
 a lease on each wanted instance it can (services/leases.py; one taken from a dead supervisor
@@ -39,6 +40,7 @@ from tasks_app.supervision.health import Probe
 from tasks_app.supervision.owned import Instance, lease_name
 from tasks_app.supervision.order import shutdown_levels
 from tasks_app.supervision.restarts import after_exit
+from tasks_app.supervision.watching import Watching
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,8 @@ class Supervisor:
         """Each service's healthy_after, for the wait of those that depend on it."""
         self._next_beat = 0.0
         self._next_run_beat = 0.0
+        self.watching = Watching(self.owner, ttl=self.ttl)
+        self._poller.register(self.watching.fileno(), select.POLLIN)  # its watches' threads wake the loop
 
     # -- the loop --
 
@@ -90,6 +94,7 @@ class Supervisor:
             try:
                 close_old_connections()
                 self.sync()
+                self.watching.sync()
             except DatabaseError as error:
                 logger.warning("Supervisor could not read or renew its services (%s); trying again.", error)
         self.start_due()
@@ -97,11 +102,12 @@ class Supervisor:
         self.end_exited()
         self.mark_healthy()
         self.check_health()
+        self.watching.turn()
         self.beat()
 
     def _timeout(self) -> float:
         now = clock.monotonic()
-        due = [self._next_sync]
+        due = [self._next_sync, self.watching.next_due()]
         for instance in self.instances.values():
             if instance.next_start is not None and instance.process is None:
                 due.append(instance.next_start)
@@ -411,6 +417,9 @@ class Supervisor:
                 self.end_exited()
         services.release_leases(list(self.instances), owner=self.owner)
         self.instances.clear()
+        if self.watching.fileno() >= 0:
+            self._poller.unregister(self.watching.fileno())
+            self.watching.shutdown()
         if self._wakeup is not None:
             self._poller.unregister(self._wakeup.fileno())
             self._wakeup.close()

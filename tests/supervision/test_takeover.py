@@ -1,6 +1,6 @@
 """Two real supervisor processes on one database: each instance runs once, and when the owner of
 some is killed (SIGKILL) the other takes them over within the lease time, after ending the dead
-owner's runs crashed."""
+owner's runs crashed; a file watcher fires once per change, and moves to the survivor the same way."""
 from __future__ import annotations
 
 import os
@@ -11,11 +11,13 @@ import time
 
 import pytest
 
-from tasks_app.models import EndReason, Lease, Run, RunStatus
+from tasks_app.models import EndReason, Event, EventName, Lease, Run, RunStatus, Watcher, WatcherState
+from tasks_app.services import HOSTNAME
 
 from ..conftest import ROOT, wait_until
 from ..execution.conftest import pid_alive
 from .test_supervisor import service
+from .test_watching import make_target, make_watcher
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -78,3 +80,47 @@ def test_two_supervisors_never_run_an_instance_twice_and_take_over_a_killed_one(
         for process in supervisors:
             process.wait(20)
     assert not any(pid_alive(pid) for _, pid in started(starts))
+
+
+def test_two_supervisors_watch_once_and_the_survivor_takes_a_killed_owners_watcher_over(process_env, tmp_path):
+    library = tmp_path / "library"
+    library.mkdir()
+    make_target(on_overlap="queue", queue_max=100)  # no worker here: each run waits, and is counted
+    make_watcher(paths=[str(library)], quiet_delay=0.5)
+
+    def runs() -> int:
+        return Run.objects.filter(task_id="scan").count()
+
+    with (tmp_path / "supervisors.log").open("wb") as log:
+        supervisors = [start_supervisor(process_env, log) for _ in range(2)]
+    try:
+        wait_until(lambda: Watcher.objects.filter(state=WatcherState.WATCHING).exists(), timeout=20,
+                   what="one supervisor to watch")
+        owner_pid = Lease.objects.get(name="watcher:watch").pid
+        victim = next(process for process in supervisors if process.pid == owner_pid)
+        survivor = next(process for process in supervisors if process is not victim)
+        (library / "a.rom").write_bytes(b"x")
+        wait_until(lambda: runs() == 1, timeout=10, what="the first run")
+
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(5)
+        killed_at = time.monotonic()
+        wait_until(lambda: Event.objects.filter(name=EventName.WATCHER_UPDATED,
+                                                data__message__startswith=f"taken by {HOSTNAME}:{survivor.pid}:").exists(),
+                   timeout=TTL + 10, interval=0.05, what="the survivor to take the watcher")
+        took = time.monotonic() - killed_at
+        assert took <= TTL + 5, f"took {took:.1f} s"
+        wait_until(lambda: Watcher.objects.get(task_id="watch").state == WatcherState.WATCHING, timeout=10,
+                   what="the survivor to watch")
+        (library / "b.rom").write_bytes(b"x")
+        wait_until(lambda: runs() == 2, timeout=10, what="the survivor's run")
+        time.sleep(1.5)  # another process: only real time can show that no third run comes
+        assert runs() == 2 and Lease.objects.get(name="watcher:watch").pid == survivor.pid
+        last = Run.objects.filter(task_id="scan").order_by("-created_at").first()
+        assert (last.triggered_by, last.parameters["changed_paths"]) == ("watcher:watch", f"{library}/b.rom")
+    finally:
+        for process in supervisors:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in supervisors:
+            process.wait(20)

@@ -1,4 +1,5 @@
-"""python manage.py supervisor: the supervisor process (keeps service instances running)."""
+"""python manage.py supervisor: the supervisor process (keeps service instances running and file
+watchers watching)."""
 from __future__ import annotations
 
 import signal
@@ -10,8 +11,8 @@ from tasks_app.supervision.supervisor import Supervisor
 
 
 class Command(BaseCommand):
-    help = ("Run the Taskdeck supervisor: keeps every service's instances running, one owner per "
-            "instance however many supervisors share the database.")
+    help = ("Run the Taskdeck supervisor: keeps every service's instances running and every enabled file "
+            "watcher watching, one owner per instance or watcher however many supervisors share the database.")
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--interval", type=float, default=None,
