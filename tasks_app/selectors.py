@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import OuterRef, Subquery, Sum
+from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
 
 from tasks_app.db.run_reads import latest_runs_of_each, page_ids
 from tasks_app.models import (
@@ -23,6 +23,9 @@ from tasks_app.models import (
     Task,
     TaskKind,
     TaskStatus,
+    TaskTrigger,
+    Watcher,
+    WatcherState,
     dropped_marker,
     unpack,
 )
@@ -384,3 +387,30 @@ def instance_data(row: ServiceInstance) -> dict[str, Any]:
     return {"index": row.index, "state": row.state, "pid": row.pid, "run_id": str(row.run_id) if row.run_id else None,
             "started_at": row.started_at, "restarts": row.restarts, "last_exit_code": row.last_exit_code,
             "next_start_at": row.next_start_at}
+
+
+def watcher_states(tasks: Iterable[Task]) -> dict[str, dict[str, Any]]:
+    """Each watcher's ``watcher`` object (API.md "Watchers"): its settings and its state as its
+    owner last wrote it, in one query; tasks of other kinds are left out (their ``watcher`` is
+    null). A watcher no supervisor has looked at yet is ``stopped``."""
+    watchers = {task.pk: task for task in tasks if task.kind == TaskKind.WATCHER and task.watch is not None}
+    rows = {row.task_id: row for row in Watcher.objects.filter(task_id__in=list(watchers))}
+    return {task_id: watcher_data(task.watch, rows.get(task_id)) for task_id, task in watchers.items()}
+
+
+def watcher_data(settings: dict[str, Any], row: Watcher | None) -> dict[str, Any]:
+    row = row or Watcher(state=WatcherState.STOPPED)
+    return {**settings, "state": row.state, "last_change_at": row.last_change_at,
+            "last_triggered_at": row.last_triggered_at, "pending_changes": row.pending_changes, "error": row.error,
+            "path_states": [dict(path) for path in row.paths],
+            "last_run_id": str(row.last_run_id) if row.last_run_id else None}
+
+
+def filter_by_trigger(tasks: QuerySet[Task], trigger: str) -> QuerySet[Task]:
+    """Tasks by how they start (``Task.trigger``; RomM's grouping, API.md): scheduled (a cron
+    string or an interval), manual (neither), watcher, service."""
+    if trigger in (TaskTrigger.WATCHER, TaskTrigger.SERVICE):
+        return tasks.filter(kind=trigger)
+    others = tasks.exclude(kind__in=[TaskKind.WATCHER, TaskKind.SERVICE])
+    scheduled = ~Q(cron_string="") | Q(interval__isnull=False)
+    return others.filter(scheduled) if trigger == TaskTrigger.SCHEDULED else others.exclude(scheduled)

@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from tasks_app import parameters
 from tasks_app.api.processes import SERVICE_STATES, InstanceSerializer, ProcessSerializer
+from tasks_app.api.watchers import WatcherSerializer
 from tasks_app.definitions.service import SERVICE_FIELDS
 from tasks_app.models import (
     POLICY_FIELDS,
@@ -79,8 +80,9 @@ class PolicySerializer(serializers.Serializer):
 
 
 class TaskSerializer(serializers.ModelSerializer):
-    """The Task object. Pass ``context={"statuses": {task_id: status}, "services": {...}}``
-    (``selectors.task_statuses``, ``selectors.service_states``) to avoid queries per task."""
+    """The Task object. Pass ``context={"statuses": {task_id: status}, "services": {...},
+    "watchers": {...}}`` (``selectors.task_statuses``, ``selectors.service_states``,
+    ``selectors.watcher_states``) to avoid queries per task."""
 
     trigger = serializers.ChoiceField(choices=TaskTrigger.choices, read_only=True)
     interval = serializers.SerializerMethodField()
@@ -92,6 +94,7 @@ class TaskSerializer(serializers.ModelSerializer):
     process = serializers.SerializerMethodField()
     service_state = serializers.SerializerMethodField()
     instances = serializers.SerializerMethodField()
+    watcher = serializers.SerializerMethodField()
 
     class Meta:
         model = Task
@@ -99,7 +102,7 @@ class TaskSerializer(serializers.ModelSerializer):
             "id", "title", "description", "type", "kind", "trigger", "enabled", "manual_run", "cron_string",
             "timezone", "interval", "interval_unit", "default_interval", "last_run_at", "next_run_at", "status",
             "supports_cancel", "supports_history", "supports_dry_run", "parameters", "policy", "process",
-            "service_state", "instances",
+            "service_state", "instances", "watcher",
         )
         read_only_fields = fields  # an output serializer: every field is always there
 
@@ -147,6 +150,18 @@ class TaskSerializer(serializers.ModelSerializer):
         service = self._service(task)
         return InstanceSerializer(service[1], many=True).data if service else None
 
+    @extend_schema_field(WatcherSerializer(allow_null=True))
+    def get_watcher(self, task: Task) -> dict[str, Any] | None:
+        """A watcher's settings and state; null for other kinds."""
+        from tasks_app import selectors
+
+        if task.kind != TaskKind.WATCHER or task.watch is None:
+            return None
+        known = self.context.get("watchers")
+        if known is None or task.pk not in known:
+            known = selectors.watcher_states([task])
+        return WatcherSerializer(known[task.pk]).data
+
     @extend_schema_field(ProcessSerializer(allow_null=True))
     def get_process(self, task: Task) -> dict[str, Any] | None:
         """A command or service task's settings as stored, a command's service fields null; null
@@ -174,6 +189,7 @@ class TaskSerializer(serializers.ModelSerializer):
             "parameters": [{name: parameter[name] for name in PARAMETER_FIELDS} for parameter in task.parameters],
             "policy": self.get_policy(task), "process": self.get_process(task),
             "service_state": self.get_service_state(task), "instances": self.get_instances(task),
+            "watcher": self.get_watcher(task),
         }
 
 
@@ -275,6 +291,15 @@ class PaginationSerializer(serializers.Serializer):
 @extend_schema_serializer(many=False)
 class TaskListSerializer(serializers.Serializer):
     tasks = TaskSerializer(many=True)
+
+
+class TaskGroupsSerializer(serializers.Serializer):
+    """``?group=trigger``: the tasks grouped by how they start (RomM's grouping, API.md)."""
+
+    scheduled = TaskSerializer(many=True, help_text="With a cron string or an interval.")
+    manual = TaskSerializer(many=True, help_text="Run only when someone asks.")
+    watcher = TaskSerializer(many=True, help_text="File watchers.")
+    service = TaskSerializer(many=True, help_text="Services, kept running by the supervisor.")
 
 
 class HistorySerializer(serializers.Serializer):
@@ -407,8 +432,11 @@ class ActivityQuerySerializer(PageQuerySerializer):
 class TaskListQuerySerializer(serializers.Serializer):
     type = serializers.CharField(required=False, max_length=Task._meta.get_field("type").max_length)
     kind = serializers.ChoiceField(choices=TaskKind.choices, required=False)
-    trigger = serializers.ChoiceField(choices=["scheduled", "manual", "watcher"], required=False)
+    trigger = serializers.ChoiceField(choices=TaskTrigger.choices, required=False)
     enabled = serializers.BooleanField(required=False, allow_null=True, default=None)
+    group = serializers.ChoiceField(choices=["trigger"], required=False, help_text=(
+        "trigger: the tasks grouped by how they start, {scheduled, manual, watcher, service} (RomM's grouping), "
+        "the other filters still applying."))
 
 
 class EventsQuerySerializer(serializers.Serializer):

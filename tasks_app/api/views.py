@@ -10,10 +10,10 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -28,7 +28,7 @@ from tasks_app.api.pagination import paginate, pagination, parse_query
 from tasks_app.conf import taskdeck_settings
 from tasks_app.exceptions import InvalidQuery, RunNotFound
 from tasks_app.live import logs, streams
-from tasks_app.models import RunTrigger, Scope, Task, TaskKind
+from tasks_app.models import RunTrigger, Scope, Task, TaskTrigger
 
 PROBLEM = OpenApiResponse(s.ProblemSerializer, description="Problem document (RFC 9457)")
 
@@ -46,11 +46,21 @@ class TaskViewSet(viewsets.ViewSet):
         "enabled": Scope.MANAGE, "interval": Scope.MANAGE, "schedule": Scope.MANAGE,
     }
 
-    @extend_schema(parameters=[s.TaskListQuerySerializer], responses={200: s.TaskListSerializer, **problems(400)})
+    @extend_schema(parameters=[s.TaskListQuerySerializer], responses={
+        200: PolymorphicProxySerializer(component_name="TaskListOrGroups", resource_type_field_name=None, many=False,
+                                        serializers=[s.TaskListSerializer, s.TaskGroupsSerializer]),
+        **problems(400)}, description="`{\"tasks\": [...]}`; with `?group=trigger`, the tasks grouped by how they "
+                                      "start: `{\"scheduled\", \"manual\", \"watcher\", \"service\"}`.")
     def list(self, request: Request) -> Response:
         query = parse_query(s.TaskListQuerySerializer, request)
-        tasks = filter_tasks(Task.objects.present(), **query)
-        return Response({"tasks": render_tasks(tasks)})
+        group = query.pop("group", None)
+        tasks = render_tasks(filter_tasks(Task.objects.present(), **query))
+        if group is None:
+            return Response({"tasks": tasks})
+        groups: dict[str, list[dict[str, Any]]] = {trigger: [] for trigger in TaskTrigger.values}
+        for task in tasks:
+            groups[task["trigger"]].append(task)
+        return Response(groups)
 
     @extend_schema(responses={200: s.TaskSerializer, **problems(404)})
     def retrieve(self, request: Request, id: str) -> Response:
@@ -138,19 +148,13 @@ def filter_tasks(tasks: QuerySet[Task], *, type: str | None = None, kind: str | 
         tasks = tasks.filter(kind=kind)
     if enabled is not None:
         tasks = tasks.filter(enabled=enabled)
-    scheduled = ~Q(kind=TaskKind.WATCHER) & (~Q(cron_string="") | Q(interval__isnull=False))
-    if trigger == "watcher":
-        tasks = tasks.filter(kind=TaskKind.WATCHER)
-    elif trigger == "scheduled":
-        tasks = tasks.filter(scheduled)
-    elif trigger == "manual":
-        tasks = tasks.exclude(kind__in=[TaskKind.WATCHER, TaskKind.SERVICE]).exclude(scheduled)
-    return tasks
+    return selectors.filter_by_trigger(tasks, trigger) if trigger else tasks
 
 
 def render_tasks(tasks: QuerySet[Task]) -> list[dict[str, Any]]:
     tasks = list(tasks)
-    context = {"statuses": selectors.task_statuses(tasks), "services": selectors.service_states(tasks)}
+    context = {"statuses": selectors.task_statuses(tasks), "services": selectors.service_states(tasks),
+               "watchers": selectors.watcher_states(tasks)}
     return s.TaskSerializer(tasks, many=True, context=context).data
 
 

@@ -8,7 +8,18 @@ from rest_framework import serializers
 
 from tasks_app.api.serializers import RunSerializer, TaskSerializer
 from tasks_app.definitions.process import check_process
-from tasks_app.models import EndReason, InstanceState, IntervalUnit, Run, ServiceInstance, StopRequest, TaskKind
+from tasks_app.definitions.watcher import check_watcher
+from tasks_app.models import (
+    EndReason,
+    InstanceState,
+    IntervalUnit,
+    Run,
+    ServiceInstance,
+    StopRequest,
+    TaskKind,
+    Watcher,
+    WatcherState,
+)
 from tests.factories import make_run, make_service, make_task, number, string
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +56,16 @@ def test_task_rendering_equals_drf_field_by_field(clock) -> None:
         make_task(kind=TaskKind.SERVICE, callable="", process={**check_process("web", {"argv": ["httpd"]}), "instances": 2}),
         make_service(process={"command": "redis-server", "instances": 3, "depends_on": ["db"],
                               "health_check": {"command": "redis-cli ping"}}),
+        make_task(kind=TaskKind.WATCHER, callable="", manual_run=False,
+                  watch=check_watcher("watch", {"paths": ["/srv"], "target": "scan"})),
+        make_task(kind=TaskKind.WATCHER, callable="", manual_run=False,
+                  watch=check_watcher("watch", {"paths": ["/srv", "/mnt"], "target": "scan", "quiet_delay": 0.5})),
     ]
+    Watcher.objects.create(task=tasks[7], state=WatcherState.ERROR, error="/mnt: no such file or folder",
+                           paths=[{"path": "/srv", "mode": "inotify", "error": ""},
+                                  {"path": "/mnt", "mode": "", "error": "/mnt: no such file or folder"}],
+                           last_change_at=clock.now(), last_triggered_at=clock.now(), pending_changes=3,
+                           last_run_id=make_run(tasks[0]).pk)
     ServiceInstance.objects.create(task=tasks[4], index=0, wanted=True, state=InstanceState.RUNNING, pid=42,
                                    run=make_run(tasks[4]), started_at=clock.now(), restarts=2, last_exit_code=1)
     ServiceInstance.objects.create(task=tasks[4], index=1, wanted=True, state=InstanceState.BACKOFF,
@@ -59,3 +79,7 @@ def test_task_rendering_equals_drf_field_by_field(clock) -> None:
     assert service["service_state"] == "degraded" and [row["state"] for row in service["instances"]] == [
         "running", "backoff"]
     assert service["instances"][0]["pid"] == 42 and service["instances"][0]["restarts"] == 2
+    assert TaskSerializer(tasks[6]).data["watcher"]["state"] == "stopped"  # no supervisor looked at it yet
+    watcher = TaskSerializer(tasks[7]).data["watcher"]
+    assert (watcher["state"], watcher["pending_changes"], watcher["quiet_delay"]) == ("error", 3, 0.5)
+    assert watcher["path_states"][1]["error"] == "/mnt: no such file or folder"

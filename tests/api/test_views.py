@@ -58,8 +58,9 @@ def test_task_object_matches_the_contract(api, manage_key):
         "id", "title", "description", "type", "kind", "trigger", "enabled", "manual_run", "cron_string", "timezone",
         "interval", "interval_unit", "default_interval", "last_run_at", "next_run_at", "status", "supports_cancel",
         "supports_history", "supports_dry_run", "parameters", "policy", "process", "service_state", "instances",
+        "watcher",
     }
-    assert task["service_state"] is None and task["instances"] is None
+    assert task["service_state"] is None and task["instances"] is None and task["watcher"] is None
     assert (task["trigger"], task["interval"], task["interval_unit"], task["cron_string"]) == ("scheduled", 6, "hours", "")
     assert task["status"] == "idle" and task["process"] is None
     assert task["parameters"][0] == {"key": "region", "type": "string", "kind": "option", "required": False,
