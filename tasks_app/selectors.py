@@ -93,6 +93,13 @@ def service_dependencies() -> tuple[dict[str, str], dict[str, list[str]]]:
     return kinds, depends_on
 
 
+def trigger_targets() -> dict[str, tuple[str, list[dict[str, Any]]]]:
+    """Every present task's kind and parameters by id: what the admin checks a watcher's target
+    against (definitions/watcher.target_errors). One query."""
+    return {task_id: (kind, list(parameters or [])) for task_id, kind, parameters
+            in Task.objects.present().values_list("id", "kind", "parameters")}
+
+
 def filter_runs(*, task_id: str | None = None, statuses: Collection[str] = (),
                 trigger: str | None = None) -> RunQuerySet:
     """Runs matching the list filters, in no order yet."""

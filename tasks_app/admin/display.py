@@ -14,7 +14,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince, timeuntil
 
-from tasks_app.models import InstanceState, Run, RunStatus, TaskStatus
+from tasks_app.models import InstanceState, Run, RunStatus, TaskStatus, WatcherState
 from tasks_app.selectors import RecentRun
 
 def status_badge(status: str, label: str | None = None) -> SafeString:
@@ -23,7 +23,8 @@ def status_badge(status: str, label: str | None = None) -> SafeString:
         # A run's status, or a task's (selectors.task_status): the two share queued and running.
         label = RunStatus(status).label if status in RunStatus.values else \
             TaskStatus(status).label if status in TaskStatus.values else \
-            InstanceState(status).label if status in InstanceState.values else status.capitalize()
+            InstanceState(status).label if status in InstanceState.values else \
+            WatcherState(status).label if status in WatcherState.values else status.capitalize()
     return format_html('<span class="td-badge td-badge-{}">{}</span>', status, label)
 
 

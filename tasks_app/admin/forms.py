@@ -24,6 +24,14 @@ from tasks_app.definitions.service import (
     service_field_errors,
     validate_service,
 )
+from tasks_app.definitions.watcher import (
+    EVENTS,
+    WATCHER_FIELDS,
+    target_errors,
+    validate_watcher,
+    watcher_defaults,
+    watcher_field_errors,
+)
 from tasks_app.exceptions import DefinitionError
 from tasks_app.models import ApiKey, DefinitionSource, LogOnFull, RestartPolicy, RetryBackoff, Scope, Task, TaskKind
 from tasks_app.parameters import normalize_spec
@@ -40,6 +48,9 @@ SERVICE_FORM_FIELDS = tuple(name for name in SERVICE_FIELDS if name != "compose"
 
 #: Every field of the form that becomes ``Task.process``.
 SETTINGS_FORM_FIELDS = (*PROCESS_FIELDS, *SERVICE_FORM_FIELDS)
+
+#: The fields of the form that become ``Task.watch`` (a watcher's).
+WATCHER_FORM_FIELDS = WATCHER_FIELDS
 
 
 class ListJSONField(forms.JSONField):
@@ -157,12 +168,37 @@ class TaskForm(forms.ModelForm):
                                                             'and interval, timeout, retries, like {"http": '
                                                             '"http://127.0.0.1:8765/", "interval": 10}. Empty: none.')
 
+    paths = ListJSONField(required=False, help_text='Files or folders to watch, as a JSON list, like '
+                                                    '["/srv/library"]; a relative one is read from the supervisor\'s '
+                                                    'folder.')
+    recursive = YesNoField(required=False, initial="True", help_text="Watch the folders below them too.")
+    patterns = ListJSONField(required=False, help_text='Shell-style patterns a changed path must match, as a JSON list, '
+                                                       'like ["*.rom", "*.zip"]. Empty: every path.')
+    ignore_patterns = ListJSONField(required=False, help_text='Patterns of paths left out, like ["*.tmp", ".git"]; '
+                                                              'they win over patterns.')
+    events = forms.MultipleChoiceField(required=False, choices=[(event, event) for event in EVENTS],
+                                       initial=list(EVENTS), widget=forms.CheckboxSelectMultiple,
+                                       help_text="The kinds of change that count (a move is its old path deleted "
+                                                 "and its new path created).")
+    quiet_delay = forms.FloatField(required=False, min_value=0, initial=watcher_defaults()["quiet_delay"],
+                                   help_text="Seconds without a change before the target is triggered.")
+    target = forms.CharField(required=False, help_text="The id of the task to trigger (a python or command task).")
+    target_parameters = TableJSONField(required=False, help_text='The target\'s parameters, as a JSON object, like '
+                                                                 '{"platforms": "gba"}. Its changed_paths, when it '
+                                                                 'declares one, is filled in.')
+
     class Meta:
         model = Task
         fields = "__all__"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if not self.edits_watch:
+            for name in WATCHER_FORM_FIELDS:
+                del self.fields[name]
+        else:
+            for name, value in (self.instance.watch or {}).items():
+                self.initial.setdefault(name, value)
         if not self.edits_process:
             for name in SETTINGS_FORM_FIELDS:
                 del self.fields[name]
@@ -184,10 +220,21 @@ class TaskForm(forms.ModelForm):
                                       and task.source == DefinitionSource.ADMIN)
 
     @property
+    def edits_watch(self) -> bool:
+        """A new task (which may be a watcher), or a watcher made in the admin."""
+        task = self.instance
+        return task._state.adding or (task.kind == TaskKind.WATCHER and task.source == DefinitionSource.ADMIN)
+
+    @property
     def changed_task_fields(self) -> list[str]:
-        """The Task fields this form changed: ``process`` when any process or service field changed."""
-        changed = [name for name in self.changed_data if name not in SETTINGS_FORM_FIELDS]
-        return changed + ["process"] if set(self.changed_data) & set(SETTINGS_FORM_FIELDS) else changed
+        """The Task fields this form changed: ``process`` when any process or service field changed,
+        ``watch`` when any watcher field did."""
+        changed = [name for name in self.changed_data if name not in (*SETTINGS_FORM_FIELDS, *WATCHER_FORM_FIELDS)]
+        if set(self.changed_data) & set(SETTINGS_FORM_FIELDS):
+            changed.append("process")
+        if set(self.changed_data) & set(WATCHER_FORM_FIELDS):
+            changed.append("watch")
+        return changed
 
     def clean_cron_string(self) -> str:
         value = self.cleaned_data.get("cron_string", "")
@@ -214,15 +261,18 @@ class TaskForm(forms.ModelForm):
             self._clean_service_task_fields(data)
         if self.edits_process:
             self._clean_process(data)
+        if self.edits_watch:
+            self._clean_watch(data)
         return data
 
-    def _clean_service_task_fields(self, data: dict[str, Any]) -> None:
-        """The task fields a service cannot have (a schedule, a timeout, retries, parameters, a run
-        on demand ...), refused on their fields in the definitions file's words; the operator fields
-        of a declared service too, since a schedule would have the scheduler run it."""
+    def _clean_service_task_fields(self, data: dict[str, Any], *, kind: str = TaskKind.SERVICE) -> None:
+        """The task fields a service (or a watcher) cannot have (a schedule, a timeout, retries,
+        parameters, a run on demand ...), refused on their fields in the definitions file's words;
+        the operator fields of a declared one too, since a schedule would have the scheduler run it."""
         task_id = self.instance.pk or data.get("id") or "new"
         given = {name: data[name] for name in self.fields if name in data and name not in self.errors}
-        for error in service_field_errors(task_id, given):
+        refused = service_field_errors if kind == TaskKind.SERVICE else watcher_field_errors
+        for error in refused(task_id, given):
             self.add_error(error.field, _sentence(error.message))
         if "timeout" in given and "timeout" not in self.errors:
             data["timeout"] = None  # a timeout of 0 is none
@@ -267,14 +317,44 @@ class TaskForm(forms.ModelForm):
                 errors += dependency_errors(depends_on, kinds=kinds, through=task_id)
         else:
             settings, errors = validate_process(task_id, given)
+        self._add_definition_errors(errors)
+        if not errors:
+            self.instance.process = settings
+
+    def _clean_watch(self, data: dict[str, Any]) -> None:
+        """A watcher's settings through definitions/watcher.py, each error on its field, its target
+        checked against the tasks in the database; a task of another kind has none (a watcher
+        field given to one, other than as offered, is an error)."""
+        kind = data.get("kind") or self.instance.kind
+        defaults = watcher_defaults()
+        given = {name: data[name] for name in WATCHER_FORM_FIELDS if data.get(name) not in (None, "", [], {})}
+        if kind != TaskKind.WATCHER:
+            for name, value in given.items():
+                if value != defaults[name]:
+                    self.add_error(name, "Applies to watcher tasks only.")
+            self.instance.watch = None
+            return
+        self._clean_service_task_fields(data, kind=TaskKind.WATCHER)
+        if data.get("callable"):
+            self.add_error("callable", "A watcher triggers its target: leave this empty.")
+        if any(name in self.errors for name in WATCHER_FORM_FIELDS):
+            return  # a value the field could not even read
+        task_id = self.instance.pk or data.get("id") or "new"
+        settings, errors = validate_watcher(task_id, given)
+        if not errors:
+            errors = target_errors([(task_id, settings)], selectors.trigger_targets())
+        self._add_definition_errors(errors)
+        if not errors:
+            self.instance.watch = settings
+
+    def _add_definition_errors(self, errors: list[DefinitionError]) -> None:
+        """Each check's error on its form field, saying where inside the value when it is inside."""
         for error in errors:
             name = re.split(r"[.\[]", error.field, maxsplit=1)[0]
             where = error.field[len(name):]  # "[1]" (an item), ".NAME" (an env entry, a health check's field) or ""
             where = f"item {where[1:-1]}" if where.startswith("[") else where[1:]
             message = f"{where}: {error.message}" if where else error.message
             self.add_error(name if name in self.fields else None, _sentence(message))
-        if not errors:
-            self.instance.process = settings
 
     def _process_given(self, data: dict[str, Any]) -> dict[str, Any]:
         """The process and service fields filled in; the rest are left to the checks' defaults.

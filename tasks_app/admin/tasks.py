@@ -36,10 +36,11 @@ from tasks_app import clock, selectors, services
 from tasks_app.access.callers import caller_label
 from tasks_app.admin import display
 from tasks_app.admin.actions import apply_each, live_fragments
-from tasks_app.admin.forms import PARAMETER_PREFIX, SERVICE_FORM_FIELDS, RunNowForm, TaskForm
+from tasks_app.admin.forms import PARAMETER_PREFIX, SERVICE_FORM_FIELDS, WATCHER_FORM_FIELDS, RunNowForm, TaskForm
 from tasks_app.definitions.process import PROCESS_FIELDS
 from tasks_app.definitions.service import SERVICE_FIELDS
 from tasks_app.definitions.validate import OPERATOR_FIELDS
+from tasks_app.definitions.watcher import WATCHER_FIELDS
 from tasks_app.exceptions import InvalidParameters, TaskdeckError
 from tasks_app.models import POLICY_FIELDS, DefinitionSource, RunTrigger, Task, TaskKind, TaskStatus, TaskTrigger
 from tasks_app.scheduling import cron
@@ -57,9 +58,11 @@ class TaskRow:
 
 
 def read_rows(tasks: list[Task]) -> dict[str, TaskRow]:
-    """A service's status is its roll-up state (running, degraded, fatal...), not its runs'."""
+    """A service's status is its roll-up state (running, degraded, fatal...), not its runs'; a
+    watcher's is its state (watching, error...)."""
     statuses = selectors.task_statuses(tasks)
     statuses.update({task_id: state for task_id, (state, _) in selectors.service_states(tasks).items()})
+    statuses.update({task_id: watcher["state"] for task_id, watcher in selectors.watcher_states(tasks).items()})
     recent = selectors.recent_runs([task.pk for task in tasks], limit=RECENT_RUNS)
     return {task.pk: TaskRow(TaskStatus.REMOVED if task.is_removed else statuses[task.pk], recent[task.pk]) for task in tasks}
 
@@ -77,6 +80,22 @@ def render_instances(request: HttpRequest, task: Task, *, can_run: bool) -> str:
     }, request=request)
 
 
+def render_watcher(request: HttpRequest, task: Task) -> str:
+    """A watcher's state, live: its paths as watched, pending changes, its last change and trigger."""
+    watcher = selectors.watcher_states([task])[task.pk]
+    return render_to_string("admin/tasks_app/task/watcher.html", {"task": task, "watcher": watcher, "now": clock.now()},
+                            request=request)
+
+
+def watch_text(task: Task) -> str:
+    """What a watcher watches and triggers, in one line: ``var/library (*.rom, *.zip) → scan_library
+    after 5 s quiet``."""
+    watch = task.watch or {}
+    patterns = f" ({', '.join(watch.get('patterns') or [])})" if watch.get("patterns") else ""
+    return (f"{', '.join(watch.get('paths') or [])}{patterns} → {watch.get('target', '?')} "
+            f"after {watch.get('quiet_delay', 0):g} s quiet")
+
+
 def render_cells(task: Task, row: TaskRow, *, now: datetime) -> dict[str, SafeString]:
     """The live cells of one task's row (and of its page's header)."""
     last = row.recent[0] if row.recent else None
@@ -86,7 +105,9 @@ def render_cells(task: Task, row: TaskRow, *, now: datetime) -> dict[str, SafeSt
         link = reverse("admin:tasks_app_run_change", args=[last.id])
         last_run = format_html('<a href="{}">{}</a><br><span class="td-muted">{}</span>', link,
                                display.status_badge(last.status), display.relative_time(last.created_at, now=now))
-    if task.next_run_at and task.enabled and not task.is_removed:
+    if task.kind == TaskKind.WATCHER:
+        next_run = format_html('<span class="td-muted">{}</span>', "disabled" if not task.enabled else "on changes")
+    elif task.next_run_at and task.enabled and not task.is_removed:
         next_run = format_html('next <time datetime="{}" title="{} UTC">{}</time>', task.next_run_at.isoformat(),
                                f"{task.next_run_at:%Y-%m-%d %H:%M:%S}", display.relative_time(task.next_run_at, now=now))
     else:
@@ -94,10 +115,17 @@ def render_cells(task: Task, row: TaskRow, *, now: datetime) -> dict[str, SafeSt
     return {
         "status": display.status_badge(row.status),
         "schedule": format_html('<span class="td-trigger">{}</span> {}<br>{}', trigger_kind(task),
-                                "" if task.trigger == TaskTrigger.MANUAL else cron.describe(task), next_run),
+                                schedule_text(task), next_run),
         "last_run": last_run,
         "chart": display.durations_chart(row.recent),
     }
+
+
+def schedule_text(task: Task) -> str:
+    """When it runs, in words: its schedule, what a watcher watches, nothing for a manual task."""
+    if task.kind == TaskKind.WATCHER:
+        return watch_text(task)
+    return "" if task.trigger == TaskTrigger.MANUAL else cron.describe(task)
 
 
 NO_FIRE_TIMES = "No scheduled runs: the task runs on demand."
@@ -118,6 +146,10 @@ def trigger_kind(task: Task) -> str:
 PROCESS_HELP = ("For command and service tasks (kind: Shell command, Service): command or argv, and how the process "
                 "runs and stops. Left as offered, a field takes its default; a python task has none of these.")
 
+WATCHER_HELP = ("For watcher tasks (kind: File watcher): the paths it watches, which changes count, and the task it "
+                "triggers once no change has come for the quiet delay. A watcher is not run on demand (untick Manual "
+                "run) and has no schedule, timeout, retries or parameters of its own: its target's apply.")
+
 SERVICE_HELP = ("For service tasks (kind: Service): how many processes are kept running, how they restart, their "
                 "start order and health. A service is started, stopped and restarted by its supervisor: it has no "
                 "schedule, timeout, retries or parameters, and is not run on demand (untick Manual run).")
@@ -128,6 +160,19 @@ def _setting_text(value: Any) -> str:
     if value is None or value == "":
         return "-"
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+class TriggerListFilter(admin.SimpleListFilter):
+    """RomM's grouping (API.md ``?group=trigger``): scheduled, manual, watcher, service."""
+
+    title = "trigger"
+    parameter_name = "trigger"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return list(TaskTrigger.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Task]) -> QuerySet[Task]:
+        return selectors.filter_by_trigger(queryset, self.value()) if self.value() in TaskTrigger.values else queryset
 
 
 class TaskChangeList(ChangeList):
@@ -158,11 +203,11 @@ class TaskAdmin(admin.ModelAdmin):
     change_form_template = "admin/tasks_app/task/change_form.html"
     list_display = ("task_text", "status_cell", "schedule_cell", "last_run_cell", "chart_cell", "enabled")
     list_display_links = ("task_text",)
-    list_filter = ("kind", "enabled", "type", "source", "on_overlap")
+    list_filter = (TriggerListFilter, "kind", "enabled", "type", "source", "on_overlap")
     search_fields = ("id", "title", "description")
     actions = ("run_now", "enable", "disable", "cancel_active")
     readonly_fields = ("id", "kind", "callable", "source", "last_run_at", "next_run_at", "fire_times_preview",
-                       "removed_at", "created_at", "updated_at", "process_settings")
+                       "removed_at", "created_at", "updated_at", "process_settings", "watch_settings")
     fieldsets = (
         (None, {"fields": ("id", "title", "description", "type", "kind", "callable", "source", "enabled", "manual_run")}),
         ("Schedule", {"fields": ("cron_string", "timezone", "interval", "interval_unit", "fire_times_preview",
@@ -215,7 +260,12 @@ class TaskAdmin(admin.ModelAdmin):
         fieldsets = list(self.fieldsets)
         if obj is None:
             fieldsets[1:1] = [("Process", {"fields": PROCESS_FIELDS, "description": PROCESS_HELP}),
-                              ("Service", {"fields": SERVICE_FORM_FIELDS, "description": SERVICE_HELP})]
+                              ("Service", {"fields": SERVICE_FORM_FIELDS, "description": SERVICE_HELP}),
+                              ("Watcher", {"fields": WATCHER_FORM_FIELDS, "description": WATCHER_HELP})]
+        elif obj.kind == TaskKind.WATCHER:
+            editable = obj.source == DefinitionSource.ADMIN and self.has_change_permission(request, obj)
+            fieldsets.insert(1, ("Watcher", {"fields": WATCHER_FORM_FIELDS if editable else ("watch_settings",),
+                                             "description": WATCHER_HELP if editable else ""}))
         elif obj.kind in (TaskKind.COMMAND, TaskKind.SERVICE):
             editable = obj.source == DefinitionSource.ADMIN and self.has_change_permission(request, obj)
             if not editable:
@@ -229,8 +279,8 @@ class TaskAdmin(admin.ModelAdmin):
             return fieldsets
         where = "in code (@task)" if obj.source == DefinitionSource.CODE else "in the definitions file"
         declared = f"Declared {where}: change it there (an edit here would be undone at the next start)."
-        return [(name, {**options, "description": declared} if name in ("Process", "Policy", "Capabilities") else options)
-                for name, options in fieldsets]
+        return [(name, {**options, "description": declared} if name in ("Process", "Watcher", "Policy", "Capabilities")
+                 else options) for name, options in fieldsets]
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return TaskChangeList
@@ -254,6 +304,15 @@ class TaskAdmin(admin.ModelAdmin):
         settings = task.process or {}
         rows = ((name, _setting_text(settings[name])) for name in (*PROCESS_FIELDS, *SERVICE_FIELDS)
                 if name in settings)
+        return format_html('<table class="td-process">{}</table>',
+                           format_html_join("", "<tr><th>{}</th><td><code>{}</code></td></tr>", rows))
+
+    @admin.display(description="Watcher settings")
+    def watch_settings(self, task: Task) -> SafeString:
+        """A watcher's settings, read-only: declared elsewhere, or shown to someone who may not
+        change them."""
+        settings = task.watch or {}
+        rows = ((name, _setting_text(settings[name])) for name in WATCHER_FIELDS if name in settings)
         return format_html('<table class="td-process">{}</table>',
                            format_html_join("", "<tr><th>{}</th><td><code>{}</code></td></tr>", rows))
 
@@ -291,12 +350,14 @@ class TaskAdmin(admin.ModelAdmin):
         now = clock.now()
         fragments = {f"{name}:{task.pk}": html for task in tasks
                      for name, html in render_cells(task, rows[task.pk], now=now).items()}
-        if request.GET.get("history"):  # the task page's table of recent runs, and a service's instances
+        if request.GET.get("history"):  # the task page's table of recent runs, a service's instances, a watcher
             for task in tasks:
                 fragments[f"history:{task.pk}"] = self.render_history(request, task)
                 if task.kind == TaskKind.SERVICE:
                     fragments[f"instances:{task.pk}"] = render_instances(request, task,
                                                                          can_run=self.has_run_permission(request))
+                if task.kind == TaskKind.WATCHER and task.watch is not None:
+                    fragments[f"watcher:{task.pk}"] = render_watcher(request, task)
         return live_fragments(fragments)
 
     def service_view(self, request: HttpRequest, object_id: str, verb: str) -> HttpResponse:
@@ -376,9 +437,11 @@ class TaskAdmin(admin.ModelAdmin):
             extra.update({
                 "task": task, "cells": render_cells(task, row, now=clock.now()),
                 "history": self.render_history(request, task),
-                "can_run": can_run and task.kind != TaskKind.SERVICE,
+                "can_run": can_run and task.kind not in (TaskKind.SERVICE, TaskKind.WATCHER),
                 "instances": (render_instances(request, task, can_run=can_run) if task.kind == TaskKind.SERVICE
                               else None),
+                "watcher": (render_watcher(request, task) if task.kind == TaskKind.WATCHER and task.watch is not None
+                            else None),
                 "service_verbs": list(SERVICE_VERBS) if can_run else [],
             })
         return super().change_view(request, object_id, form_url, extra)
