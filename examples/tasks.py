@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from pathlib import PurePosixPath
 
 from examples.library import PLATFORMS, ensure_library
 from tasks_app.definitions import task
@@ -19,12 +20,16 @@ from tasks_app.definitions import task
          "description": "Comma-separated platforms to scan; empty scans all."},
         {"key": "pace", "type": "number", "default": 0.02,
          "description": "Seconds spent per file, to make progress visible."},
+        {"key": "changed_paths", "type": "string", "default": "",
+         "description": "Filled in by filesystem_watcher: the paths that changed, one a line; when given (and "
+                        "platforms is not), only their platforms are scanned."},
     ],
 )
 def scan_library(ctx):
     """Hash every file of the library, platform by platform, recording each one as activity."""
     root = ensure_library()
-    wanted = [p.strip() for p in str(ctx.params["platforms"]).split(",") if p.strip()] or list(PLATFORMS)
+    wanted = ([p.strip() for p in str(ctx.params["platforms"]).split(",") if p.strip()]
+              or platforms_of(str(ctx.params["changed_paths"] or "").splitlines()) or list(PLATFORMS))
     unknown = sorted(set(wanted) - set(PLATFORMS))
     if unknown:
         raise ValueError(f"unknown platform(s): {', '.join(unknown)}")
@@ -41,6 +46,23 @@ def scan_library(ctx):
         ctx.progress(index, len(files), f"Scanning {path.parent.name}")
         time.sleep(float(ctx.params["pace"] or 0))
     return {"files": len(files), "bytes": total_bytes}
+
+
+def platforms_of(changed_paths: list[str]) -> list[str]:
+    """The platforms whose folders hold the changed paths (``.../roms/gba/x.bin``: gba); all of
+    them for a path above the platforms' folders (``.../roms/``, the watcher's summary of a large
+    burst); none for no path."""
+    found: list[str] = []
+    for line in changed_paths:
+        parts = PurePosixPath(line.strip()).parts
+        if "roms" not in parts:
+            continue
+        below = parts[parts.index("roms") + 1:]
+        if not below:
+            return list(PLATFORMS)
+        if below[0] in PLATFORMS and below[0] not in found:
+            found.append(below[0])
+    return [platform for platform in PLATFORMS if platform in found]
 
 
 @task(title="Clean up orphaned resources", type="cleanup", manual_run=True, timeout=600)

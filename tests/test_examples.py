@@ -59,3 +59,24 @@ def test_cleanup_orphaned_resources_deletes_the_cache_leftovers(library):
     assert result.result == {"removed": 12} and result.summary["actions"] == {"delete": 12}
     assert not list((library / "cache").glob("*.tmp"))
     (library / ".generated").unlink()
+
+
+def test_scan_library_given_the_watchers_changed_paths_scans_only_their_platforms(library):
+    changed = f"{library}/roms/gba/new-game.bin\n{library}/roms/psx/"
+    result = run("scan_library", parameters={"changed_paths": changed, "pace": 0})
+    assert (result.status, result.result["files"]) == (RunStatus.COMPLETED, 80)
+    assert Activity.objects.filter(run=result, item_id="rom:psx-game-000").exists()
+    assert not Activity.objects.filter(run=result, item_id="rom:n64-game-000").exists()
+
+
+def test_the_example_watcher_watches_the_example_librarys_roms_and_triggers_scan_library():
+    from django.conf import settings as django_settings
+
+    from examples.tasks import platforms_of
+
+    [watcher] = [definition for definition in all_definitions() if definition["id"] == "filesystem_watcher"]
+    assert (watcher["kind"], watcher["enabled"], watcher["watch"]["target"]) == ("watcher", False, "scan_library")
+    assert Path(django_settings.BASE_DIR) / watcher["watch"]["paths"][0] == (
+        Path(django_settings.BASE_DIR) / "var" / "example-library" / "roms")  # where `make run` keeps the library
+    assert platforms_of(["/v/roms/snes/a.bin", "/v/roms/gba/b.bin", "/v/roms/gba/c.bin"]) == ["gba", "snes"]
+    assert platforms_of(["/v/roms/"]) == ["gba", "n64", "snes", "psx"] and platforms_of([]) == []

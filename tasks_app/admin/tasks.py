@@ -41,6 +41,7 @@ from tasks_app.definitions.process import PROCESS_FIELDS
 from tasks_app.definitions.service import SERVICE_FIELDS
 from tasks_app.definitions.validate import OPERATOR_FIELDS
 from tasks_app.definitions.watcher import WATCHER_FIELDS
+from tasks_app.definitions.watcher import describe as describe_watch
 from tasks_app.exceptions import InvalidParameters, TaskdeckError
 from tasks_app.models import POLICY_FIELDS, DefinitionSource, RunTrigger, Task, TaskKind, TaskStatus, TaskTrigger
 from tasks_app.scheduling import cron
@@ -87,15 +88,6 @@ def render_watcher(request: HttpRequest, task: Task) -> str:
                             request=request)
 
 
-def watch_text(task: Task) -> str:
-    """What a watcher watches and triggers, in one line: ``var/library (*.rom, *.zip) → scan_library
-    after 5 s quiet``."""
-    watch = task.watch or {}
-    patterns = f" ({', '.join(watch.get('patterns') or [])})" if watch.get("patterns") else ""
-    return (f"{', '.join(watch.get('paths') or [])}{patterns} → {watch.get('target', '?')} "
-            f"after {watch.get('quiet_delay', 0):g} s quiet")
-
-
 def render_cells(task: Task, row: TaskRow, *, now: datetime) -> dict[str, SafeString]:
     """The live cells of one task's row (and of its page's header)."""
     last = row.recent[0] if row.recent else None
@@ -124,7 +116,7 @@ def render_cells(task: Task, row: TaskRow, *, now: datetime) -> dict[str, SafeSt
 def schedule_text(task: Task) -> str:
     """When it runs, in words: its schedule, what a watcher watches, nothing for a manual task."""
     if task.kind == TaskKind.WATCHER:
-        return watch_text(task)
+        return describe_watch(task.watch or {})
     return "" if task.trigger == TaskTrigger.MANUAL else cron.describe(task)
 
 

@@ -149,6 +149,14 @@ def target_errors(watchers: Iterable[tuple[str, Mapping[str, Any]]],
     return errors
 
 
+def describe(settings: Mapping[str, Any]) -> str:
+    """What a watcher watches and triggers, in one line (the admin's list, ``tasks list``):
+    ``var/library (*.rom, *.zip) → scan_library after 5 s quiet``."""
+    patterns = f" ({', '.join(settings['patterns'])})" if settings.get("patterns") else ""
+    return (f"{', '.join(settings.get('paths') or [])}{patterns} → {settings.get('target', '?')} "
+            f"after {settings.get('quiet_delay', 0):g} s quiet")
+
+
 def _order(field: str) -> int:
     """Errors in the order API.md lists the fields (the loader reports the first)."""
     base = field.split(".", 1)[0].split("[", 1)[0]

@@ -6,7 +6,19 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-from tasks_app.models import Event, EventName, InstanceState, Run, RunStatus, ServiceInstance, Task, TaskKind
+from tasks_app.definitions.watcher import check_watcher
+from tasks_app.models import (
+    Event,
+    EventName,
+    InstanceState,
+    Run,
+    RunStatus,
+    ServiceInstance,
+    Task,
+    TaskKind,
+    Watcher,
+    WatcherState,
+)
 
 from ..conftest import ROOT
 from ..factories import make_service, make_task, string
@@ -52,6 +64,20 @@ class TestInProcess:
         ServiceInstance.objects.filter(index=0).update(state=InstanceState.RUNNING)
         [web] = [line.split() for line in call("tasks", "list").splitlines() if line.startswith("web ")]
         assert web[:5] == ["web", "service", "service", "yes", "degraded"]
+
+    def test_list_shows_a_watchers_state_and_what_it_watches(self):
+        make_task(id="report")
+        make_task(id="watch", kind=TaskKind.WATCHER, callable="", manual_run=False, watch=check_watcher(
+            "watch", {"paths": ["/srv/library", "/mnt/roms"], "patterns": ["*.rom"], "target": "report"}))
+        Watcher.objects.create(task_id="watch", state=WatcherState.ERROR, pending_changes=3,
+                               error="/mnt/roms: no such file or folder; watching it once it appears")
+        lines = call("tasks", "list").splitlines()
+        [watch] = [line for line in lines if line.startswith("watch ")]
+        assert watch.split()[:5] == ["watch", "watcher", "watcher", "yes", "error"]
+        assert watch.endswith("/srv/library, /mnt/roms (*.rom) → report after 5 s quiet; 3 change(s) pending; "
+                              "/mnt/roms: no such file or folder; watching it once it appears")
+        [report] = [line for line in lines if line.startswith("report ")]
+        assert report.split()[-1] == "-"
 
     @pytest.mark.parametrize("args, message", [
         (("tasks", "stop", "report"), "Task 'report' is a python task; only services start, stop and restart."),
@@ -269,11 +295,24 @@ def test_set_exits_non_zero_with_one_line_on_stderr_and_changes_nothing(project)
 def test_the_example_service_syncs_and_lists_and_running_it_fails_in_one_line(project):
     assert "heartbeat_service" in project.manage("tasks", "sync").stdout  # the project's definitions file
     listed = {line.split()[0]: line.split() for line in project.manage("tasks", "list").stdout.splitlines()}
-    assert listed["heartbeat_service"] == ["heartbeat_service", "service", "service", "yes", "stopped", "-"]
+    assert listed["heartbeat_service"] == ["heartbeat_service", "service", "service", "yes", "stopped", "-", "-"]
     refused = project.manage("tasks", "run", "heartbeat_service", check=False)
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr.strip() == ("CommandError: Task 'heartbeat_service' is a service, kept running by its "
                                       "supervisor: restart it, do not run it.")
+
+
+def test_the_example_watcher_syncs_disabled_and_lists_what_it_watches(project):
+    project.manage("tasks", "sync")
+    lines = project.manage("tasks", "list").stdout.splitlines()
+    assert lines[0].split()[-1] == "WATCHES"
+    [watcher] = [line for line in lines if line.startswith("filesystem_watcher ")]
+    assert watcher.split()[:6] == ["filesystem_watcher", "watcher", "watcher", "no", "stopped", "-"]
+    assert watcher.endswith("var/example-library/roms (*.bin) → scan_library after 5 s quiet")
+    refused = project.manage("tasks", "run", "filesystem_watcher", check=False)
+    assert refused.returncode == 1 and refused.stderr.strip() == (
+        "CommandError: Task 'filesystem_watcher' is a file watcher: it triggers 'scan_library' when files change, "
+        "and is not run itself.")
 
 
 def test_ensure_admin_creates_one_login_once_and_says_where_the_password_is(project, tmp_path):

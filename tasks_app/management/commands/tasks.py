@@ -22,6 +22,7 @@ from django.db import OperationalError, transaction
 
 from tasks_app import selectors, services, text
 from tasks_app.definitions.load import all_definitions
+from tasks_app.definitions.watcher import describe as describe_watch
 from tasks_app.exceptions import DefinitionError, TaskdeckError
 from tasks_app.management.follow import RunFollower, stored_log
 from tasks_app.models import IntervalUnit, Run, RunStatus, RunTrigger, Task
@@ -112,10 +113,14 @@ class Command(BaseCommand):
             return
         statuses = selectors.task_statuses(tasks)
         statuses.update({task_id: state for task_id, (state, _) in selectors.service_states(tasks).items()})
-        rows = [("ID", "KIND", "TRIGGER", "ENABLED", "STATUS", "LAST RUN")]
+        watchers = selectors.watcher_states(tasks)
+        statuses.update({task_id: watcher["state"] for task_id, watcher in watchers.items()})
+        rows = [("ID", "KIND", "TRIGGER", "ENABLED", "STATUS", "LAST RUN", *(("WATCHES",) if watchers else ()))]
         for task in tasks:
             last = task.last_run_at.strftime("%Y-%m-%d %H:%M:%S") if task.last_run_at else "-"
-            rows.append((task.id, task.kind, task.trigger, "yes" if task.enabled else "no", statuses[task.id], last))
+            watches = (watcher_text(watchers[task.id]) if task.id in watchers else "-",) if watchers else ()
+            rows.append((task.id, task.kind, task.trigger, "yes" if task.enabled else "no", statuses[task.id], last,
+                         *watches))
         widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
         for row in rows:
             self.stdout.write("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
@@ -387,6 +392,13 @@ def _progress_text(run: Run) -> str:
     total = f"/{run.progress_total:g}" if run.progress_total else ""
     percent = f" ({run.percent}%)" if run.percent is not None else ""
     return f"{run.progress_current:g}{total}{percent} {run.progress_message}".rstrip()
+
+
+def watcher_text(watcher: dict[str, Any]) -> str:
+    """A watcher's paths, patterns and target, then what is pending and what is wrong."""
+    pending = f"; {watcher['pending_changes']} change(s) pending" if watcher["pending_changes"] else ""
+    error = f"; {watcher['error']}" if watcher["error"] else ""
+    return describe_watch(watcher) + pending + error
 
 
 def _when(value: Any) -> str:
