@@ -11,10 +11,14 @@ $(VENV)/.installed: requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-# The benches' peers (supervisord) live in an environment of their own, never the project's.
+# The benches' peers (supervisord, watchdog's watchmedo) live in an environment of their own, never the project's.
 $(BENCH_VENV)/bin/supervisord:
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check supervisor
+
+$(BENCH_VENV)/bin/watchmedo:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check "watchdog[watchmedo]==7.1.0"
 
 ## setup: virtual environment, requirements, migrations, an admin login
 setup: $(VENV)/.installed
@@ -54,8 +58,8 @@ fuzz: setup
 
 ## bench: throughput and latency against raw django-q2, command runs against django-q2 and
 ## supervisord, service tasks against supervisord (each on SQLite and on PostgreSQL), API reads,
-## the scheduler, live events
-bench: setup $(BENCH_VENV)/bin/supervisord
+## the scheduler, live events, file watchers against watchmedo (inotify, then polling)
+bench: setup $(BENCH_VENV)/bin/supervisord $(BENCH_VENV)/bin/watchmedo
 	scripts/install-test-deps
 	scripts/with-postgres $(PY) bench/throughput.py --database both
 	scripts/with-postgres $(PY) bench/process.py --database both --supervisord $(BENCH_VENV)/bin/supervisord
@@ -63,6 +67,8 @@ bench: setup $(BENCH_VENV)/bin/supervisord
 	$(PY) bench/api.py
 	$(PY) bench/scheduler.py
 	$(PY) bench/events.py
+	$(PY) bench/watchers.py --watchmedo $(BENCH_VENV)/bin/watchmedo
+	$(PY) bench/watchers.py --watchmedo $(BENCH_VENV)/bin/watchmedo --mode polling --bursts 10
 
 ## soak: 100,000 triggers from 4 HTTP clients against one serve, on SQLite then on PostgreSQL:
 ## drain rate with a short and a 10,000-deep backlog, 5xx, memory of every process (long: ~1 h)

@@ -4,7 +4,7 @@ The database is ``ok`` only when it takes a write: a full disk or a read-only fi
 ``SELECT 1``, yet no run can start or end. The write is this web process's own heartbeat
 (``HeartbeatRole.WEB``), made at most once per ``WriteProbe.every`` seconds so that a client
 polling health adds no write load. Workers, the scheduler and the supervisor count when their
-heartbeat is fresh (the supervisor only when an enabled service needs one); ``restarts`` sums what the processes that keep others report: ``serve`` of its children
+heartbeat is fresh (the supervisor only when an enabled service or watcher needs one); ``restarts`` sums what the processes that keep others report: ``serve`` of its children
 (web, worker, scheduler), each worker of its cluster.
 """
 from __future__ import annotations
@@ -34,8 +34,8 @@ class Health:
     scheduler: str
     """ok, stale or unknown."""
     supervisor: str = "unknown"
-    """ok (a fresh supervisor heartbeat), none (a service is enabled and no supervisor runs it),
-    idle (no supervisor, and no enabled service needs one) or unknown."""
+    """ok (a fresh supervisor heartbeat), none (a service or a watcher is enabled and no supervisor
+    runs it), idle (no supervisor, and nothing enabled needs one) or unknown."""
     restarts: dict[str, int] = field(default_factory=dict)
     """Processes started again after dying, by name: serve's children (web, worker, scheduler)
     and worker clusters (cluster)."""
@@ -86,7 +86,7 @@ def check(*, now: datetime | None = None) -> Health:
         beats = list(fresh.values_list("role", "details"))
         roles = {role for role, _ in beats}
         services_wanted = HeartbeatRole.SUPERVISOR not in roles and Task.objects.present().filter(
-            kind=TaskKind.SERVICE, enabled=True).exists()
+            kind__in=[TaskKind.SERVICE, TaskKind.WATCHER], enabled=True).exists()
     except DatabaseError:
         return Health(database="error", workers="unknown", scheduler="unknown")
     restarts: Counter[str] = Counter()

@@ -3,10 +3,8 @@ task's parameters, and API-key creation. Values are checked by the same code as 
 definitions file's; errors land on fields."""
 from __future__ import annotations
 
-import json
 import re
 import signal
-from collections.abc import Mapping
 from typing import Any
 
 from django import forms
@@ -24,14 +22,9 @@ from tasks_app.definitions.service import (
     service_field_errors,
     validate_service,
 )
-from tasks_app.definitions.watcher import (
-    EVENTS,
-    WATCHER_FIELDS,
-    target_errors,
-    validate_watcher,
-    watcher_defaults,
-    watcher_field_errors,
-)
+from tasks_app.admin.fields import EnvField, ListJSONField, TableJSONField, YesNoField
+from tasks_app.admin.watchers import WATCHER_FORM_FIELDS, WatcherSettingsForm
+from tasks_app.definitions.watcher import target_errors, validate_watcher, watcher_defaults, watcher_field_errors
 from tasks_app.exceptions import DefinitionError
 from tasks_app.models import ApiKey, DefinitionSource, LogOnFull, RestartPolicy, RetryBackoff, Scope, Task, TaskKind
 from tasks_app.parameters import normalize_spec
@@ -49,72 +42,8 @@ SERVICE_FORM_FIELDS = tuple(name for name in SERVICE_FIELDS if name != "compose"
 #: Every field of the form that becomes ``Task.process``.
 SETTINGS_FORM_FIELDS = (*PROCESS_FIELDS, *SERVICE_FORM_FIELDS)
 
-#: The fields of the form that become ``Task.watch`` (a watcher's).
-WATCHER_FORM_FIELDS = WATCHER_FIELDS
 
-
-class ListJSONField(forms.JSONField):
-    """A JSON list in a one-line box (argv, exit_codes); empty when there is none, not "null"."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("widget", forms.TextInput(attrs={"size": 80}))
-        super().__init__(**kwargs)
-
-    def prepare_value(self, value: Any) -> Any:
-        return "" if value is None else super().prepare_value(value)
-
-
-class TableJSONField(ListJSONField):
-    """A JSON object in a one-line box (a service's health_check); empty when there is none."""
-
-
-class YesNoField(forms.TypedChoiceField):
-    """Yes or no as a select: unlike a checkbox, a form posted without it leaves it out (None),
-    so the setting keeps its default (a service's autostart)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(choices=[("True", "Yes"), ("False", "No")], coerce=lambda value: value == "True",
-                         empty_value=None, **kwargs)
-
-
-class EnvField(forms.CharField):
-    """Environment variables as ``NAME=value`` lines (blank lines and ``#`` comments skipped) or a
-    JSON object; whether each is acceptable is the process check's to say."""
-
-    widget = forms.Textarea(attrs={"rows": 3, "cols": 80})
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(strip=False, **kwargs)
-
-    def prepare_value(self, value: Any) -> Any:
-        if isinstance(value, Mapping):
-            return "\n".join(f"{name}={item}" for name, item in value.items())
-        return value
-
-    def to_python(self, value: Any) -> dict[str, Any]:
-        if isinstance(value, Mapping):
-            return dict(value)
-        text = super().to_python(value)
-        if text.strip().startswith("{"):
-            try:
-                parsed = json.loads(text)
-            except ValueError as error:
-                raise forms.ValidationError(f"Not a JSON object: {error}.") from None
-            if not isinstance(parsed, dict):
-                raise forms.ValidationError("Give NAME=value lines or a JSON object.")
-            return parsed
-        values: dict[str, Any] = {}
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            name, equals, item = line.partition("=")
-            if not equals:
-                raise forms.ValidationError(f"Line {number} is not NAME=value.")
-            values[name.strip()] = item
-        return values
-
-
-class TaskForm(forms.ModelForm):
+class TaskForm(forms.ModelForm, WatcherSettingsForm):
     """The schedule fields checked as the API and the definitions file check them, and a command or
     service task's settings checked by the definitions file's own checks (definitions/process.py,
     definitions/service.py).
@@ -167,25 +96,6 @@ class TaskForm(forms.ModelForm):
     health_check = TableJSONField(required=False, help_text='A JSON object with command (shell text) or http (a URL), '
                                                             'and interval, timeout, retries, like {"http": '
                                                             '"http://127.0.0.1:8765/", "interval": 10}. Empty: none.')
-
-    paths = ListJSONField(required=False, help_text='Files or folders to watch, as a JSON list, like '
-                                                    '["/srv/library"]; a relative one is read from the supervisor\'s '
-                                                    'folder.')
-    recursive = YesNoField(required=False, initial="True", help_text="Watch the folders below them too.")
-    patterns = ListJSONField(required=False, help_text='Shell-style patterns a changed path must match, as a JSON list, '
-                                                       'like ["*.rom", "*.zip"]. Empty: every path.')
-    ignore_patterns = ListJSONField(required=False, help_text='Patterns of paths left out, like ["*.tmp", ".git"]; '
-                                                              'they win over patterns.')
-    events = forms.MultipleChoiceField(required=False, choices=[(event, event) for event in EVENTS],
-                                       initial=list(EVENTS), widget=forms.CheckboxSelectMultiple,
-                                       help_text="The kinds of change that count (a move is its old path deleted "
-                                                 "and its new path created).")
-    quiet_delay = forms.FloatField(required=False, min_value=0, initial=watcher_defaults()["quiet_delay"],
-                                   help_text="Seconds without a change before the target is triggered.")
-    target = forms.CharField(required=False, help_text="The id of the task to trigger (a python or command task).")
-    target_parameters = TableJSONField(required=False, help_text='The target\'s parameters, as a JSON object, like '
-                                                                 '{"platforms": "gba"}. Its changed_paths, when it '
-                                                                 'declares one, is filled in.')
 
     class Meta:
         model = Task

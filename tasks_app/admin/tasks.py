@@ -36,7 +36,8 @@ from tasks_app import clock, selectors, services
 from tasks_app.access.callers import caller_label
 from tasks_app.admin import display
 from tasks_app.admin.actions import apply_each, live_fragments
-from tasks_app.admin.forms import PARAMETER_PREFIX, SERVICE_FORM_FIELDS, WATCHER_FORM_FIELDS, RunNowForm, TaskForm
+from tasks_app.admin.forms import PARAMETER_PREFIX, SERVICE_FORM_FIELDS, RunNowForm, TaskForm
+from tasks_app.admin.watchers import WATCHER_FORM_FIELDS, WATCHER_HELP, TriggerListFilter, render_watcher
 from tasks_app.definitions.process import PROCESS_FIELDS
 from tasks_app.definitions.service import SERVICE_FIELDS
 from tasks_app.definitions.validate import OPERATOR_FIELDS
@@ -79,13 +80,6 @@ def render_instances(request: HttpRequest, task: Task, *, can_run: bool) -> str:
         "task": task, "state": state, "instances": instances, "now": clock.now(), "can_run": can_run,
         "verbs": list(SERVICE_VERBS),
     }, request=request)
-
-
-def render_watcher(request: HttpRequest, task: Task) -> str:
-    """A watcher's state, live: its paths as watched, pending changes, its last change and trigger."""
-    watcher = selectors.watcher_states([task])[task.pk]
-    return render_to_string("admin/tasks_app/task/watcher.html", {"task": task, "watcher": watcher, "now": clock.now()},
-                            request=request)
 
 
 def render_cells(task: Task, row: TaskRow, *, now: datetime) -> dict[str, SafeString]:
@@ -138,10 +132,6 @@ def trigger_kind(task: Task) -> str:
 PROCESS_HELP = ("For command and service tasks (kind: Shell command, Service): command or argv, and how the process "
                 "runs and stops. Left as offered, a field takes its default; a python task has none of these.")
 
-WATCHER_HELP = ("For watcher tasks (kind: File watcher): the paths it watches, which changes count, and the task it "
-                "triggers once no change has come for the quiet delay. A watcher is not run on demand (untick Manual "
-                "run) and has no schedule, timeout, retries or parameters of its own: its target's apply.")
-
 SERVICE_HELP = ("For service tasks (kind: Service): how many processes are kept running, how they restart, their "
                 "start order and health. A service is started, stopped and restarted by its supervisor: it has no "
                 "schedule, timeout, retries or parameters, and is not run on demand (untick Manual run).")
@@ -152,19 +142,6 @@ def _setting_text(value: Any) -> str:
     if value is None or value == "":
         return "-"
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-
-class TriggerListFilter(admin.SimpleListFilter):
-    """RomM's grouping (API.md ``?group=trigger``): scheduled, manual, watcher, service."""
-
-    title = "trigger"
-    parameter_name = "trigger"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return list(TaskTrigger.choices)
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Task]) -> QuerySet[Task]:
-        return selectors.filter_by_trigger(queryset, self.value()) if self.value() in TaskTrigger.values else queryset
 
 
 class TaskChangeList(ChangeList):

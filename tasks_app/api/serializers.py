@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from tasks_app import parameters
 from tasks_app.api.processes import SERVICE_STATES, InstanceSerializer, ProcessSerializer
-from tasks_app.api.watchers import WatcherSerializer
+from tasks_app.api.watchers import WatcherSerializer, watcher_object
 from tasks_app.definitions.service import SERVICE_FIELDS
 from tasks_app.models import (
     POLICY_FIELDS,
@@ -152,15 +152,7 @@ class TaskSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(WatcherSerializer(allow_null=True))
     def get_watcher(self, task: Task) -> dict[str, Any] | None:
-        """A watcher's settings and state; null for other kinds."""
-        from tasks_app import selectors
-
-        if task.kind != TaskKind.WATCHER or task.watch is None:
-            return None
-        known = self.context.get("watchers")
-        if known is None or task.pk not in known:
-            known = selectors.watcher_states([task])
-        return WatcherSerializer(known[task.pk]).data
+        return watcher_object(task, known=self.context.get("watchers"))
 
     @extend_schema_field(ProcessSerializer(allow_null=True))
     def get_process(self, task: Task) -> dict[str, Any] | None:

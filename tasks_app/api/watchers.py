@@ -2,10 +2,13 @@
 its settings and its state as the supervisor that owns it last wrote it. Output only."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from rest_framework import serializers
 
 from tasks_app.definitions.watcher import EVENTS
-from tasks_app.models import WatcherState
+from tasks_app.models import Task, TaskKind, WatcherState
 
 
 class PathStateSerializer(serializers.Serializer):
@@ -44,3 +47,15 @@ class WatcherSerializer(serializers.Serializer):
     error = serializers.CharField(allow_blank=True, help_text="Why the state is error.")
     path_states = PathStateSerializer(many=True, help_text="Each path as its owner watches it.")
     last_run_id = serializers.UUIDField(allow_null=True, help_text="The target's run it triggered last.")
+
+
+def watcher_object(task: Task, *, known: Mapping[str, dict[str, Any]] | None) -> dict[str, Any] | None:
+    """A watcher task's ``watcher`` object, from ``known`` (``selectors.watcher_states`` of a page
+    of tasks) or read now; null for other kinds."""
+    from tasks_app import selectors
+
+    if task.kind != TaskKind.WATCHER or task.watch is None:
+        return None
+    if known is None or task.pk not in known:
+        known = selectors.watcher_states([task])
+    return WatcherSerializer(known[task.pk]).data

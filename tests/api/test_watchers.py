@@ -15,9 +15,9 @@ def key():
     return make_key("tasks:manage")
 
 
-def make_watcher(task_id="watch", **settings):
+def make_watcher(task_id="watch", *, enabled=True, **settings):
     settings = {"paths": ["/srv/library"], "target": "scan", "patterns": ["*.rom"], "quiet_delay": 5, **settings}
-    return make_task(id=task_id, kind=TaskKind.WATCHER, callable="", manual_run=False,
+    return make_task(id=task_id, kind=TaskKind.WATCHER, callable="", manual_run=False, enabled=enabled,
                      watch=check_watcher(task_id, settings))
 
 
@@ -68,3 +68,15 @@ def test_tasks_grouped_by_how_they_start_as_romm_groups_them(api, key):
     assert [task["id"] for task in api.get("/api/tasks?trigger=watcher", key=key).json()["tasks"]] == ["watch"]
     body = assert_problem(api.get("/api/tasks?group=kind", key=key), 400, "invalid-query")
     assert body["errors"][0]["location"] == "query.group"
+
+
+def test_health_wants_a_supervisor_for_an_enabled_watcher(api):
+    from tasks_app import services
+
+    services.beat("worker")
+    services.beat("scheduler")
+    make_watcher(enabled=False)
+    assert api.get("/api/health").json()["checks"]["supervisor"] == "idle"
+    services.set_enabled("watch", enabled=True)
+    body = api.get("/api/health").json()
+    assert body["status"] == "degraded" and body["checks"]["supervisor"] == "none"  # nobody watches its paths

@@ -22,10 +22,10 @@ from django.db import OperationalError, transaction
 
 from tasks_app import selectors, services, text
 from tasks_app.definitions.load import all_definitions
-from tasks_app.definitions.watcher import describe as describe_watch
 from tasks_app.exceptions import DefinitionError, TaskdeckError
 from tasks_app.management.follow import RunFollower, stored_log
-from tasks_app.models import IntervalUnit, Run, RunStatus, RunTrigger, Task
+from tasks_app.management.listing import task_table
+from tasks_app.models import IntervalUnit, Run, RunStatus, RunTrigger, Task, TaskKind
 from tasks_app.scheduling import rules
 
 BAR_WIDTH = 30
@@ -111,19 +111,8 @@ class Command(BaseCommand):
         if not tasks:
             self.stdout.write("No tasks. Declare one with @task in an app's tasks.py, then run: manage.py tasks sync")
             return
-        statuses = selectors.task_statuses(tasks)
-        statuses.update({task_id: state for task_id, (state, _) in selectors.service_states(tasks).items()})
-        watchers = selectors.watcher_states(tasks)
-        statuses.update({task_id: watcher["state"] for task_id, watcher in watchers.items()})
-        rows = [("ID", "KIND", "TRIGGER", "ENABLED", "STATUS", "LAST RUN", *(("WATCHES",) if watchers else ()))]
-        for task in tasks:
-            last = task.last_run_at.strftime("%Y-%m-%d %H:%M:%S") if task.last_run_at else "-"
-            watches = (watcher_text(watchers[task.id]) if task.id in watchers else "-",) if watchers else ()
-            rows.append((task.id, task.kind, task.trigger, "yes" if task.enabled else "no", statuses[task.id], last,
-                         *watches))
-        widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-        for row in rows:
-            self.stdout.write("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
+        for line in task_table(tasks):
+            self.stdout.write(line)
 
     def do_run(self, *, task_id: str, param: list[str], dry_run: bool, force: bool, wait: bool, **options: Any) -> None:
         values = {}
@@ -394,13 +383,6 @@ def _progress_text(run: Run) -> str:
     return f"{run.progress_current:g}{total}{percent} {run.progress_message}".rstrip()
 
 
-def watcher_text(watcher: dict[str, Any]) -> str:
-    """A watcher's paths, patterns and target, then what is pending and what is wrong."""
-    pending = f"; {watcher['pending_changes']} change(s) pending" if watcher["pending_changes"] else ""
-    error = f"; {watcher['error']}" if watcher["error"] else ""
-    return describe_watch(watcher) + pending + error
-
-
 def _when(value: Any) -> str:
     return value.isoformat() if value else "-"
 
@@ -438,6 +420,9 @@ def _interval_text(task: Task) -> str:
 
 
 def _next_run_text(task: Task) -> str:
+    if task.kind == TaskKind.WATCHER:
+        return ("its supervisor starts watching within a second" if task.enabled
+                else "its supervisor stops watching within a second")
     if task.next_run_at is None:
         return "no next run"
     return f"next run {task.next_run_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
