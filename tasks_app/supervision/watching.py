@@ -181,9 +181,9 @@ class Watching:
         self.watched[watched.name] = watched
         if row.pending_changes:
             logger.info("Watcher %s: took it with %d change(s) pending.", task.pk, row.pending_changes)
+        self.write(watched, message="taken by " + self.owner.name, force=True)  # starting: before the watches
         for path in watched.paths:
             self.start_path(watched, path)
-        self.write(watched, message="taken by " + self.owner.name, force=True)
 
     @staticmethod
     def _paths_of(settings: dict[str, Any]) -> list[PathState]:
