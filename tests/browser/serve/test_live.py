@@ -54,7 +54,8 @@ def test_a_scan_started_from_the_form_shows_progress_and_activity_live_to_the_en
     assert rows == sorted(rows) and rows[-1] > rows[0], rows
     assert page.evaluate(NOT_RELOADED)
     run = serve.wait_for_run(run_id_from(page))
-    assert run["parameters"] == {"platforms": "gba,snes", "pace": 0.04} and run["triggered_by"] == "user:admin"
+    assert run["parameters"] == {"platforms": "gba,snes", "pace": 0.04, "changed_paths": ""}
+    assert run["triggered_by"] == "user:admin"
 
 
 def test_a_running_run_is_cancelled_from_its_page_and_ends_cancelled(serve, admin_page):
