@@ -284,6 +284,13 @@ def _log_max_size(value: Any) -> int:
     return value
 
 
+def boolean(value: Any) -> bool:
+    """The check of a field that is true or false (a service's autostart, a watcher's recursive)."""
+    if not isinstance(value, bool):
+        raise InvalidField("must be true or false")
+    return value
+
+
 def choice(values: Sequence[str]) -> Callable[[Any], str]:
     """The check of a field that takes one of ``values``."""
     def check(value: Any) -> str:

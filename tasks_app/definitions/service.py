@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tasks_app import text
-from tasks_app.definitions.process import InvalidField, apply_checks, choice, validate_process
+from tasks_app.definitions.process import InvalidField, apply_checks, boolean, choice, validate_process
 from tasks_app.exceptions import DefinitionError
 from tasks_app.models import RestartPolicy, RetryBackoff, Task, TaskKind
 
@@ -120,7 +120,7 @@ def validate_service(
     settings.update(service_defaults())
     given = {name: value for name, value in fields.items() if name in SERVICE_FIELDS and value is not None}
     checks: dict[str, Callable[[Any], Any]] = {
-        "instances": _instances, "autostart": _boolean, "restart": _restart, "restart_backoff": _restart_backoff,
+        "instances": _instances, "autostart": boolean, "restart": _restart, "restart_backoff": _restart_backoff,
         "restart_delay": _seconds, "start_retries": _start_retries, "healthy_after": _seconds,
         "depends_on": lambda value: _depends_on(value, task_id), "priority": _priority, "health_check": _health_check, "compose": _compose,
     }
@@ -227,12 +227,6 @@ def _is_whole(value: Any) -> bool:
 def _instances(value: Any) -> int:
     if not _is_whole(value) or not 1 <= value <= MAX_INSTANCES:
         raise InvalidField(f"must be a whole number from 1 to {MAX_INSTANCES}")
-    return value
-
-
-def _boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidField("must be true or false")
     return value
 
 

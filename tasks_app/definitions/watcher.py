@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from tasks_app import parameters, text
-from tasks_app.definitions.process import InvalidField, apply_checks
+from tasks_app.definitions.process import InvalidField, apply_checks, boolean
 from tasks_app.definitions.service import REFUSED_TASK_FIELDS, held_field_errors
 from tasks_app.exceptions import DefinitionError, InvalidParameters
 from tasks_app.models import TaskKind
@@ -90,7 +90,7 @@ def validate_watcher(task_id: str, fields: Mapping[str, Any]) -> tuple[dict[str,
               for name in given if name not in WATCHER_FIELDS]
     settings = watcher_defaults()
     checks: dict[str, Callable[[Any], Any]] = {
-        "paths": _paths, "recursive": _boolean, "patterns": _patterns, "ignore_patterns": _patterns,
+        "paths": _paths, "recursive": boolean, "patterns": _patterns, "ignore_patterns": _patterns,
         "events": _events, "quiet_delay": _quiet_delay, "target": lambda value: _target(value, task_id),
         "target_parameters": _target_parameters,
     }
@@ -182,12 +182,6 @@ def _paths(value: Any) -> list[str]:
 
 def _patterns(value: Any) -> list[str]:
     return _strings(value, example='["*.rom", "*.zip"]', allow_empty_list=True)
-
-
-def _boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidField("must be true or false")
-    return value
 
 
 def _events(value: Any) -> list[str]:
