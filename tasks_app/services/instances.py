@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import transaction
 from django.db.models import F
@@ -28,24 +28,50 @@ from tasks_app.services.outcomes import finish_run
 from tasks_app.services.recovery import kill_lost_group
 
 
-def ensure_instances(tasks: Iterable[Task]) -> list[ServiceInstance]:
+class InstanceRow(NamedTuple):
+    """What a supervisor's look reads of an instance row. It reads every row every second: plain
+    tuples, no model objects, no dates to parse."""
+
+    pk: int
+    task_id: str
+    index: int
+    wanted: bool
+    state: str
+    start_requested: int
+    restart_requested: int
+
+
+def ensure_instances(tasks: Iterable[Task]) -> list[InstanceRow]:
     """The instance rows of ``tasks`` (services), one per index below their ``instances``: those
     missing are created, wanted if the service starts by itself (``autostart``). Rows past the
-    count stay until their owner has stopped them, then go."""
+    count stay until their owner has stopped them, then go. As ``InstanceRow``s."""
     tasks = list(tasks)
+    return _fitted(tasks, ServiceInstance.objects.filter(task__in=tasks))
+
+
+def look_at_instances(live: Iterable[Task]) -> list[InstanceRow]:
+    """A supervisor's look: every instance row (``InstanceRow``s), the rows of ``live``
+    (enabled services) first fitted to their count as ``ensure_instances`` does."""
+    return _fitted(list(live), ServiceInstance.objects.all())
+
+
+def _fitted(tasks: list[Task], query: Any) -> list[InstanceRow]:
+    rows = _read(query)
     counts = {task.id: int(task.process.get("instances", 1)) for task in tasks}
-    rows = {(row.task_id, row.index): row for row in ServiceInstance.objects.filter(task__in=tasks)}
-    past = [row.pk for row in rows.values() if row.index >= counts[row.task_id] and row.state == InstanceState.STOPPED]
-    if past:  # a write only when a service shrank: this runs on every look of every supervisor
-        ServiceInstance.objects.filter(pk__in=past, state=InstanceState.STOPPED).delete()
-        rows = {key: row for key, row in rows.items() if row.pk not in past}
+    past = [row.pk for row in rows if row.task_id in counts and row.index >= counts[row.task_id]
+            and row.state == InstanceState.STOPPED]
+    present = {(row.task_id, row.index) for row in rows}
     missing = [ServiceInstance(task_id=task.id, index=index, wanted=bool(task.process.get("autostart", True)))
-               for task in tasks for index in range(int(task.process.get("instances", 1)))
-               if (task.id, index) not in rows]
+               for task in tasks for index in range(counts[task.id]) if (task.id, index) not in present]
+    if past:  # a write only when a service shrank or grew: this runs on every look of every supervisor
+        ServiceInstance.objects.filter(pk__in=past, state=InstanceState.STOPPED).delete()
     if missing:
         ServiceInstance.objects.bulk_create(missing, ignore_conflicts=True)
-        rows = {(row.task_id, row.index): row for row in ServiceInstance.objects.filter(task__in=tasks)}
-    return sorted(rows.values(), key=lambda row: (row.task_id, row.index))
+    return _read(query) if past or missing else rows
+
+
+def _read(query: Any) -> list[InstanceRow]:
+    return [InstanceRow(*values) for values in query.order_by("task_id", "index").values_list(*InstanceRow._fields)]
 
 
 @retry_on_conflict

@@ -33,7 +33,7 @@ from tasks_app.conf import taskdeck_settings
 from tasks_app.execution.command_line import SpawnRefused
 from tasks_app.execution.output import LogWriter
 from tasks_app.execution.running import RunningProcess, ending
-from tasks_app.models import EndReason, HeartbeatRole, InstanceState, ServiceInstance, Task, TaskKind
+from tasks_app.models import EndReason, HeartbeatRole, InstanceState, Task, TaskKind
 from tasks_app.platform import wakeups
 from tasks_app.supervision.health import Probe
 from tasks_app.supervision.owned import Instance, lease_name
@@ -120,9 +120,7 @@ class Supervisor:
     def sync(self) -> None:
         tasks = {task.id: task for task in Task.objects.filter(kind=TaskKind.SERVICE).exclude(process=None)}
         live = [task for task in tasks.values() if task.enabled and task.removed_at is None]
-        rows = {(row.task_id, row.index): row for row in services.ensure_instances(live)}
-        rows.update({(row.task_id, row.index): row for row in ServiceInstance.objects.exclude(
-            task_id__in=[task.id for task in live])})
+        rows = {(row.task_id, row.index): row for row in services.look_at_instances(live)}
         self.healthy_services = {row.task_id for row in rows.values() if row.state == InstanceState.RUNNING}
         self.healthy_services |= {instance.task_id for instance in self.instances.values() if instance.healthy}
         self.healthy_after = {task.id: float(task.process.get("healthy_after", 10)) for task in live}
@@ -147,7 +145,7 @@ class Supervisor:
         return (task is not None and task.enabled and task.removed_at is None
                 and index < int(task.process.get("instances", 1)))
 
-    def take(self, task: Task, row: ServiceInstance) -> None:
+    def take(self, task: Task, row: services.InstanceRow) -> None:
         """An instance this supervisor newly holds: what a dead owner left ends first; then it
         starts now, unless it is fatal (an operator starts it)."""
         ended = services.end_previous_instance_runs(row.task_id, row.index)
@@ -162,7 +160,7 @@ class Supervisor:
             instance.next_start = clock.monotonic()
         self.instances[instance.name] = instance
 
-    def follow_operator(self, instance: Instance, task: Task | None, row: ServiceInstance | None) -> None:
+    def follow_operator(self, instance: Instance, task: Task | None, row: services.InstanceRow | None) -> None:
         """Stops, starts and restarts asked for since the last look; a service disabled, removed
         or shrunk past this instance stops it."""
         if row is None or task is None or not row.wanted or not self._exists(task, instance.index):
@@ -421,8 +419,8 @@ class Supervisor:
     def beat(self) -> None:
         now = clock.monotonic()
         try:
-            if now >= self._next_run_beat:
-                self._next_run_beat = now + float(taskdeck_settings.HEARTBEAT_INTERVAL)
+            if now >= self._next_run_beat:  # a third of the staleness: a write every 10 s, not every 2
+                self._next_run_beat = now + float(taskdeck_settings.HEARTBEAT_STALE_AFTER) / 3
                 services.beat_instances(instance.run.id for instance in self.instances.values() if instance.run)
             if now >= self._next_beat:
                 self._next_beat = now + HEARTBEAT_EVERY
