@@ -1,16 +1,17 @@
 """Service instances (models/instances.py): what the supervisor that owns one writes as it runs it
-(``begin_instance``, ``instance_up``, ``instance_ended``, ``set_instance_state``), the rows each
+(``begin_instance``, ``instance_up``, ``instances_ended``, ``set_instance_state``), the rows each
 service has (``ensure_instances``), and what operators ask of a service (``start_service``,
 ``stop_service``, ``restart_service``), which its owner acts on at its next look.
 
 An instance's lifetime is a Run with trigger ``supervisor`` and its ``instance_index``, created
 ``running`` (no queue: its supervisor runs it) under the task's row lock, before its process is
-spawned; its end goes through ``finish_run`` like any run's. Every change of an instance writes
+spawned; its end goes through ``end_run`` like any run's (the instance's owner restarts it: no retry). Every change of an instance writes
 a ``service:updated`` event.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -26,6 +27,7 @@ from tasks_app.platform import wakeups
 from tasks_app.services.lookups import HOSTNAME, get_task
 from tasks_app.services.outcomes import finish_run
 from tasks_app.services.recovery import kill_lost_group
+from tasks_app.services.transitions import end_run
 
 
 class InstanceRow(NamedTuple):
@@ -109,17 +111,35 @@ def set_instance_state(task_id: str, index: int, state: str, *, message: str = "
         outbox.emit_service_updated(task_id, index=index, state=state, message=message)
 
 
-def instance_ended(run: Run, *, reason: str, state: str, next_start_at: datetime | None = None,
-                   message: str = "", **fields: Any) -> None:
-    """The instance's process ended (or never started): its run ends with ``reason`` and
+@dataclass(frozen=True)
+class InstanceEnd:
+    """An instance's process ended (or never started): its run ends with ``reason`` and
     ``fields`` (exit_code, exit_signal, error), the instance goes to ``state``."""
-    finish_run(run, reason=reason, **fields)
+
+    run: Run
+    reason: str
+    state: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    next_start_at: datetime | None = None
+    message: str = ""
+
+
+@retry_on_conflict
+def instances_ended(ends: Iterable[InstanceEnd]) -> None:
+    """``ends``, in one transaction: a supervisor writes what ended in one look together (at
+    shutdown, every instance of a level). Task locks are taken in id order (db/locks.py)."""
+    ends = sorted(ends, key=lambda end: (end.run.task_id, end.run.instance_index))
+    if not ends:
+        return
     with transaction.atomic():
-        ServiceInstance.objects.filter(task_id=run.task_id, index=run.instance_index).update(
-            state=state, pid=None, next_start_at=next_start_at, last_exit_code=fields.get("exit_code"),
-            last_exit_signal=fields.get("exit_signal"))
-        outbox.emit_service_updated(run.task_id, index=run.instance_index, state=state, run_id=run.id,
-                                    message=message or fields.get("error", ""))
+        for end in ends:
+            run = end.run
+            end_run(run, reason=end.reason, from_statuses=[RunStatus.RUNNING], fields=end.fields)
+            ServiceInstance.objects.filter(task_id=run.task_id, index=run.instance_index).update(
+                state=end.state, pid=None, next_start_at=end.next_start_at,
+                last_exit_code=end.fields.get("exit_code"), last_exit_signal=end.fields.get("exit_signal"))
+            outbox.emit_service_updated(run.task_id, index=run.instance_index, state=end.state, run_id=run.id,
+                                        message=end.message or end.fields.get("error", ""))
 
 
 def beat_instances(run_ids: Iterable[Any]) -> None:

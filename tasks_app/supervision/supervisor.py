@@ -67,6 +67,7 @@ class Supervisor:
         """Each service's healthy_after, for the wait of those that depend on it."""
         self._next_beat = 0.0
         self._next_run_beat = 0.0
+        self._ends: list[services.InstanceEnd] = []
 
     # -- the loop --
 
@@ -95,6 +96,7 @@ class Supervisor:
         self.start_due()
         self.wait(self._timeout() if wait is None else wait)
         self.end_exited()
+        self.write_ends()
         self.mark_healthy()
         self.check_health()
         self.beat()
@@ -185,6 +187,9 @@ class Supervisor:
     # -- starting --
 
     def start_due(self) -> None:
+        self.write_ends()
+        if self._ends:  # an instance's old run must be ended before its next one begins
+            return
         now = clock.monotonic()
         due = [instance for instance in self.instances.values()
                if instance.process is None and instance.next_start is not None and instance.next_start <= now
@@ -326,10 +331,23 @@ class Supervisor:
             logger.error("Service %s[%d] is fatal: %s.", instance.task_id, instance.index, decision.reason)
 
     def finish(self, instance: Instance, *, reason: str, state: str, fields: dict[str, Any], **extra: Any) -> None:
+        """The instance's run ends; written with the others of this turn (``write_ends``)."""
         instance.state, instance.healthy, instance.up_since, instance.probe = state, False, None, None
         run, instance.run, instance.log = instance.run, None, None
         if run is not None:
-            services.instance_ended(run, reason=reason, state=state, **extra, **fields)
+            self._ends.append(services.InstanceEnd(run, reason, state, fields, **extra))
+
+    def write_ends(self) -> None:
+        """What ended since the last turn, in one transaction (at shutdown, 200 instances ended
+        one by one took seconds). Kept for the next turn while the database refuses."""
+        if not self._ends:
+            return
+        try:
+            services.instances_ended(self._ends)
+        except DatabaseError as error:
+            logger.warning("Could not record the end of %d instance run(s) (%s); trying again.", len(self._ends), error)
+            return
+        self._ends = []
 
     def mark_healthy(self) -> None:
         """Instances up ``healthy_after`` seconds are ``running``: their streak starts again."""
@@ -407,6 +425,7 @@ class Supervisor:
             while any(instance.process is not None for instance in level):
                 self.wait(0.05)
                 self.end_exited()
+            self.write_ends()
         services.release_leases(list(self.instances), owner=self.owner)
         self.instances.clear()
         if self._wakeup is not None:

@@ -9,11 +9,14 @@ import time
 from typing import Any
 
 import pytest
+from django.db import OperationalError
 
 from tasks_app import services
 from tasks_app.definitions.process import check_process
 from tasks_app.models import EndReason, Event, EventName, InstanceState, Lease, Run, RunStatus, RunTrigger, ServiceInstance, TaskKind
 from tasks_app.supervision.supervisor import Supervisor
+
+real_ended = services.instances_ended
 
 from ..execution.conftest import pid_alive
 from ..factories import log_of, make_task
@@ -166,6 +169,39 @@ def test_shutdown_stops_dependents_first_and_ends_their_runs_shutdown(tmp_path):
         assert (run.status, run.end_reason) == (RunStatus.FAILED, EndReason.SHUTDOWN)
         assert instance(task).wanted and instance(task).state == InstanceState.STOPPED
     assert not Lease.objects.exists()
+
+
+def test_the_ends_of_a_shutdown_level_are_written_together(monkeypatch):
+    """200 instances ended one transaction each took seconds to stop: a level's ends are one write."""
+    task = service(command="exec sleep 300", instances=3)
+    supervisor = Supervisor(interval=0.2, ttl=30)
+    turn(supervisor, lambda: ServiceInstance.objects.filter(task=task, pid__isnull=False).count() == 3,
+         what="three instances up")
+    written = []
+    monkeypatch.setattr(services, "instances_ended", lambda ends: written.append(len(ends)) or real_ended(ends))
+    supervisor.shutdown()
+    assert written == [3]
+    assert {run.end_reason for run in runs(task)} == {EndReason.SHUTDOWN}
+
+
+def test_an_end_the_database_refused_is_written_before_the_instance_starts_again(supervisor, monkeypatch, tmp_path):
+    starts = tmp_path / "starts"
+    task = service(command=f"echo started >> {starts}; exit 1", restart="always", restart_backoff="constant",
+                   restart_delay=0, start_retries=100)
+    refusals = []
+
+    def refusing(ends):
+        if len(refusals) < 3:
+            refusals.append(len(ends))
+            raise OperationalError("database is locked")
+        return real_ended(ends)
+
+    monkeypatch.setattr(services, "instances_ended", refusing)
+    turn(supervisor, lambda: len(refusals) == 3, what="three refused writes")
+    assert starts.read_text() == "started\n"  # no second lifetime while the first is not ended
+    turn(supervisor, lambda: len(runs(task)) >= 2, what="the next start")
+    first, second = runs(task)[:2]
+    assert first.status == RunStatus.FAILED and first.ended_at <= second.started_at
 
 
 def test_a_command_that_cannot_start_counts_as_a_failed_start(supervisor, tmp_path):
