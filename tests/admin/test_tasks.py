@@ -433,10 +433,12 @@ def test_a_superuser_adds_and_edits_a_service_with_its_settings(root_client):
     assert Event.objects.get(name="task:updated").data["message"] == "Changed: process"
 
 
-def test_an_imported_services_compose_provenance_survives_an_edit(root_client):
+def test_a_superuser_edits_an_imported_service_and_its_compose_provenance_survives(root_client):
     compose = {"file": "docker-compose.yml", "project_name": "media", "service": "web"}
-    make_service(id="media_web", process={"command": "docker compose run web", "compose": compose})
-    form = FormValues(root_client.get("/admin/tasks_app/task/media_5Fweb/change/").content.decode()).values
+    make_service(id="media_web", source="compose", process={"command": "docker compose run web", "compose": compose})
+    page = root_client.get("/admin/tasks_app/task/media_5Fweb/change/").content.decode()
+    assert "Imported (Compose import): importing its file again writes over edits made here." in page
+    form = FormValues(page).values
     assert "compose" not in form  # only the importers write it
     response = root_client.post("/admin/tasks_app/task/media_5Fweb/change/", {**form, "instances": "4"})
     assert response.status_code == 302, errors_by_field(response.content.decode())
