@@ -1,5 +1,5 @@
 """Service instances (models/instances.py): what the supervisor that owns one writes as it runs it
-(``begin_instance``, ``instance_up``, ``instances_ended``, ``set_instance_state``), the rows each
+(``begin_instances``, ``instances_up``, ``instances_ended``, ``set_instance_state``), the rows each
 service has (``ensure_instances``), and what operators ask of a service (``start_service``,
 ``stop_service``, ``restart_service``), which its owner acts on at its next look.
 
@@ -77,31 +77,38 @@ def _read(query: Any) -> list[InstanceRow]:
 
 
 @retry_on_conflict
-def begin_instance(task_id: str, index: int, *, supervisor_pid: int, restarts: int) -> Run:
-    """A new lifetime of instance ``index``: its Run, ``running`` from now, recorded before its
-    process is spawned; the instance ``starting``."""
+def begin_instances(starts: Iterable[tuple[str, int, int]], *, supervisor_pid: int) -> list[Run]:
+    """New lifetimes of instances, ``(task id, index, restarts)`` each, in one transaction (a
+    supervisor starts what is due in one look together: 200 at boot): their Runs, ``running``
+    from now, recorded before their processes are spawned; the instances ``starting``. Task
+    locks are taken in id order (db/locks.py); the runs come back in the order asked."""
+    starts = list(starts)
+    runs: dict[tuple[str, int], Run] = {}
     with transaction.atomic():
-        lock_task(task_id)
         now = clock.now()
-        run = Run.objects.create(
-            task_id=task_id, trigger=RunTrigger.SUPERVISOR, triggered_by="supervisor", status=RunStatus.RUNNING,
-            created_at=now, enqueued_at=now, started_at=now, heartbeat_at=now, worker_host=HOSTNAME,
-            worker_pid=supervisor_pid, instance_index=index)
-        Task.objects.filter(pk=task_id).update(last_run_at=now)
-        ServiceInstance.objects.filter(task_id=task_id, index=index).update(
-            state=InstanceState.STARTING, run=run, pid=None, started_at=now, next_start_at=None, restarts=restarts)
-        outbox.emit_run_event(EventName.STARTED, run)
-        outbox.emit_service_updated(task_id, index=index, state=InstanceState.STARTING, run_id=run.id)
-    return run
+        for task_id, index, restarts in sorted(starts):
+            lock_task(task_id)
+            run = Run.objects.create(
+                task_id=task_id, trigger=RunTrigger.SUPERVISOR, triggered_by="supervisor", status=RunStatus.RUNNING,
+                created_at=now, enqueued_at=now, started_at=now, heartbeat_at=now, worker_host=HOSTNAME,
+                worker_pid=supervisor_pid, instance_index=index)
+            Task.objects.filter(pk=task_id).update(last_run_at=now)
+            ServiceInstance.objects.filter(task_id=task_id, index=index).update(
+                state=InstanceState.STARTING, run=run, pid=None, started_at=now, next_start_at=None, restarts=restarts)
+            outbox.emit_run_event(EventName.STARTED, run)
+            outbox.emit_service_updated(task_id, index=index, state=InstanceState.STARTING, run_id=run.id)
+            runs[task_id, index] = run
+    return [runs[task_id, index] for task_id, index, _ in starts]
 
 
-def instance_up(run: Run, *, pid: int) -> None:
-    """The instance's process started: its pid on the run and on the instance."""
+def instances_up(started: Iterable[tuple[Run, int]]) -> None:
+    """The instances' processes started: each pid on its run and its instance, in one transaction."""
     with transaction.atomic():
-        Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(pid=pid)
-        ServiceInstance.objects.filter(task_id=run.task_id, index=run.instance_index, run=run).update(pid=pid)
-        outbox.emit_service_updated(run.task_id, index=run.instance_index, state=InstanceState.STARTING,
-                                    run_id=run.id, pid=pid)
+        for run, pid in started:
+            Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(pid=pid)
+            ServiceInstance.objects.filter(task_id=run.task_id, index=run.instance_index, run=run).update(pid=pid)
+            outbox.emit_service_updated(run.task_id, index=run.instance_index, state=InstanceState.STARTING,
+                                        run_id=run.id, pid=pid)
 
 
 def set_instance_state(task_id: str, index: int, state: str, *, message: str = "", **fields: Any) -> None:

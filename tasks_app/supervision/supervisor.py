@@ -33,7 +33,7 @@ from tasks_app.conf import taskdeck_settings
 from tasks_app.execution.command_line import SpawnRefused
 from tasks_app.execution.output import LogWriter
 from tasks_app.execution.running import RunningProcess, ending
-from tasks_app.models import EndReason, HeartbeatRole, InstanceState, Task, TaskKind
+from tasks_app.models import EndReason, HeartbeatRole, InstanceState, Run, Task, TaskKind
 from tasks_app.platform import wakeups
 from tasks_app.supervision.health import Probe
 from tasks_app.supervision.owned import Instance, lease_name
@@ -194,16 +194,18 @@ class Supervisor:
         due = [instance for instance in self.instances.values()
                if instance.process is None and instance.next_start is not None and instance.next_start <= now
                and not instance.stopping_for]
+        starting = []
         for instance in sorted(due, key=lambda item: (item.priority, item.task_id, item.index)):
-            if self.stopping.is_set():
-                return
             note = self.waiting_for(instance, now)
-            if note is None:
-                continue
-            try:
-                self.start(instance, note=note)
-            except DatabaseError as error:
-                logger.warning("Could not start %s[%d] (%s); trying again.", instance.task_id, instance.index, error)
+            if note is not None:
+                starting.append((instance, note))
+        if not starting or self.stopping.is_set():
+            return
+        try:
+            self.start(starting)
+        except DatabaseError as error:
+            logger.warning("Could not start %d instance(s) (%s); trying again.", len(starting), error)
+            for instance, _ in starting:
                 instance.next_start = now + self.interval
 
     def waiting_for(self, instance: Instance, now: float) -> str | None:
@@ -222,10 +224,27 @@ class Supervisor:
         return (f"[taskdeck: started without waiting any longer for {', '.join(unmet)}: not healthy "
                 "within its healthy_after + 5 s]\n")
 
-    def start(self, instance: Instance, *, note: str = "") -> None:
+    def start(self, starting: list[tuple[Instance, str]]) -> None:
+        """Start these instances, in this order (each with the note for its log): their runs
+        begun in one transaction, their processes spawned, their pids written in another (at
+        boot, 200 instances cost two transactions, not 400)."""
+        restarts = [instance.restarts + (1 if instance.started else 0) for instance, _ in starting]
+        runs = services.begin_instances([(instance.task_id, instance.index, count)
+                                         for (instance, _), count in zip(starting, restarts)], supervisor_pid=os.getpid())
+        up = []
+        for (instance, note), run, count in zip(starting, runs, restarts):
+            pid = self.spawn(instance, run, restarts=count, note=note)
+            if pid is not None:
+                up.append((run, pid))
+        try:
+            services.instances_up(up)
+        except DatabaseError as error:  # they run; only their pids are not on record
+            logger.warning("Could not record the pids of %d started instance(s) (%s).", len(up), error)
+
+    def spawn(self, instance: Instance, run: Run, *, restarts: int, note: str) -> int | None:
+        """The instance's process for ``run``; its pid, or None when it could not start (a
+        failed start, for the restart policy)."""
         instance.booted, instance.boot_deadline = True, None
-        restarts = instance.restarts + (1 if instance.started else 0)
-        run = services.begin_instance(instance.task_id, instance.index, supervisor_pid=os.getpid(), restarts=restarts)
         instance.run, instance.restarts, instance.next_start, instance.overflowed = run, restarts, None, False
         instance.started += 1
         settings = instance.settings
@@ -240,7 +259,7 @@ class Supervisor:
         except SpawnRefused as error:
             instance.log.close()
             self.after_exit(instance, reason=EndReason.FAILED, fields={"error": str(error)}, failed=True)
-            return
+            return None
         instance.process, instance.up_since, instance.healthy = process, clock.monotonic(), False
         instance.state = InstanceState.STARTING
         check = settings.get("health_check")
@@ -248,7 +267,7 @@ class Supervisor:
         for fd in process.descriptors():
             self._poller.register(fd, select.POLLIN)
             self._by_fd[fd] = instance
-        services.instance_up(run, pid=process.pid)
+        return process.pid
 
     def _overflowed(self, instance: Instance) -> None:
         """The instance's log passed its cap with kill_task (from the log writer's thread)."""

@@ -17,6 +17,7 @@ from tasks_app.models import EndReason, Event, EventName, InstanceState, Lease, 
 from tasks_app.supervision.supervisor import Supervisor
 
 real_ended = services.instances_ended
+real_begin = services.begin_instances
 
 from ..execution.conftest import pid_alive
 from ..factories import log_of, make_task
@@ -169,6 +170,19 @@ def test_shutdown_stops_dependents_first_and_ends_their_runs_shutdown(tmp_path):
         assert (run.status, run.end_reason) == (RunStatus.FAILED, EndReason.SHUTDOWN)
         assert instance(task).wanted and instance(task).state == InstanceState.STOPPED
     assert not Lease.objects.exists()
+
+
+def test_instances_due_in_one_look_begin_together_in_priority_order(supervisor, monkeypatch):
+    """At boot, 200 instances begun one transaction each took seconds: a look's starts are one
+    (spawned in the order begun)."""
+    late = service("late", command="exec sleep 300", instances=2, priority=5)
+    early = service("early", command="exec sleep 300", priority=1)
+    begun = []
+    monkeypatch.setattr(services, "begin_instances",
+                        lambda starts, **kwargs: begun.append(list(starts)) or real_begin(starts, **kwargs))
+    turn(supervisor, lambda: ServiceInstance.objects.filter(pid__isnull=False).count() == 3, what="three up")
+    assert begun == [[(early.id, 0, 0), (late.id, 0, 0), (late.id, 1, 0)]]
+    assert {run.pid for run in Run.objects.all()} == set(ServiceInstance.objects.values_list("pid", flat=True))
 
 
 def test_the_ends_of_a_shutdown_level_are_written_together(monkeypatch):
