@@ -5,7 +5,7 @@ service has (``ensure_instances``), and what operators ask of a service (``start
 
 An instance's lifetime is a Run with trigger ``supervisor`` and its ``instance_index``, created
 ``running`` (no queue: its supervisor runs it) under the task's row lock, before its process is
-spawned; its end goes through ``end_run`` like any run's (the instance's owner restarts it: no retry). Every change of an instance writes
+spawned; it ends through ``end_instance_runs`` (no retry: the instance's owner restarts it). Every change of an instance writes
 a ``service:updated`` event.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tasks_app.platform import wakeups
 from tasks_app.services.lookups import HOSTNAME, get_task
 from tasks_app.services.outcomes import finish_run
 from tasks_app.services.recovery import kill_lost_group
-from tasks_app.services.transitions import end_run
+from tasks_app.services.transitions import end_instance_runs
 
 
 class InstanceRow(NamedTuple):
@@ -134,19 +134,22 @@ class InstanceEnd:
 @retry_on_conflict
 def instances_ended(ends: Iterable[InstanceEnd]) -> None:
     """``ends``, in one transaction: a supervisor writes what ended in one look together (at
-    shutdown, every instance of a level). Task locks are taken in id order (db/locks.py)."""
-    ends = sorted(ends, key=lambda end: (end.run.task_id, end.run.instance_index))
+    shutdown, every instance of a level, in a few statements)."""
+    ends = list(ends)
     if not ends:
         return
     with transaction.atomic():
-        for end in ends:
-            run = end.run
-            end_run(run, reason=end.reason, from_statuses=[RunStatus.RUNNING], fields=end.fields)
-            ServiceInstance.objects.filter(task_id=run.task_id, index=run.instance_index).update(
-                state=end.state, pid=None, next_start_at=end.next_start_at,
-                last_exit_code=end.fields.get("exit_code"), last_exit_signal=end.fields.get("exit_signal"))
-            outbox.emit_service_updated(run.task_id, index=run.instance_index, state=end.state, run_id=run.id,
-                                        message=end.message or end.fields.get("error", ""))
+        end_instance_runs([(end.run, end.reason, end.fields) for end in ends])
+        alike: dict[tuple[Any, ...], list[Run]] = {}
+        for end in ends:  # at shutdown, all alike: one statement
+            key = (end.state, end.next_start_at, end.fields.get("exit_code"), end.fields.get("exit_signal"))
+            alike.setdefault(key, []).append(end.run)
+        for (state, next_start_at, exit_code, exit_signal), runs in alike.items():
+            ServiceInstance.objects.filter(run__in=runs).update(state=state, pid=None, next_start_at=next_start_at,
+                                                                last_exit_code=exit_code, last_exit_signal=exit_signal)
+        outbox.emit_service_updates([outbox.service_updated_row(
+            end.run.task_id, index=end.run.instance_index, state=end.state, run_id=end.run.id,
+            message=end.message or end.fields.get("error", "")) for end in ends])
 
 
 def beat_instances(run_ids: Iterable[Any]) -> None:
