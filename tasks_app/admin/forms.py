@@ -220,6 +220,8 @@ class TaskForm(forms.ModelForm):
         on demand ...), refused on their fields in the definitions file's words; the operator fields
         of a declared service too, since a schedule would have the scheduler run it."""
         task_id = self.instance.pk or data.get("id") or "new"
+        if self.instance._state.adding and "manual_run" not in self.changed_data:
+            data["manual_run"] = False  # ticked as offered for every new task: left so, a service's is off
         given = {name: data[name] for name in self.fields if name in data and name not in self.errors}
         for error in service_field_errors(task_id, given):
             self.add_error(error.field, _sentence(error.message))

@@ -120,7 +120,7 @@ PROCESS_HELP = ("For command and service tasks (kind: Shell command, Service): c
 
 SERVICE_HELP = ("For service tasks (kind: Service): how many processes are kept running, how they restart, their "
                 "start order and health. A service is started, stopped and restarted by its supervisor: it has no "
-                "schedule, timeout, retries or parameters, and is not run on demand (untick Manual run).")
+                "schedule, timeout, retries or parameters, and is not run on demand.")
 
 
 def _setting_text(value: Any) -> str:
