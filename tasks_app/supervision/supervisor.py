@@ -120,7 +120,8 @@ class Supervisor:
     # -- what the database says --
 
     def sync(self) -> None:
-        tasks = {task.id: task for task in Task.objects.filter(kind=TaskKind.SERVICE).exclude(process=None)}
+        tasks = {task.id: task for task in Task.objects.filter(kind=TaskKind.SERVICE).exclude(process=None)
+                 .only("id", "enabled", "removed_at", "process")}  # read every second: what a look needs
         live = [task for task in tasks.values() if task.enabled and task.removed_at is None]
         rows = {(row.task_id, row.index): row for row in services.look_at_instances(live)}
         self.healthy_services = {row.task_id for row in rows.values() if row.state == InstanceState.RUNNING}
