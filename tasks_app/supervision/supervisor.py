@@ -80,7 +80,10 @@ class Supervisor:
             self.shutdown()
 
     def stop(self) -> None:
+        """From a signal handler or another thread: the loop's wait ends at once (its own wake-up),
+        not at the next look, and it shuts down."""
         self.stopping.set()
+        wakeups.wake(services.supervisor_wakeup(os.getpid()))
 
     def step(self, *, wait: float | None = None) -> None:
         """One turn: look at the database when due, start what is due, wait for output and exits

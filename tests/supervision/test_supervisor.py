@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from typing import Any
 
@@ -292,3 +293,18 @@ def test_an_operators_ask_on_this_host_wakes_the_supervisor_at_once():
         turn(lazy, lambda: instance(task).state == InstanceState.STOPPED, what="the stop, woken")
     finally:
         lazy.shutdown()
+
+
+def test_a_stop_wakes_the_loop_at_once_and_it_shuts_down():
+    """SIGTERM's handler (or serve's thread) calls stop(): the loop, waiting for its next look in
+    1000 s, stops its instances now."""
+    task = service(command="exec sleep 300", healthy_after=1000)  # nothing else due either
+    lazy = Supervisor(interval=1000, ttl=30)
+    turn(lazy, lambda: instance(task).pid, what="start")
+    pid = instance(task).pid
+    loop = threading.Thread(target=lazy.run_forever)
+    loop.start()
+    lazy.stop()
+    loop.join(timeout=60)
+    assert not loop.is_alive() and not pid_alive(pid)
+    assert runs(task)[0].end_reason == EndReason.SHUTDOWN
