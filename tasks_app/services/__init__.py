@@ -44,6 +44,7 @@ from tasks_app.services.instances import (
     instances_up,
     restart_service,
     set_instance_state,
+    set_instances_state,
     start_service,
     stop_service,
     supervisor_wakeup,
@@ -66,7 +67,7 @@ __all__ = [
     "instances_ended",
     "instances_up", "look_at_instances", "parameters_for", "plan_tick", "read_for_execution", "reap_lost_runs", "rebuild_queue",
     "record_pid", "record_progress", "redeliver_lost_runs", "release_held_runs", "release_leases",
-    "request_shutdown", "restart_service", "save_task", "schedule_retry", "set_enabled", "set_instance_state",
+    "request_shutdown", "restart_service", "save_task", "schedule_retry", "set_enabled", "set_instance_state", "set_instances_state",
     "set_interval", "set_operator_fields",
     "set_schedule", "start_service", "stop_service", "stop_wakeup", "supervisor_wakeup", "sync_definitions", "trigger",
 ]

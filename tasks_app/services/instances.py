@@ -10,7 +10,7 @@ a ``service:updated`` event.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -25,7 +25,6 @@ from tasks_app.live import outbox
 from tasks_app.models import EndReason, EventName, Heartbeat, HeartbeatRole, InstanceState, Run, RunStatus, RunTrigger, ServiceInstance, Task, TaskKind
 from tasks_app.platform import wakeups
 from tasks_app.services.lookups import HOSTNAME, get_task
-from tasks_app.services.outcomes import finish_run
 from tasks_app.services.recovery import kill_lost_group
 from tasks_app.services.transitions import end_instance_runs
 
@@ -83,32 +82,52 @@ def begin_instances(starts: Iterable[tuple[str, int, int]], *, supervisor_pid: i
     from now, recorded before their processes are spawned; the instances ``starting``. Task
     locks are taken in id order (db/locks.py); the runs come back in the order asked."""
     starts = list(starts)
-    runs: dict[tuple[str, int], Run] = {}
+    if not starts:
+        return []
     with transaction.atomic():
-        now = clock.now()
-        for task_id, index, restarts in sorted(starts):
+        for task_id in sorted({task_id for task_id, _, _ in starts}):
             lock_task(task_id)
-            run = Run.objects.create(
-                task_id=task_id, trigger=RunTrigger.SUPERVISOR, triggered_by="supervisor", status=RunStatus.RUNNING,
-                created_at=now, enqueued_at=now, started_at=now, heartbeat_at=now, worker_host=HOSTNAME,
-                worker_pid=supervisor_pid, instance_index=index)
-            Task.objects.filter(pk=task_id).update(last_run_at=now)
+        now = clock.now()
+        runs = [Run(task_id=task_id, trigger=RunTrigger.SUPERVISOR, triggered_by="supervisor", status=RunStatus.RUNNING,
+                    created_at=now, enqueued_at=now, started_at=now, heartbeat_at=now, worker_host=HOSTNAME,
+                    worker_pid=supervisor_pid, instance_index=index) for task_id, index, _ in starts]
+        Run.objects.bulk_create(runs)
+        Task.objects.filter(pk__in={task_id for task_id, _, _ in starts}).update(last_run_at=now)
+        for run, (task_id, index, restarts) in zip(runs, starts):
             ServiceInstance.objects.filter(task_id=task_id, index=index).update(
                 state=InstanceState.STARTING, run=run, pid=None, started_at=now, next_start_at=None, restarts=restarts)
-            outbox.emit_run_event(EventName.STARTED, run)
-            outbox.emit_service_updated(task_id, index=index, state=InstanceState.STARTING, run_id=run.id)
-            runs[task_id, index] = run
-    return [runs[task_id, index] for task_id, index, _ in starts]
+        outbox.emit_run_events([(EventName.STARTED, run, "") for run in runs])
+        outbox.emit_service_updates([outbox.service_updated_row(run.task_id, index=run.instance_index,
+                                                                state=InstanceState.STARTING, run_id=run.id)
+                                     for run in runs])
+    return runs
 
 
 def instances_up(started: Iterable[tuple[Run, int]]) -> None:
     """The instances' processes started: each pid on its run and its instance, in one transaction."""
+    started = list(started)
+    if not started:
+        return
     with transaction.atomic():
         for run, pid in started:
             Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(pid=pid)
             ServiceInstance.objects.filter(task_id=run.task_id, index=run.instance_index, run=run).update(pid=pid)
-            outbox.emit_service_updated(run.task_id, index=run.instance_index, state=InstanceState.STARTING,
-                                        run_id=run.id, pid=pid)
+        outbox.emit_service_updates([outbox.service_updated_row(
+            run.task_id, index=run.instance_index, state=InstanceState.STARTING, run_id=run.id, pid=pid)
+            for run, pid in started])
+
+
+def set_instances_state(changes: Iterable[tuple[str, int, str, str]]) -> None:
+    """The owner's word on where instances are, ``(task id, index, state, message)`` each (those
+    found healthy in one look: ``running``), in one transaction."""
+    changes = list(changes)
+    if not changes:
+        return
+    with transaction.atomic():
+        for task_id, index, state, _ in changes:
+            ServiceInstance.objects.filter(task_id=task_id, index=index).update(state=state)
+        outbox.emit_service_updates([outbox.service_updated_row(task_id, index=index, state=state, message=message)
+                                     for task_id, index, state, message in changes])
 
 
 def set_instance_state(task_id: str, index: int, state: str, *, message: str = "", **fields: Any) -> None:
@@ -159,16 +178,22 @@ def beat_instances(run_ids: Iterable[Any]) -> None:
         Run.objects.filter(pk__in=ids, status=RunStatus.RUNNING).update(heartbeat_at=clock.now())
 
 
-def end_previous_instance_runs(task_id: str, index: int) -> list[Run]:
-    """A supervisor just took instance ``index`` over: the runs its previous owner left running
-    end ``crashed`` (what is left of their processes on this host killed) before it starts its own."""
-    ended = []
-    for run in Run.objects.filter(task_id=task_id, instance_index=index, trigger=RunTrigger.SUPERVISOR,
-                                  status=RunStatus.RUNNING):
+@retry_on_conflict
+def end_previous_instance_runs(keys: Collection[tuple[str, int]]) -> list[Run]:
+    """A supervisor just took these instances, ``(task id, index)`` each, over: the runs their
+    previous owners left running end ``crashed`` (what is left of their processes on this host
+    killed) before it starts its own. One read, and one transaction when there is anything to end."""
+    keys = set(keys)
+    if not keys:
+        return []
+    candidates = Run.objects.filter(task_id__in={task_id for task_id, _ in keys}, trigger=RunTrigger.SUPERVISOR,
+                                    status=RunStatus.RUNNING, instance_index__in={index for _, index in keys})
+    left = [run for run in candidates if (run.task_id, run.instance_index) in keys]
+    for run in left:
         kill_lost_group(run)
-        if finish_run(run, reason=EndReason.CRASHED, error="Its supervisor was lost; another took the instance over."):
-            ended.append(run)
-    return ended
+    with transaction.atomic():
+        return end_instance_runs([(run, EndReason.CRASHED, {"error": "Its supervisor was lost; another took the "
+                                                                     "instance over."}) for run in left])
 
 
 def start_service(task_id: str) -> Task:

@@ -135,6 +135,8 @@ def end_instance_runs(ends: list[tuple[Run, str, dict[str, Any]]]) -> list[Run]:
     caller's transaction: one lock per task, in id order, then each run's conditional end, and
     their end events in one insert. Nothing is ever held behind an instance (a service takes no
     triggers), so no slot is handed on. Returns the runs ended here (others ended first)."""
+    if not ends:
+        return []
     for task_id in sorted({run.task_id for run, _, _ in ends}):
         lock_task(task_id)
     now = clock.now()

@@ -68,6 +68,7 @@ class Supervisor:
         self._next_beat = 0.0
         self._next_run_beat = 0.0
         self._ends: list[services.InstanceEnd] = []
+        self._healthy: list[tuple[str, int, str, str]] = []
 
     # -- the loop --
 
@@ -102,6 +103,7 @@ class Supervisor:
         self.write_ends()
         self.mark_healthy()
         self.check_health()
+        self.write_healthy()
         self.beat()
 
     def _timeout(self) -> float:
@@ -135,10 +137,8 @@ class Supervisor:
         held = services.hold_leases(set(wanted) | set(self.instances), owner=self.owner, ttl=self.ttl)
         for name in set(self.instances) - held.names:
             self.lost(self.instances[name])
-        for name in held.taken:
-            row = wanted.get(name)
-            if row is not None and name not in self.instances:
-                self.take(tasks[row.task_id], row)
+        taken = [wanted[name] for name in held.taken if name in wanted and name not in self.instances]
+        self.take(tasks, taken)
         for instance in list(self.instances.values()):
             row = rows.get((instance.task_id, instance.index))
             task = tasks.get(instance.task_id)
@@ -151,20 +151,21 @@ class Supervisor:
         return (task is not None and task.enabled and task.removed_at is None
                 and index < int(task.process.get("instances", 1)))
 
-    def take(self, task: Task, row: services.InstanceRow) -> None:
-        """An instance this supervisor newly holds: what a dead owner left ends first; then it
-        starts now, unless it is fatal (an operator starts it)."""
-        ended = services.end_previous_instance_runs(row.task_id, row.index)
-        if ended:
-            logger.warning("Took over %s[%d] from a lost supervisor; ended %d run(s) crashed.",
-                           row.task_id, row.index, len(ended))
-        instance = Instance(task.id, row.index, dict(task.process), tuple(task.process.get("depends_on") or ()),
-                            int(task.process.get("priority", 0)), requests=(row.start_requested, row.restart_requested))
-        if row.state == InstanceState.FATAL:
-            instance.state = InstanceState.FATAL
-        else:
-            instance.next_start = clock.monotonic()
-        self.instances[instance.name] = instance
+    def take(self, tasks: dict[str, Task], rows: list[services.InstanceRow]) -> None:
+        """Instances this supervisor newly holds: what a dead owner left ends first (for all of
+        them together); then each starts now, unless it is fatal (an operator starts it)."""
+        for run in services.end_previous_instance_runs([(row.task_id, row.index) for row in rows]):
+            logger.warning("Took over %s[%d] from a lost supervisor; its run %s ended crashed.",
+                           run.task_id, run.instance_index, run.id)
+        for row in rows:
+            process = tasks[row.task_id].process
+            instance = Instance(row.task_id, row.index, dict(process), tuple(process.get("depends_on") or ()),
+                                int(process.get("priority", 0)), requests=(row.start_requested, row.restart_requested))
+            if row.state == InstanceState.FATAL:
+                instance.state = InstanceState.FATAL
+            else:
+                instance.next_start = clock.monotonic()
+            self.instances[instance.name] = instance
 
     def follow_operator(self, instance: Instance, task: Task | None, row: services.InstanceRow | None) -> None:
         """Stops, starts and restarts asked for since the last look; a service disabled, removed
@@ -383,9 +384,20 @@ class Supervisor:
                 self.healthy(instance, f"up {instance.settings.get('healthy_after', 10)} s")
 
     def healthy(self, instance: Instance, why: str) -> None:
+        """``running``: written with the others found healthy this turn (``write_healthy``)."""
         instance.healthy, instance.streak, instance.state = True, 0, InstanceState.RUNNING
         self.healthy_services.add(instance.task_id)
-        services.set_instance_state(instance.task_id, instance.index, InstanceState.RUNNING, message=f"healthy: {why}")
+        self._healthy.append((instance.task_id, instance.index, InstanceState.RUNNING, f"healthy: {why}"))
+
+    def write_healthy(self) -> None:
+        """The instances found healthy this turn, in one transaction. Not kept when the database
+        refuses (an end written later must not be overwritten by it): the rows say ``starting``
+        until the next restart; this supervisor knows better meanwhile."""
+        healthy, self._healthy = self._healthy, []
+        try:
+            services.set_instances_state(healthy)
+        except DatabaseError as error:
+            logger.warning("Could not record %d instance(s) healthy (%s).", len(healthy), error)
 
     def check_health(self) -> None:
         """Health checks: the first pass makes an instance healthy; ``retries`` failures in a row
