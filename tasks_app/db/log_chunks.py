@@ -43,7 +43,8 @@ def insert_chunk(run_id: Any, *, start: int, end: int, data: bytes) -> int:
 
     connection.ensure_connection()
     table = connection.ops.quote_name(RunLogChunk._meta.db_table)
-    with psycopg.Cursor(connection.connection) as cursor:
+    # Django's own errors (OperationalError for a full disk), as from any of its cursors.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(f'INSERT INTO {table} (run_id, start, "end", data, compressed) '
                        "VALUES (%s, %s, %s, %b, false) RETURNING id", [run_id, start, end, data])
         return cursor.fetchone()[0]
