@@ -5,7 +5,6 @@ import zlib
 import threading
 
 import pytest
-from django.db import connection
 
 from tasks_app import selectors, services
 from tasks_app.execution.output import FLUSH_BYTES, Flush, LogBuffer, LogWriter
@@ -175,7 +174,7 @@ def test_megabytes_of_lines_are_stored_exactly_in_few_large_chunks(claimed):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_large_chunks_of_text_are_compressed_on_sqlite_and_binary_ones_kept_as_they_are(claimed):
+def test_large_chunks_of_text_are_compressed_and_binary_ones_kept_as_they_are(claimed):
     text = b"".join(b"%08d scanned /library/roms/gba ok\n" % index for index in range(30_000))  # ~1 MB
     noise = os.urandom(300_000)
     log = writer(claimed)
@@ -185,8 +184,7 @@ def test_large_chunks_of_text_are_compressed_on_sqlite_and_binary_ones_kept_as_t
     log.close()
     assert log_of(claimed) == (0, text + noise + b"tail\n", len(text) + len(noise) + 5)
     compressed = list(RunLogChunk.objects.filter(run=claimed).order_by("end").values_list("compressed", flat=True))
-    # PostgreSQL compresses the column itself (lz4, migration 0012).
-    assert compressed == ([True, False, False] if connection.vendor == "sqlite" else [False, False, False])
+    assert compressed == [True, False, False]
     across = selectors.read_log(claimed.pk, offset=len(text) - 3, limit=10).data  # from a compressed chunk on
     assert len(across) >= 7 and (text[-3:] + noise[:7]).startswith(across)  # (less an unfinished character)
 
