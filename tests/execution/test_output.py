@@ -1,13 +1,14 @@
 """execution/output.py: ``LogBuffer`` on its own (offsets, the cap in its three modes, markers: no
 database), then ``LogWriter`` storing into the run log table (chunks, coalescing, the cut, events)."""
 import os
-import zlib
+import random
 import threading
+import zlib
 
 import pytest
 
 from tasks_app import selectors, services
-from tasks_app.execution.output import FLUSH_BYTES, Flush, LogBuffer, LogWriter
+from tasks_app.execution.output import FLUSH_BYTES, Flush, LogBuffer, LogWriter, Pending
 from tasks_app.models import Event, EventName, LogOnFull, RunLogChunk, RunStatus, StopRequest
 from tasks_app.services.progress import COALESCE_BYTES
 
@@ -20,6 +21,48 @@ FULL_KILL = b"[taskdeck: log_max_size of 10 bytes reached; stopping the run (log
 
 def taken(buffer: LogBuffer, *, final: bool = False) -> Flush | None:
     return buffer.take(final=final)
+
+
+# --- Pending ------------------------------------------------------------------------------------
+
+
+def test_pending_keeps_large_writes_as_they_are_and_gathers_small_ones():
+    pending = Pending()
+    large = b"L" * Pending.GATHER
+    pending.add(b"ab")
+    pending.add(large)
+    pending.add(b"c")
+    assert (len(pending), bytes(pending)) == (Pending.GATHER + 3, b"ab" + large + b"c")
+    assert pending.take(Pending.GATHER + 2)[2:] == large and pending.last(4) == b"c"
+    pending.add(bytearray(b"d" * Pending.GATHER))  # a buffer its writer may reuse: copied
+    assert pending.take(10) == b"c" + b"d" * 9
+
+
+def test_pending_takes_drops_and_puts_back_bytes_as_one_bytearray_would():
+    rng = random.Random(14)
+    pending, model = Pending(), bytearray()
+    for step in range(3000):
+        action = rng.random()
+        if action < 0.55:
+            data = os.urandom(rng.choice([1, 7, 100, 5000, Pending.GATHER, 3 * Pending.GATHER]))
+            pending.add(data)
+            model += data
+        elif action < 0.7:
+            count = rng.randint(0, len(model))
+            pending.drop(count)
+            del model[:count]
+        elif action < 0.85:
+            count = rng.randint(0, len(model))
+            taken = pending.take(count)
+            assert taken == model[:count], step
+            del model[:count]
+            if rng.random() < 0.3:  # refused: it goes back in front
+                pending.prepend(taken)
+                model[:0] = taken
+        else:
+            assert pending.last(4) == model[-4:], step
+        assert len(pending) == len(model), step
+    assert bytes(pending) == model
 
 
 # --- LogBuffer ------------------------------------------------------------------------------------
