@@ -13,7 +13,7 @@ from tasks_app.execution.flusher import flusher
 from tasks_app.execution.output import MAX_PENDING, LogWriter
 from tasks_app.models import LogOnFull, Run, RunLogChunk
 
-from ..conftest import wait_until
+from ..conftest import postgres_disk_full, wait_until
 from ..factories import log_of, make_run, make_task
 
 FLUSHER = "taskdeck-log-flusher"
@@ -92,20 +92,6 @@ def test_a_writer_whose_flushes_keep_failing_neither_waits_nor_holds_the_others_
     assert len(failures) == 1  # said once, not at every try
 
 
-REFUSE_CHUNKS = """
-CREATE FUNCTION taskdeck_test_disk_full() RETURNS trigger AS $$
-BEGIN
-    RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full';
-END $$ LANGUAGE plpgsql;
-CREATE TRIGGER taskdeck_test_disk_full BEFORE INSERT OR UPDATE ON tasks_app_runlogchunk
-    FOR EACH ROW EXECUTE FUNCTION taskdeck_test_disk_full();
-"""
-ACCEPT_CHUNKS = """
-DROP TRIGGER taskdeck_test_disk_full ON tasks_app_runlogchunk;
-DROP FUNCTION taskdeck_test_disk_full();
-"""
-
-
 @pytest.mark.postgres
 @pytest.mark.postgres_only  # the refusal comes from a trigger of PostgreSQL's
 @pytest.mark.django_db(transaction=True)
@@ -120,9 +106,7 @@ def test_while_the_database_refuses_writes_writers_go_on_and_nothing_is_lost_onc
             log.write(line)
 
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(REFUSE_CHUNKS)
-        try:
+        with postgres_disk_full("tasks_app_runlogchunk", on="INSERT OR UPDATE"):
             threads = [threading.Thread(target=write_past_the_limit, args=(log,)) for log in writers]
             for thread in threads:
                 thread.start()
@@ -131,9 +115,6 @@ def test_while_the_database_refuses_writes_writers_go_on_and_nothing_is_lost_onc
                 assert not thread.is_alive(), "a writer waited for a database that refuses writes"
             assert flusher().refusing
             assert not RunLogChunk.objects.exists()
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute(ACCEPT_CHUNKS)
         wait_until(lambda: all(stored(run) == size for run in runs), what="the buffered output stored")
         assert not flusher().refusing
     finally:
