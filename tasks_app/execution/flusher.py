@@ -70,10 +70,6 @@ class Flusher:
         self._woken = False
         self._refused_until = float("-inf")
 
-    @property
-    def thread(self) -> threading.Thread | None:
-        return self._thread
-
     def add(self, writer: Flushable) -> None:
         """``writer`` is flushed from now on (the thread starts if it is not running)."""
         with self._lock:
