@@ -46,6 +46,7 @@ def server_connections() -> int:
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_fifty_writers_are_stored_by_one_thread_on_one_connection():
+    assert flusher_threads() == [], "a writer of an earlier test was never closed"
     runs = claimed_runs(50)
     postgres = connection.vendor == "postgresql"
     before = server_connections() if postgres else 0
