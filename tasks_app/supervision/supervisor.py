@@ -275,7 +275,7 @@ class Supervisor:
         return process.pid
 
     def _overflowed(self, instance: Instance) -> None:
-        """The instance's log passed its cap with kill_task (from the log writer's thread)."""
+        """The instance's log passed its cap with kill_task (from the log flusher's thread)."""
         instance.overflowed = True
 
     # -- waiting, ending --
