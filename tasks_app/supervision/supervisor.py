@@ -37,7 +37,8 @@ from tasks_app.models import EndReason, HeartbeatRole, InstanceState, Run, Task,
 from tasks_app.platform import wakeups
 from tasks_app.supervision.health import Probe
 from tasks_app.supervision.owned import Instance, lease_name
-from tasks_app.supervision.order import shutdown_levels
+from tasks_app.supervision.records import TurnRecords
+from tasks_app.supervision.order import boot_wait, shutdown_levels
 from tasks_app.supervision.restarts import after_exit
 
 logger = logging.getLogger(__name__)
@@ -67,8 +68,7 @@ class Supervisor:
         """Each service's healthy_after, for the wait of those that depend on it."""
         self._next_beat = 0.0
         self._next_run_beat = 0.0
-        self._ends: list[services.InstanceEnd] = []
-        self._healthy: list[tuple[str, int, str, str]] = []
+        self.records = TurnRecords()
 
     # -- the loop --
 
@@ -100,10 +100,10 @@ class Supervisor:
         self.start_due()
         self.wait(self._timeout() if wait is None else wait)
         self.end_exited()
-        self.write_ends()
+        self.records.write_ends()
         self.mark_healthy()
         self.check_health()
-        self.write_healthy()
+        self.records.write_healthy()
         self.beat()
 
     def _timeout(self) -> float:
@@ -192,8 +192,7 @@ class Supervisor:
     # -- starting --
 
     def start_due(self) -> None:
-        self.write_ends()
-        if self._ends:  # an instance's old run must be ended before its next one begins
+        if not self.records.write_ends():  # an instance's old run must be ended before its next one begins
             return
         now = clock.monotonic()
         due = [instance for instance in self.instances.values()
@@ -201,7 +200,8 @@ class Supervisor:
                and not instance.stopping_for]
         starting = []
         for instance in sorted(due, key=lambda item: (item.priority, item.task_id, item.index)):
-            note = self.waiting_for(instance, now)
+            note = boot_wait(instance, healthy_services=self.healthy_services, healthy_after=self.healthy_after,
+                             now=now)
             if note is not None:
                 starting.append((instance, note))
         if not starting or self.stopping.is_set():
@@ -212,22 +212,6 @@ class Supervisor:
             logger.warning("Could not start %d instance(s) (%s); trying again.", len(starting), error)
             for instance, _ in starting:
                 instance.next_start = now + self.interval
-
-    def waiting_for(self, instance: Instance, now: float) -> str | None:
-        """At boot, an instance waits for each service it depends on to be healthy, at most that
-        service's healthy_after + 5 s (API.md). None: it waits; else what to note in its log
-        before it starts ('' when nothing)."""
-        if instance.booted:
-            return ""
-        unmet = [task_id for task_id in instance.dependencies if task_id not in self.healthy_services]
-        if not unmet:
-            return ""
-        if instance.boot_deadline is None:
-            instance.boot_deadline = now + max(self.healthy_after.get(task_id, 10.0) for task_id in unmet) + 5
-        if now < instance.boot_deadline:
-            return None
-        return (f"[taskdeck: started without waiting any longer for {', '.join(unmet)}: not healthy "
-                "within its healthy_after + 5 s]\n")
 
     def start(self, starting: list[tuple[Instance, str]]) -> None:
         """Start these instances, in this order (each with the note for its log): their runs
@@ -355,23 +339,11 @@ class Supervisor:
             logger.error("Service %s[%d] is fatal: %s.", instance.task_id, instance.index, decision.reason)
 
     def finish(self, instance: Instance, *, reason: str, state: str, fields: dict[str, Any], **extra: Any) -> None:
-        """The instance's run ends; written with the others of this turn (``write_ends``)."""
+        """The instance's run ends; written with the others of this turn (``records``)."""
         instance.state, instance.healthy, instance.up_since, instance.probe = state, False, None, None
         run, instance.run, instance.log = instance.run, None, None
         if run is not None:
-            self._ends.append(services.InstanceEnd(run, reason, state, fields, **extra))
-
-    def write_ends(self) -> None:
-        """What ended since the last turn, in one transaction (at shutdown, 200 instances ended
-        one by one took seconds). Kept for the next turn while the database refuses."""
-        if not self._ends:
-            return
-        try:
-            services.instances_ended(self._ends)
-        except DatabaseError as error:
-            logger.warning("Could not record the end of %d instance run(s) (%s); trying again.", len(self._ends), error)
-            return
-        self._ends = []
+            self.records.ended(run, reason=reason, state=state, fields=fields, **extra)
 
     def mark_healthy(self) -> None:
         """Instances up ``healthy_after`` seconds are ``running``: their streak starts again."""
@@ -384,20 +356,10 @@ class Supervisor:
                 self.healthy(instance, f"up {instance.settings.get('healthy_after', 10)} s")
 
     def healthy(self, instance: Instance, why: str) -> None:
-        """``running``: written with the others found healthy this turn (``write_healthy``)."""
+        """``running``: written with the others found healthy this turn (``records``)."""
         instance.healthy, instance.streak, instance.state = True, 0, InstanceState.RUNNING
         self.healthy_services.add(instance.task_id)
-        self._healthy.append((instance.task_id, instance.index, InstanceState.RUNNING, f"healthy: {why}"))
-
-    def write_healthy(self) -> None:
-        """The instances found healthy this turn, in one transaction. Not kept when the database
-        refuses (an end written later must not be overwritten by it): the rows say ``starting``
-        until the next restart; this supervisor knows better meanwhile."""
-        healthy, self._healthy = self._healthy, []
-        try:
-            services.set_instances_state(healthy)
-        except DatabaseError as error:
-            logger.warning("Could not record %d instance(s) healthy (%s).", len(healthy), error)
+        self.records.found_healthy(instance.task_id, instance.index, why)
 
     def check_health(self) -> None:
         """Health checks: the first pass makes an instance healthy; ``retries`` failures in a row
@@ -460,7 +422,7 @@ class Supervisor:
             while any(instance.process is not None for instance in level):
                 self.wait(0.05)
                 self.end_exited()
-            self.write_ends()
+            self.records.write_ends()
         services.release_leases(list(self.instances), owner=self.owner)
         self.instances.clear()
         if self._wakeup is not None:
