@@ -17,13 +17,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.db import connection
 
 from tasks_app import services
 from tasks_app.execution.entry import execute_claimed
 from tasks_app.models import EndReason, LogOnFull, Run, RunStatus, RunTrigger
 
-from .conftest import run_until_ended, wait_until
+from .conftest import postgres_disk_full, run_until_ended, wait_until
 from .factories import make_run, make_task, number
 from .processes import Project, free_port, stop_serve
 
@@ -87,10 +86,14 @@ def test_a_full_disk_is_reported_refused_and_the_run_still_records_its_real_end(
             return requests.get(f"{base}/api/health", timeout=5)
 
         wait_until(lambda: health().json()["status"] == "ok", timeout=30, what="serve to be healthy")
-        run_id = requests.post(f"{base}/api/tasks/steady/run", json={}, headers={"X-API-Key": key},
-                               timeout=10).json()["run_id"]
+        # Long enough that the disk is full before its code is over, even on a loaded machine (at
+        # 3 s, its end was sometimes written before the disk filled).
+        seconds = 8
+        run_id = requests.post(f"{base}/api/tasks/steady/run", json={"parameters": {"seconds": seconds}},
+                               headers={"X-API-Key": key}, timeout=10).json()["run_id"]
         show = lambda: project.show(run_id)["Status"]  # noqa: E731
         wait_until(lambda: show() == "running", timeout=20, what="the run to start")
+        started = time.monotonic()
         # Empty the write-ahead log first, so that every later write must grow it on the full disk
         # (SQLite would otherwise reuse the log's pages for a while).
         with sqlite3.connect(project.database, timeout=30) as database:
@@ -104,9 +107,10 @@ def test_a_full_disk_is_reported_refused_and_the_run_still_records_its_real_end(
         trigger = requests.post(f"{base}/api/tasks/steady/run", json={}, headers={"X-API-Key": key}, timeout=10)
         assert trigger.status_code == 503 and trigger.headers["Content-Type"] == "application/problem+json"
         assert trigger.json()["type"] == "/api/problems/database-unavailable" and trigger.headers["Retry-After"] == "5"
-        # The run's 3 s are over, and its heartbeat is past HEARTBEAT_STALE_AFTER (5 s in tests): its
+        assert show() == "running", "the run ended before the disk filled: nothing left to test"
+        # The run's code is over, and its heartbeat is past HEARTBEAT_STALE_AFTER (5 s in tests): its
         # worker is alive, waiting for the disk, so the reaper must not call it crashed.
-        deadline = time.monotonic() + 8
+        deadline = max(time.monotonic() + 8, started + seconds + 6)
         while time.monotonic() < deadline:
             assert show() == "running"
             time.sleep(0.5)
@@ -139,20 +143,6 @@ def test_serve_on_a_read_only_database_fails_in_one_line(tmp_path, process_env):
 # --- PostgreSQL: the server says its disk is full ------------------------------------------------
 
 
-REFUSE_RUN_WRITES = """
-CREATE FUNCTION taskdeck_test_disk_full() RETURNS trigger AS $$
-BEGIN
-    RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full';
-END $$ LANGUAGE plpgsql;
-CREATE TRIGGER taskdeck_test_disk_full BEFORE UPDATE ON tasks_app_run
-    FOR EACH ROW EXECUTE FUNCTION taskdeck_test_disk_full();
-"""
-ACCEPT_RUN_WRITES = """
-DROP TRIGGER taskdeck_test_disk_full ON tasks_app_run;
-DROP FUNCTION taskdeck_test_disk_full();
-"""
-
-
 @pytest.mark.postgres
 @pytest.mark.postgres_only  # on SQLite: test_a_full_disk_is_reported_refused_and_the_run_still_records_its_real_end
 @pytest.mark.django_db(transaction=True)
@@ -160,30 +150,15 @@ def test_a_run_whose_end_postgresql_refuses_records_it_once_the_disk_has_room(qc
     task = make_task(callable="tests.sample_tasks.cooperative", parameters=[number("seconds", 1)])
     run = services.trigger(task, source=RunTrigger.API, requested_by="test")
     wait_until(lambda: Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).exists(), what="the run to start")
-    with connection.cursor() as cursor:
-        cursor.execute(REFUSE_RUN_WRITES)
-    try:
+    with postgres_disk_full("tasks_app_run", on="UPDATE"):
         deadline = time.monotonic() + 3  # a real worker in real time: its 1 s passes, its end is refused
         while time.monotonic() < deadline:
             assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
             assert services.reap_lost_runs(stale_after=0.5) == []  # alive on this host: never crashed
             time.sleep(0.2)
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(ACCEPT_RUN_WRITES)
     run = run_until_ended(run)
     assert (run.status, run.end_reason, run.result) == (RunStatus.COMPLETED, EndReason.SUCCESS, "finished")
     assert run.error == ""
-
-
-REFUSE_NEW_RUNS = """
-CREATE FUNCTION taskdeck_test_disk_full() RETURNS trigger AS $$
-BEGIN
-    RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full';
-END $$ LANGUAGE plpgsql;
-CREATE TRIGGER taskdeck_test_disk_full BEFORE INSERT ON tasks_app_run
-    FOR EACH ROW EXECUTE FUNCTION taskdeck_test_disk_full();
-"""
 
 
 @pytest.mark.postgres
@@ -198,13 +173,8 @@ def test_a_worker_whose_end_committed_but_whose_retry_was_refused_still_runs_the
     task = make_task(callable="tests.sample_tasks.fail", on_overlap="queue", queue_max=10, retry_attempts=1)
     run = services.claim_run(make_run(task).pk, task_id=task.pk)
     held = make_run(task)
-    with connection.cursor() as cursor:
-        cursor.execute(REFUSE_NEW_RUNS)
-    try:
+    with postgres_disk_full("tasks_app_run", on="INSERT"):
         recorded = execute_claimed(run, keep_slot=True, log_max_size=10_000, log_on_full=LogOnFull.DROP_OLD)
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(ACCEPT_RUN_WRITES)
     assert recorded == (EndReason.FAILED, held.pk)
     run.refresh_from_db()
     held.refresh_from_db()
