@@ -132,7 +132,7 @@ class TaskForm(forms.ModelForm, WatcherSettingsForm):
     def edits_watch(self) -> bool:
         """A new task (which may be a watcher), or a watcher made in the admin."""
         task = self.instance
-        return task._state.adding or (task.kind == TaskKind.WATCHER and task.source == DefinitionSource.ADMIN)
+        return task._state.adding or (task.kind == TaskKind.WATCHER and task.edited_here)
 
     @property
     def changed_task_fields(self) -> list[str]:

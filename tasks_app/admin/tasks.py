@@ -232,7 +232,7 @@ class TaskAdmin(admin.ModelAdmin):
                               ("Service", {"fields": SERVICE_FORM_FIELDS, "description": SERVICE_HELP}),
                               ("Watcher", {"fields": WATCHER_FORM_FIELDS, "description": WATCHER_HELP})]
         elif obj.kind == TaskKind.WATCHER:
-            editable = obj.source == DefinitionSource.ADMIN and self.has_change_permission(request, obj)
+            editable = obj.edited_here and self.has_change_permission(request, obj)
             fieldsets.insert(1, ("Watcher", {"fields": WATCHER_FORM_FIELDS if editable else ("watch_settings",),
                                              "description": WATCHER_HELP if editable else ""}))
         elif obj.kind in (TaskKind.COMMAND, TaskKind.SERVICE):

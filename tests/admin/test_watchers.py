@@ -55,7 +55,6 @@ def test_a_superuser_adds_a_watcher_with_its_settings(root_client):
      "Region: unknown parameter (a parameter of 'scan')."),
     ({"paths": "[]"}, "paths", 'Is required: the files or folders to watch, like ["/srv/library"].'),
     ({"quiet_delay": "-1"}, "quiet_delay", "Ensure this value is greater than or equal to 0."),
-    ({"manual_run": "on"}, "manual_run", "A watcher is not run on demand: it triggers its target when files change."),
     ({"interval": "5", "interval_unit": "minutes"}, "interval",
      "A watcher has no schedule: it triggers its target when files change."),
     ({"callable": "tests.sample_tasks.noop"}, "callable", "A watcher triggers its target, it calls nothing."),
@@ -68,6 +67,19 @@ def test_a_bad_watcher_is_refused_on_its_field_in_the_definitions_files_words(ro
     errors = {name: html.unescape(text) for name, text in errors_by_field(response.content.decode()).items()}
     assert errors.get(field) == message, errors
     assert not Task.objects.filter(pk="watch").exists()
+
+
+def test_manual_run_left_as_the_add_page_offers_it_is_off_and_ticked_later_is_refused(root_client):
+    make_task(id="scan", parameters=[string("platforms")])
+    response = root_client.post("/admin/tasks_app/task/add/", watcher_form(manual_run="on"))
+    assert response.status_code == 302, errors_by_field(response.content.decode())
+    assert Task.objects.get(pk="watch").manual_run is False
+
+    response = root_client.post("/admin/tasks_app/task/watch/change/", watcher_form(manual_run="on"))
+    assert response.status_code == 200
+    errors = {name: html.unescape(text) for name, text in errors_by_field(response.content.decode()).items()}
+    assert errors.get("manual_run") == "A watcher is not run on demand: it triggers its target when files change."
+    assert Task.objects.get(pk="watch").manual_run is False
 
 
 def test_a_watcher_field_on_another_kind_is_refused(root_client):
