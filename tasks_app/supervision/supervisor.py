@@ -99,7 +99,6 @@ class Supervisor:
             try:
                 close_old_connections()
                 self.sync()
-                self.watching.sync()
             except DatabaseError as error:
                 logger.warning("Supervisor could not read or renew its services (%s); trying again.", error)
         self.start_due()
@@ -131,8 +130,19 @@ class Supervisor:
     # -- what the database says --
 
     def sync(self) -> None:
-        tasks = {task.id: task for task in Task.objects.filter(kind=TaskKind.SERVICE).exclude(process=None)
-                 .only("id", "enabled", "removed_at", "process")}  # read every second: what a look needs
+        """One look: the services and watchers read together (every second: only what a look
+        needs), then each kind followed."""
+        tasks, watchers = {}, []
+        for task in Task.objects.filter(kind__in=(TaskKind.SERVICE, TaskKind.WATCHER)).only(
+                "id", "kind", "enabled", "removed_at", "process", "watch"):
+            if task.kind == TaskKind.SERVICE and task.process is not None:
+                tasks[task.id] = task
+            elif task.kind == TaskKind.WATCHER and task.watch is not None:
+                watchers.append(task)
+        self.sync_services(tasks)
+        self.watching.sync(watchers)
+
+    def sync_services(self, tasks: dict[str, Task]) -> None:
         live = [task for task in tasks.values() if task.enabled and task.removed_at is None]
         rows = {(row.task_id, row.index): row for row in services.look_at_instances(live)}
         self.healthy_services = {row.task_id for row in rows.values() if row.state == InstanceState.RUNNING}

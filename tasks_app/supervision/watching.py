@@ -41,7 +41,7 @@ from tasks_app.exceptions import (
     TaskRemoved,
     UseRestart,
 )
-from tasks_app.models import Task, TaskKind, Watcher, WatcherState
+from tasks_app.models import Task, Watcher, WatcherState
 from tasks_app.platform.filewatch import PathWatch, WakePipe, mode_for
 from tasks_app.supervision.watchers import ChangeFilter, Pending
 
@@ -138,11 +138,12 @@ class Watching:
 
     # -- what the database says --
 
-    def sync(self) -> None:
-        """Hold the leases of the enabled watchers this supervisor can; start those newly held,
-        follow edits, let go of those disabled or removed. A watcher left ``watching`` by an owner
-        that died while it was disabled is set ``stopped`` by whoever gets its lease."""
-        tasks = {task.pk: task for task in Task.objects.filter(kind=TaskKind.WATCHER).exclude(watch=None)}
+    def sync(self, watchers: list[Task]) -> None:
+        """Given the watcher tasks (the supervisor's look reads them with the services): hold the
+        leases of the enabled ones this supervisor can; start those newly held, follow edits, let
+        go of those disabled or removed. A watcher left ``watching`` by an owner that died while it
+        was disabled is set ``stopped`` by whoever gets its lease."""
+        tasks = {task.pk: task for task in watchers}
         if not tasks and not self.watched:
             return
         rows = services.ensure_watchers(tasks.values())

@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from tasks_app import services
 from tasks_app.definitions.watcher import check_watcher
@@ -269,3 +271,18 @@ def test_changes_pending_at_shutdown_are_fired_by_the_next_owner(clock, library)
         assert run.parameters["changed_paths"] == f"{library}/a.rom"
     finally:
         second.shutdown()
+
+
+def test_a_settled_look_reads_the_tasks_once_and_writes_nothing(supervisor, clock, library):
+    """Services and watchers are read by one statement every look; a look with nothing to do writes nothing."""
+    make_target()
+    make_watcher(paths=[str(library)], quiet_delay=1)
+    watching_now(supervisor)
+    steps(supervisor, 3)
+    supervisor._next_sync = 0.0  # the next step looks at the database
+    with CaptureQueriesContext(connection) as looked:
+        supervisor.step(wait=0.0)
+    statements = [query["sql"] for query in looked.captured_queries]
+    task_reads = [sql for sql in statements if 'FROM "tasks_app_task"' in sql.replace("`", '"')]
+    assert len(task_reads) == 1, statements
+    assert not [sql for sql in statements if sql.lstrip().split()[0].upper() in ("INSERT", "UPDATE", "DELETE")], statements
