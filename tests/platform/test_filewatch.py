@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import select
 import shutil
+import subprocess
+import sys
 
 import pytest
 
 from tasks_app.platform.filewatch import INOTIFY, POLLING, PathWatch, WakePipe, filesystem_of, mode_for
 
-from ..conftest import wait_until
+from ..conftest import ROOT, wait_until
 
 
 @pytest.fixture
@@ -101,3 +103,42 @@ def test_the_mode_follows_the_file_system_a_path_lies_on(tmp_path):
     assert mode_for(str(tmp_path), polled_filesystems={"nfs", "nfs4"}) == INOTIFY
     assert mode_for(str(tmp_path), polled_filesystems={here}) == POLLING
     assert mode_for(str(tmp_path / "not" / "yet"), polled_filesystems={here}) == POLLING  # its mount, all the same
+
+
+#: Run in a user namespace of its own (inotify's limits are per user namespace), with room for
+#: 5 inotify watches: a tree of 20 folders is polled instead, saying why, and its changes seen.
+OUT_OF_WATCHES = r"""
+import os, sys, time
+from pathlib import Path
+from tasks_app.platform.filewatch import PathWatch, WakePipe
+Path("/proc/sys/user/max_inotify_watches").write_text("5")
+root = Path(sys.argv[1])
+for index in range(20):
+    (root / f"folder{index}").mkdir()
+pipe = WakePipe()
+watch = PathWatch(str(root), recursive=True, mode="inotify", poll_interval=0.1, wake=pipe.wake).start()
+deadline = time.monotonic() + 20
+while watch.state == "starting" and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(watch.state, watch.mode, watch.error, sep="|")
+print(watch.note)
+(root / "folder7" / "new.rom").write_bytes(b"x")
+seen = []
+while not seen and time.monotonic() < deadline:
+    time.sleep(0.05)
+    seen = watch.drain()
+print(sorted(seen))
+watch.close()
+"""
+
+
+def test_inotify_out_of_watches_falls_back_to_polling_and_says_why(tmp_path):
+    unshare = shutil.which("unshare")
+    assert unshare, "util-linux's unshare is needed to give the watch a user namespace of its own"
+    done = subprocess.run([unshare, "--user", "--map-root-user", sys.executable, "-c", OUT_OF_WATCHES, str(tmp_path)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    state, note, seen = done.stdout.splitlines()
+    assert state == "watching|polling|"
+    assert note.startswith("inotify refused (") and note.endswith("); polling instead"), note
+    assert seen == str([("created", f"{tmp_path}/folder7/new.rom")])
