@@ -74,6 +74,18 @@ autostart = false
 healthy_after = 2
 """
 
+#: A watcher of a folder of the serve's own (``Serve.dropbox``), disabled, as the example is.
+WATCHER = """
+[tasks.dropbox]
+title = "Dropbox watcher (test)"
+kind = "watcher"
+enabled = false
+paths = ["{dropbox}"]
+quiet_delay = 1
+target = "items"
+target_parameters = {{ count = 2 }}
+"""
+
 #: Parameters that make the example scan (160 files at ``pace`` seconds each) take well under a second.
 FAST_SCAN = {"pace": 0.001}
 
@@ -105,6 +117,8 @@ class Serve:
     process: subprocess.Popen[bytes]
     log_path: Path
     api_key: str
+    dropbox: Path
+    """The folder the ``dropbox`` watcher watches."""
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -141,7 +155,8 @@ def serve(process_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
     """The real serve every browser test drives: SIGTERM at the end, killed with its children if slow."""
     folder = tmp_path_factory.mktemp("browser")
     definitions = folder / "taskdeck.toml"
-    definitions.write_text(DEFINITIONS, encoding="utf-8")
+    (folder / "dropbox").mkdir()
+    definitions.write_text(DEFINITIONS + WATCHER.format(dropbox=folder / "dropbox"), encoding="utf-8")
     env = {
         **process_env,
         "TASKDECK_DEFINITIONS": str(definitions),
@@ -155,7 +170,7 @@ def serve(process_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
     log_path = folder / "serve.log"
     process = project.start_serve(port, log_path)
     try:
-        yield Serve(f"http://127.0.0.1:{port}", project, process, log_path, api_key)
+        yield Serve(f"http://127.0.0.1:{port}", project, process, log_path, api_key, folder / "dropbox")
     finally:
         stop_serve(process, log=log_path)
 

@@ -219,3 +219,27 @@ def test_a_services_instances_follow_live_from_start_to_healthy_then_stop(serve,
     page.get_by_role("button", name="Stop", exact=True).click()
     stay(page)
     expect(panel).to_contain_text("Stopped", timeout=15_000)
+
+
+def test_a_watcher_enabled_watches_and_its_trigger_shows_live(serve, admin_page):
+    page = admin_page
+    page.goto("/admin/tasks_app/task/dropbox/change/")
+    panel = page.locator(".td-watcher").locator("..")
+    expect(panel).to_contain_text("Disabled: enable it to watch its paths.")
+    stay(page)
+    assert serve.api("PUT", "tasks/dropbox/enabled", enabled=True).status_code == 200
+    paths = page.locator(".td-watcher-paths tbody tr").first
+    expect(paths).to_contain_text(str(serve.dropbox), timeout=15_000)
+    expect(paths).to_contain_text("inotify", timeout=15_000)  # its supervisor took it
+    for index in range(3):
+        (serve.dropbox / f"copy-{index}.rom").write_bytes(b"x")
+    expect(panel.locator("a", has_text="run of items")).to_be_visible(timeout=15_000)  # 1 s after the last copy
+    run_id = re.search(r"/admin/tasks_app/run/([0-9a-f-]{36})/change/",
+                       panel.locator("a", has_text="run of items").get_attribute("href")).group(1)
+    run = serve.wait_for_run(run_id)
+    assert (run["trigger"], run["triggered_by"], run["status"]) == ("watcher", "watcher:dropbox", "completed")
+    assert page.evaluate(NOT_RELOADED)
+    panel.scroll_into_view_if_needed()
+    screenshot(page, "watcher")
+    assert serve.api("PUT", "tasks/dropbox/enabled", enabled=False).status_code == 200
+    expect(panel).to_contain_text("Disabled: enable it to watch its paths.", timeout=15_000)
