@@ -1,6 +1,9 @@
 """The machine Taskdeck runs on, as its own processes see it: ``children``, serve's web, worker
-and scheduler kept alive (with restart back-off), and the process-tree helpers the worker uses.
+and scheduler kept alive (with restart back-off), and the process-tree helpers the worker uses;
+``groups``, a command's process group started, signalled and killed as one; ``keeper``, the small
+process beside each process that starts commands, which kills their groups once it dies;
+``wakeups``, datagrams between processes of one host.
 
-Named apart from the coming process executor (``execution/``), which runs task code as processes:
-this package only keeps Taskdeck's own processes alive.
+Apart from the executors (``execution/``), which decide what runs and when: this package only
+knows processes.
 """

@@ -167,13 +167,13 @@ def test_a_worker_killed_mid_run_leaves_no_process_of_the_command_and_the_run_en
     leader, grandchild = pids_in(pids, 2)
     os.kill(run.worker_pid, signal.SIGKILL)
     wait_until(lambda: not pid_alive(run.worker_pid), what="the worker to die")
-    wait_until(lambda: not pid_alive(leader), timeout=5, what="the leader to die with its worker")
+    wait_until(lambda: not pid_alive(leader) and not pid_alive(grandchild), timeout=5,
+               what="the whole group to die with its worker (its keeper kills it)")
     [reaped] = services.reap_lost_runs()
     assert reaped.pk == run.pk
     run.refresh_from_db()
     assert (run.status, run.end_reason, run.exit_code, run.exit_signal) == (
         RunStatus.FAILED, EndReason.CRASHED, None, None)
-    wait_until(lambda: not pid_alive(grandchild), timeout=5, what="the grandchild to be killed by the reaper")
 
 
 LOTS = "i=0; while [ $i -lt 3000 ]; do printf '%01023d\\n' $i; i=$((i+1)); done"  # 3,000 lines of 1 KiB
