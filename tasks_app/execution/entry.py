@@ -125,8 +125,8 @@ def _run_code(run: Run, ctx: RunContext) -> Outcome:
 
 def overflowed(ctx: RunContext, outcome: Outcome) -> Outcome:
     """However its code ended, a run whose log passed its cap with ``kill_task`` ends log_overflow
-    (what its process ended with is kept)."""
-    ended_with = {name: outcome.fields[name] for name in ("exit_code", "exit_signal") if name in outcome.fields}
+    (its process's pid and what it ended with are kept)."""
+    ended_with = {name: outcome.fields[name] for name in ("pid", "exit_code", "exit_signal") if name in outcome.fields}
     return Outcome(EndReason.LOG_OVERFLOW, {**ended_with, "error": (
         f"Its output passed log_max_size ({ctx.log_writer.max_size:,} bytes) with log_on_full = kill_task; "
         "the run was stopped.")})

@@ -11,13 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from tasks_app import services
 from tasks_app.definitions.process import check_process
+from tasks_app.execution.entry import execute_run
 from tasks_app.models import EndReason, Event, LogOnFull, Run, RunStatus, Task, TaskKind
 
 from ..conftest import run_until_ended, wait_until
-from ..factories import log_of, make_task
+from ..factories import log_of, make_run, make_task
 from .conftest import pid_alive, trigger
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("qcluster")]
@@ -76,6 +79,28 @@ def test_the_working_dir_and_the_pid_land_where_the_task_says(tmp_path):
     run = run_until_ended(trigger(command_task(command="pwd; echo $$", working_dir=str(tmp_path))))
     directory, pid = log_text(run).split()
     assert directory == str(tmp_path) and run.pid == int(pid)
+
+
+def test_a_short_command_costs_the_statements_of_a_python_no_op_its_pid_written_with_its_end():
+    """Run in this process, not queued: a command ending within RECORD_PID_AFTER has no write of its own."""
+    statements, ended = {}, {}
+    for task in (command_task(argv=["true"]), make_task()):
+        run = make_run(task)
+        with CaptureQueriesContext(connection) as queries:
+            execute_run(run.id, task.id)
+        statements[task.kind], ended[task.kind] = len(queries), Run.objects.get(pk=run.pk)
+    assert statements[TaskKind.COMMAND] == statements[TaskKind.PYTHON]
+    command, noop = ended[TaskKind.COMMAND], ended[TaskKind.PYTHON]
+    assert (command.end_reason, command.exit_code, noop.end_reason, noop.pid) == (
+        EndReason.SUCCESS, 0, EndReason.SUCCESS, None)
+    assert command.pid
+
+
+def test_a_long_command_has_its_pid_written_while_it_runs(tmp_path):
+    run = running(trigger(command_task(command=f"echo $$ > {tmp_path / 'pid'}; exec sleep 300")))
+    assert run.pid == pids_in(tmp_path / "pid", 1)[0] and run.ended_at is None
+    services.cancel_run(run.id)
+    assert run_until_ended(run).end_reason == EndReason.CANCELLED
 
 
 def test_exit_codes_decide_the_end():
