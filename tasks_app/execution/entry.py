@@ -161,7 +161,7 @@ def _record_end(run: Run, *, ctx: RunContext | None, outcome: Outcome, keep_slot
                 ctx.close_log()
                 ctx.flush(force=True)
             if keep_slot:  # an attempt that raised after committing: its claim is found again (end_run)
-                return Recorded(reason, services.finish_and_claim_next(run, reason=reason, pid=os.getpid(), **fields))
+                return Recorded(reason, services.finish_and_claim_next(run, reason=reason, claim_for=os.getpid(), **fields))
             services.finish_run(run, reason=reason, **fields)
             return Recorded(reason)
         except OperationalError as error:

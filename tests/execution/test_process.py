@@ -103,6 +103,14 @@ def test_a_long_command_has_its_pid_written_while_it_runs(tmp_path):
     assert run_until_ended(run).end_reason == EndReason.CANCELLED
 
 
+def test_queued_command_runs_end_with_their_pids_as_their_worker_keeps_the_slot():
+    """A ``queue`` task's run ends through finish_and_claim_next, which takes the next one."""
+    task = command_task(argv=["true"])
+    Task.objects.filter(pk=task.pk).update(on_overlap="queue", queue_max=5)
+    runs = [run_until_ended(run) for run in [trigger(task) for _ in range(3)]]
+    assert [(run.end_reason, bool(run.pid)) for run in runs] == [(EndReason.SUCCESS, True)] * 3
+
+
 def test_exit_codes_decide_the_end():
     failed = run_until_ended(trigger(command_task(command="exit 3")))
     assert (failed.status, failed.end_reason, failed.exit_code, failed.error) == (

@@ -55,7 +55,7 @@ def statements(queries: CaptureQueriesContext, *, starting: str) -> list[str]:
 def test_a_workers_end_claims_the_next_held_run_in_the_same_transaction_under_one_lock():
     run, held = running_with_held(held=2)
     with CaptureQueriesContext(connection) as queries:
-        claimed = services.finish_and_claim_next(run, reason=EndReason.SUCCESS, pid=4242)
+        claimed = services.finish_and_claim_next(run, reason=EndReason.SUCCESS, claim_for=4242)
     assert claimed == held[0].pk
     # One transaction (the test's own wraps it: one savepoint), and the task's row locked once
     # (PostgreSQL; SQLite's IMMEDIATE transaction is its lock).
@@ -76,7 +76,7 @@ def test_a_workers_end_claims_the_next_held_run_in_the_same_transaction_under_on
 def test_an_end_that_lost_claims_nothing_and_the_winner_handed_the_slot_to_the_queue():
     run, held = running_with_held(held=2)
     assert services.finish_run(run.pk, reason=EndReason.CRASHED) is not None  # the reaper (or watchdog) first
-    assert services.finish_and_claim_next(run, reason=EndReason.SUCCESS, pid=4242) is None
+    assert services.finish_and_claim_next(run, reason=EndReason.SUCCESS, claim_for=4242) is None
     run.refresh_from_db()
     assert (run.status, run.end_reason) == (RunStatus.FAILED, EndReason.CRASHED)
     assert queue.pending_run_ids() == {str(held[0].pk)}
@@ -89,9 +89,9 @@ def test_an_end_ended_again_after_its_answer_was_lost_finds_the_run_it_claimed_a
     refused) or the commit's answer never came: the worker records the end again, and loses to
     itself. The run it claimed must still be run, by this worker."""
     run, held = running_with_held(held=2)
-    claimed = services.finish_and_claim_next(run, reason=EndReason.SUCCESS, pid=4242)
-    assert services.finish_and_claim_next(run, reason=EndReason.SUCCESS, pid=4242) == claimed == held[0].pk
-    assert services.finish_and_claim_next(run, reason=EndReason.SUCCESS, pid=4243) is None  # not another's
+    claimed = services.finish_and_claim_next(run, reason=EndReason.SUCCESS, claim_for=4242)
+    assert services.finish_and_claim_next(run, reason=EndReason.SUCCESS, claim_for=4242) == claimed == held[0].pk
+    assert services.finish_and_claim_next(run, reason=EndReason.SUCCESS, claim_for=4243) is None  # not another's
     assert Run.objects.get(pk=held[1].pk).enqueued_at is None
     assert Event.objects.filter(run_id=claimed, name=EventName.STARTED).count() == 1
 
@@ -99,7 +99,7 @@ def test_an_end_ended_again_after_its_answer_was_lost_finds_the_run_it_claimed_a
 def test_a_task_no_longer_queue_hands_the_freed_slot_to_the_queue_not_to_the_worker():
     run, held = running_with_held(held=2)
     Task.objects.filter(pk=run.task_id).update(on_overlap="skip")  # the operator changed it meanwhile
-    assert services.finish_and_claim_next(run, reason=EndReason.SUCCESS, pid=4242) is None
+    assert services.finish_and_claim_next(run, reason=EndReason.SUCCESS, claim_for=4242) is None
     assert queue.pending_run_ids() == {str(held[0].pk)}
     assert not Run.objects.filter(status=RunStatus.RUNNING).exists()
 
