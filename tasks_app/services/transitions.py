@@ -26,6 +26,7 @@ from django.db.models import Subquery
 
 from tasks_app import clock, queue
 from tasks_app.db.locks import lock_task, lock_task_reading, retry_on_conflict
+from tasks_app.db.run_reads import run_with_task
 from tasks_app.db.slots import Slots, count_slots, has_held_runs, next_held, slots_and_next_held
 from tasks_app.exceptions import RunActive, TaskNotFound
 from tasks_app.live import outbox
@@ -64,8 +65,9 @@ def claim_run(run_id: UUID | str, *, task_id: str | None = None, pid: int | None
 
 def read_for_execution(run_id: UUID | str) -> Run:
     """A run its worker claimed, with the columns execution uses (``FOR_EXECUTION``), its task's
-    among them, in one query; read after the claim commits."""
-    return Run.objects.select_related("task").only(*FOR_EXECUTION).get(pk=run_id)
+    among them, in one hand-written query (``db.run_reads.run_with_task``); read after the claim
+    commits."""
+    return run_with_task(run_id, fields=FOR_EXECUTION)
 
 
 #: The columns execution (its entry, executors, ctx and watchdog) and the end of a run use. Reading

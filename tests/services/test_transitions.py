@@ -6,10 +6,12 @@ from django.test.utils import CaptureQueriesContext
 from django_q.models import OrmQ
 
 from tasks_app import queue, services
+from tasks_app.definitions.process import check_process
 from tasks_app.exceptions import RunActive
-from tasks_app.models import EndReason, Event, EventName, Run, RunStatus, RunTrigger, Task
+from tasks_app.models import EndReason, Event, EventName, Run, RunStatus, RunTrigger, Task, TaskKind
+from tasks_app.services.transitions import FOR_EXECUTION
 
-from ..factories import make_task, number
+from ..factories import make_run, make_task, number
 from .conftest import api_trigger, schedule_trigger, events_of
 
 pytestmark = pytest.mark.django_db
@@ -33,6 +35,26 @@ def test_delete_run_refuses_active_runs_and_removes_events():
     services.delete_run(run.pk)
     assert not Run.objects.filter(pk=run.pk).exists()
     assert not Event.objects.filter(run_id=run.pk).exists()
+
+
+@pytest.mark.postgres
+def test_read_for_execution_reads_what_the_orm_would_in_one_statement():
+    task = make_task(kind=TaskKind.COMMAND, callable="", timeout=30, parameters=[number("depth", 2)],
+                     process=check_process("t", {"argv": ["du", "-d"], "env": {"LANG": "C"}}))
+    run = make_run(task, parameters={"depth": 3}, attempt=2, dry_run=True, progress_message="caf\u00e9")
+    expected = Run.objects.select_related("task").only(*FOR_EXECUTION).get(pk=run.pk)
+    with CaptureQueriesContext(connection) as queries:
+        read = services.read_for_execution(str(run.pk))
+        fields = {name: getattr(read.task if name.startswith("task__") else read, name.removeprefix("task__"))
+                  for name in FOR_EXECUTION}
+    assert len(queries) == 1
+    assert fields == {name: getattr(expected.task if name.startswith("task__") else expected,
+                                    name.removeprefix("task__")) for name in FOR_EXECUTION}
+    assert (read.get_deferred_fields(), read.task.get_deferred_fields()) == (
+        expected.get_deferred_fields(), expected.task.get_deferred_fields())
+    assert read.created_at == run.created_at  # left out, loaded when touched
+    with pytest.raises(Run.DoesNotExist):
+        services.read_for_execution("00000000-0000-0000-0000-000000000000")
 
 
 # --- The hand-over: a worker's end claims the task's next held run --------------------------------
