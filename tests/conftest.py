@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -144,6 +145,27 @@ def qcluster(process_env: dict[str, str], tmp_path_factory: pytest.TempPathFacto
     cluster.start()
     yield cluster
     cluster.stop()
+
+
+@contextmanager
+def postgres_disk_full(table: str, *, on: str) -> Iterator[None]:
+    """Within the block, PostgreSQL answers every ``on`` (``INSERT``, ``UPDATE``, ``INSERT OR
+    UPDATE``) of a row of ``table`` with its own "disk full" error (SQLSTATE 53100): what psycopg
+    raises when the server's disk is full."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"""
+            CREATE FUNCTION taskdeck_test_disk_full() RETURNS trigger AS $$
+            BEGIN
+                RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full';
+            END $$ LANGUAGE plpgsql;
+            CREATE TRIGGER taskdeck_test_disk_full BEFORE {on} ON {table}
+                FOR EACH ROW EXECUTE FUNCTION taskdeck_test_disk_full();
+        """)
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TRIGGER taskdeck_test_disk_full ON {table}; DROP FUNCTION taskdeck_test_disk_full();")
 
 
 def run_until_ended(run: Any, *, timeout: float = 20) -> Any:

@@ -17,13 +17,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.db import connection
 
 from tasks_app import services
 from tasks_app.execution.entry import execute_claimed
 from tasks_app.models import EndReason, LogOnFull, Run, RunStatus, RunTrigger
 
-from .conftest import run_until_ended, wait_until
+from .conftest import postgres_disk_full, run_until_ended, wait_until
 from .factories import make_run, make_task, number
 from .processes import Project, free_port, stop_serve
 
@@ -139,20 +138,6 @@ def test_serve_on_a_read_only_database_fails_in_one_line(tmp_path, process_env):
 # --- PostgreSQL: the server says its disk is full ------------------------------------------------
 
 
-REFUSE_RUN_WRITES = """
-CREATE FUNCTION taskdeck_test_disk_full() RETURNS trigger AS $$
-BEGIN
-    RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full';
-END $$ LANGUAGE plpgsql;
-CREATE TRIGGER taskdeck_test_disk_full BEFORE UPDATE ON tasks_app_run
-    FOR EACH ROW EXECUTE FUNCTION taskdeck_test_disk_full();
-"""
-ACCEPT_RUN_WRITES = """
-DROP TRIGGER taskdeck_test_disk_full ON tasks_app_run;
-DROP FUNCTION taskdeck_test_disk_full();
-"""
-
-
 @pytest.mark.postgres
 @pytest.mark.postgres_only  # on SQLite: test_a_full_disk_is_reported_refused_and_the_run_still_records_its_real_end
 @pytest.mark.django_db(transaction=True)
@@ -160,30 +145,15 @@ def test_a_run_whose_end_postgresql_refuses_records_it_once_the_disk_has_room(qc
     task = make_task(callable="tests.sample_tasks.cooperative", parameters=[number("seconds", 1)])
     run = services.trigger(task, source=RunTrigger.API, requested_by="test")
     wait_until(lambda: Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).exists(), what="the run to start")
-    with connection.cursor() as cursor:
-        cursor.execute(REFUSE_RUN_WRITES)
-    try:
+    with postgres_disk_full("tasks_app_run", on="UPDATE"):
         deadline = time.monotonic() + 3  # a real worker in real time: its 1 s passes, its end is refused
         while time.monotonic() < deadline:
             assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
             assert services.reap_lost_runs(stale_after=0.5) == []  # alive on this host: never crashed
             time.sleep(0.2)
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(ACCEPT_RUN_WRITES)
     run = run_until_ended(run)
     assert (run.status, run.end_reason, run.result) == (RunStatus.COMPLETED, EndReason.SUCCESS, "finished")
     assert run.error == ""
-
-
-REFUSE_NEW_RUNS = """
-CREATE FUNCTION taskdeck_test_disk_full() RETURNS trigger AS $$
-BEGIN
-    RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full';
-END $$ LANGUAGE plpgsql;
-CREATE TRIGGER taskdeck_test_disk_full BEFORE INSERT ON tasks_app_run
-    FOR EACH ROW EXECUTE FUNCTION taskdeck_test_disk_full();
-"""
 
 
 @pytest.mark.postgres
@@ -198,13 +168,8 @@ def test_a_worker_whose_end_committed_but_whose_retry_was_refused_still_runs_the
     task = make_task(callable="tests.sample_tasks.fail", on_overlap="queue", queue_max=10, retry_attempts=1)
     run = services.claim_run(make_run(task).pk, task_id=task.pk)
     held = make_run(task)
-    with connection.cursor() as cursor:
-        cursor.execute(REFUSE_NEW_RUNS)
-    try:
+    with postgres_disk_full("tasks_app_run", on="INSERT"):
         recorded = execute_claimed(run, keep_slot=True, log_max_size=10_000, log_on_full=LogOnFull.DROP_OLD)
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(ACCEPT_RUN_WRITES)
     assert recorded == (EndReason.FAILED, held.pk)
     run.refresh_from_db()
     held.refresh_from_db()

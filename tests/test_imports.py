@@ -22,9 +22,9 @@ APP = ROOT / "tasks_app"
 LAYERS = ["lookups", "transitions", "progress", "triggering", "outcomes", "ticks", "recovery", "stopping", "leases", "instances",
           "tasks", "imports", "keys", "heartbeats"]
 #: The execution package, bottom first (tasks_app/execution/__init__.py says what each holds).
-EXECUTION_LAYERS = ["outcome", "output", "command_line", "context", "running", "watchdog", "python", "process", "entry"]
+EXECUTION_LAYERS = ["outcome", "flusher", "output", "command_line", "context", "running", "watchdog", "python", "process", "entry"]
 #: The supervision package, bottom first (tasks_app/supervision/__init__.py says what each holds).
-SUPERVISION_LAYERS = ["restarts", "health", "owned", "order", "supervisor"]
+SUPERVISION_LAYERS = ["restarts", "health", "owned", "order", "records", "supervisor"]
 #: The modules allowed to import django_q.
 QUEUE_HOMES = {"tasks_app.queue.handoff", "tasks_app.queue.brokers", "tasks_app.queue.cluster", "tasks_app.queue.hooks"}
 

@@ -25,7 +25,7 @@ from tasks_app.definitions.service import (
     validate_service,
 )
 from tasks_app.exceptions import DefinitionError
-from tasks_app.models import ApiKey, DefinitionSource, LogOnFull, RestartPolicy, RetryBackoff, Scope, Task, TaskKind
+from tasks_app.models import ApiKey, LogOnFull, RestartPolicy, RetryBackoff, Scope, Task, TaskKind
 from tasks_app.parameters import normalize_spec
 from tasks_app.scheduling import rules
 
@@ -178,10 +178,9 @@ class TaskForm(forms.ModelForm):
     @property
     def edits_process(self) -> bool:
         """A new task (which may be a command or service task), or a command or service task made
-        in the admin."""
+        in the admin or imported."""
         task = self.instance
-        return task._state.adding or (task.kind in (TaskKind.COMMAND, TaskKind.SERVICE)
-                                      and task.source == DefinitionSource.ADMIN)
+        return task._state.adding or (task.kind in (TaskKind.COMMAND, TaskKind.SERVICE) and task.edited_here)
 
     @property
     def changed_task_fields(self) -> list[str]:
@@ -221,6 +220,8 @@ class TaskForm(forms.ModelForm):
         on demand ...), refused on their fields in the definitions file's words; the operator fields
         of a declared service too, since a schedule would have the scheduler run it."""
         task_id = self.instance.pk or data.get("id") or "new"
+        if self.instance._state.adding and "manual_run" not in self.changed_data:
+            data["manual_run"] = False  # ticked as offered for every new task: left so, a service's is off
         given = {name: data[name] for name in self.fields if name in data and name not in self.errors}
         for error in service_field_errors(task_id, given):
             self.add_error(error.field, _sentence(error.message))

@@ -120,7 +120,7 @@ PROCESS_HELP = ("For command and service tasks (kind: Shell command, Service): c
 
 SERVICE_HELP = ("For service tasks (kind: Service): how many processes are kept running, how they restart, their "
                 "start order and health. A service is started, stopped and restarted by its supervisor: it has no "
-                "schedule, timeout, retries or parameters, and is not run on demand (untick Manual run).")
+                "schedule, timeout, retries or parameters, and is not run on demand.")
 
 
 def _setting_text(value: Any) -> str:
@@ -204,7 +204,7 @@ class TaskAdmin(admin.ModelAdmin):
         across reloads) are editable here; the rest is shown as declared."""
         if obj is None:
             return tuple(name for name in self.readonly_fields if name not in ("id", "kind", "callable"))
-        if obj.source != DefinitionSource.ADMIN:
+        if not obj.edited_here:
             shown = [name for _, options in self.fieldsets for name in options["fields"]]
             return tuple(dict.fromkeys([*self.readonly_fields, *(name for name in shown if name not in OPERATOR_FIELDS)]))
         return self.readonly_fields
@@ -217,7 +217,7 @@ class TaskAdmin(admin.ModelAdmin):
             fieldsets[1:1] = [("Process", {"fields": PROCESS_FIELDS, "description": PROCESS_HELP}),
                               ("Service", {"fields": SERVICE_FORM_FIELDS, "description": SERVICE_HELP})]
         elif obj.kind in (TaskKind.COMMAND, TaskKind.SERVICE):
-            editable = obj.source == DefinitionSource.ADMIN and self.has_change_permission(request, obj)
+            editable = obj.edited_here and self.has_change_permission(request, obj)
             if not editable:
                 fieldsets.insert(1, ("Process", {"fields": ("process_settings",)}))
             elif obj.kind == TaskKind.COMMAND:
@@ -227,9 +227,12 @@ class TaskAdmin(admin.ModelAdmin):
                                   ("Service", {"fields": SERVICE_FORM_FIELDS, "description": SERVICE_HELP})]
         if obj is None or obj.source == DefinitionSource.ADMIN:
             return fieldsets
-        where = "in code (@task)" if obj.source == DefinitionSource.CODE else "in the definitions file"
-        declared = f"Declared {where}: change it there (an edit here would be undone at the next start)."
-        return [(name, {**options, "description": declared} if name in ("Process", "Policy", "Capabilities") else options)
+        if obj.edited_here:
+            note = f"Imported ({obj.get_source_display()}): importing its file again writes over edits made here."
+        else:
+            where = "in code (@task)" if obj.source == DefinitionSource.CODE else "in the definitions file"
+            note = f"Declared {where}: change it there (an edit here would be undone at the next start)."
+        return [(name, {**options, "description": note} if name in ("Process", "Policy", "Capabilities") else options)
                 for name, options in fieldsets]
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:

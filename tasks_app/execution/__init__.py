@@ -3,6 +3,7 @@
 Modules, bottom first (each imports only those before it; tests/test_imports.py checks):
 
 - ``outcome``: how a run's code ended, as an executor reports it (``Outcome``);
+- ``flusher``: the one thread per process that stores every open log writer's output;
 - ``output``: a run's output on its way to its log (``LogWriter``, capped by ``LogBuffer``), for
   print and ctx.log and for a command's stdout and stderr;
 - ``command_line``: a command run's argv and environment, as API.md orders them;

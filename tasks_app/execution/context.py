@@ -210,7 +210,7 @@ class RunContext:
 
     def flush(self, *, force: bool = False) -> None:
         """Write what is buffered, if the throttle allows (always when forced; then the output
-        waiting is stored too, which otherwise its writer's thread does on its own schedule).
+        waiting is stored too, which otherwise the log flusher does on its own schedule).
 
         A write the database refuses for a while (OperationalError: a full disk, a lock, a lost
         connection) keeps everything buffered for the next flush; task code never sees the error.

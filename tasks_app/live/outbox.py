@@ -79,11 +79,22 @@ def emit_service_updated(task_id: str, *, index: int | None, state: str, message
                          run_id: Any = None, pid: int | None = None) -> None:
     """A service instance changed state (``index``), or an operator acted on the whole service
     (``index`` None, ``state`` what was asked: start, stop, restart)."""
+    emit_service_updates([service_updated_row(task_id, index=index, state=state, message=message, run_id=run_id,
+                                              pid=pid)])
+
+
+def service_updated_row(task_id: str, *, index: int | None, state: str, message: str = "", run_id: Any = None,
+                        pid: int | None = None) -> dict[str, Any]:
+    """The row of a ``service:updated`` event, for ``emit_service_updates``."""
     now = clock.now()
     data = {"task_id": task_id, "index": index, "state": state, "pid": pid,
             "run_id": str(run_id) if run_id else None, "timestamp": now.isoformat(), "message": message}
-    _insert([{"name": EventName.SERVICE_UPDATED, "task_id": task_id, "run_id": run_id, "data": data,
-              "created_at": now}])
+    return {"name": EventName.SERVICE_UPDATED, "task_id": task_id, "run_id": run_id, "data": data, "created_at": now}
+
+
+def emit_service_updates(rows: list[dict[str, Any]]) -> None:
+    """Several ``service:updated`` events (``service_updated_row``), in one insert."""
+    _insert(rows)
 
 
 def _insert(rows: list[dict[str, Any]]) -> None:

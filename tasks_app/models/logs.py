@@ -9,9 +9,10 @@ deleted. So the log's size (the next offset to ask for, ``X-Log-Size``) is the `
 chunk, and the bytes dropped from its head the ``start`` of its first. Chunks are contiguous:
 each starts where the one before it ends (or later, where the head was cut).
 
-A chunk's bytes may be stored zlib-compressed (``compressed``; ``unpack`` gives them back): on
-SQLite the writer compresses large chunks, which roughly halves what storing a command's output
-costs there (db/log_chunks.py); PostgreSQL compresses them itself (lz4, migration 0012).
+A chunk's bytes may be stored compressed (``compressed``; ``unpack`` gives them back): the writer
+compresses large chunks (LZ4; zlib on SQLite before it), which roughly halves what storing a
+command's output costs (db/log_chunks.py). On PostgreSQL the column compresses the raw ones
+(lz4, migration 0012); chunks it stored raw before the writer compressed there still read.
 
 What was dropped is said by a marker line (``dropped_marker``): for ``drop_old`` the readers write
 it in front of the kept bytes (the dropped head has offsets but no bytes); for ``drop_new`` and

@@ -226,5 +226,13 @@ class Task(models.Model):
         return TaskTrigger.MANUAL
 
     @property
+    def edited_here(self) -> bool:
+        """Whether the task lives in the database only, so the admin edits it (superusers): made
+        there, or imported (a re-import of its file writes it again). Tasks declared in code or
+        the definitions file are written again at every start: only operator fields are edited."""
+        return self.source in (DefinitionSource.ADMIN, DefinitionSource.COMPOSE, DefinitionSource.CRONTAB,
+                               DefinitionSource.SUPERVISORD)
+
+    @property
     def is_removed(self) -> bool:
         return self.removed_at is not None

@@ -34,14 +34,17 @@ from tasks_app.services.tasks import (
 from tasks_app.services.heartbeats import beat
 from tasks_app.services.imports import import_definitions
 from tasks_app.services.instances import (
+    InstanceEnd,
+    InstanceRow,
     beat_instances,
-    begin_instance,
+    begin_instances,
     end_previous_instance_runs,
-    ensure_instances,
-    instance_ended,
-    instance_up,
+    look_at_instances,
+    instances_ended,
+    instances_up,
     restart_service,
     set_instance_state,
+    set_instances_state,
     start_service,
     stop_service,
     supervisor_wakeup,
@@ -57,14 +60,14 @@ from tasks_app.services.transitions import claim_run, delete_run, read_for_execu
 from tasks_app.services.triggering import parameters_for, release_held_runs, trigger
 
 __all__ = [
-    "HOSTNAME", "LogTail", "Owner", "TickPlan", "after_run_ended", "append_log", "beat", "beat_instances", "beat_run",
-    "begin_instance", "cancel_run", "cancel_task", "claim_run", "delete_run", "due_tasks",
-    "end_previous_instance_runs", "end_shutdown_runs", "ensure_instances", "finish_and_claim_next", "finish_run",
+    "HOSTNAME", "InstanceEnd", "InstanceRow", "LogTail", "Owner", "TickPlan", "after_run_ended", "append_log", "beat", "beat_instances", "beat_run",
+    "begin_instances", "cancel_run", "cancel_task", "claim_run", "delete_run", "due_tasks",
+    "end_previous_instance_runs", "end_shutdown_runs", "finish_and_claim_next", "finish_run",
     "fire_startup_runs", "fire_ticks", "get_run", "get_task", "hold_leases", "import_definitions", "initialise_schedules",
-    "instance_ended",
-    "instance_up", "parameters_for", "plan_tick", "read_for_execution", "reap_lost_runs", "rebuild_queue",
+    "instances_ended",
+    "instances_up", "look_at_instances", "parameters_for", "plan_tick", "read_for_execution", "reap_lost_runs", "rebuild_queue",
     "record_pid", "record_progress", "redeliver_lost_runs", "release_held_runs", "release_leases",
-    "request_shutdown", "restart_service", "save_task", "schedule_retry", "set_enabled", "set_instance_state",
+    "request_shutdown", "restart_service", "save_task", "schedule_retry", "set_enabled", "set_instance_state", "set_instances_state",
     "set_interval", "set_operator_fields",
     "set_schedule", "start_service", "stop_service", "stop_wakeup", "supervisor_wakeup", "sync_definitions", "trigger",
 ]

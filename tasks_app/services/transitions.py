@@ -8,6 +8,7 @@ Each takes the task's row lock first (db/locks.py) and reports whether it won, s
 - ``end_run``: running (or queued) -> ended, with its event; the slot it frees goes to the task's
   next held run in the same transaction (``admit_after_end``), or, for the worker that ran it
   (``claim_for``), held -> running for that worker itself, under the same lock;
+  ``end_instance_runs`` ends many runs of service instances together;
 - ``admit_held``: held -> handed to the queue, one per free slot;
 - ``request_stop`` / ``stop``: a queued run ends at once, a running one is asked to stop;
 - ``delete_run``: an ended run and what hangs from it go.
@@ -129,6 +130,27 @@ def end_run(run: Run, *, reason: str, from_statuses: list[str], fields: dict[str
         outbox.emit_run_end(run)
         admit_after_end(run, now=now)
     return Ended(won=True)
+
+
+def end_instance_runs(ends: list[tuple[Run, str, dict[str, Any]]]) -> list[Run]:
+    """``end_run`` of many runs of service instances, ``(run, reason, fields)`` each, inside the
+    caller's transaction: one lock per task, in id order, then each run's conditional end, and
+    their end events in one insert. Nothing is ever held behind an instance (a service takes no
+    triggers), so no slot is handed on. Returns the runs ended here (others ended first)."""
+    if not ends:
+        return []
+    for task_id in sorted({run.task_id for run, _, _ in ends}):
+        lock_task(task_id)
+    now = clock.now()
+    won = []
+    for run, reason, fields in ends:
+        values = {"status": STATUS_FOR_REASON[reason], "end_reason": reason, "ended_at": now, **fields}
+        if Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(**values):
+            for name, value in values.items():
+                setattr(run, name, value)
+            won.append(run)
+    outbox.emit_run_events([outbox.run_end_event(run) for run in won])
+    return won
 
 
 def _hand_over(run: Run, *, max_concurrent: int, pid: int, now: datetime) -> UUID | None:

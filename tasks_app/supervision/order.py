@@ -2,7 +2,7 @@
 shutdown (API.md "Services": Boot)."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 
 from tasks_app.supervision.owned import Instance
 
@@ -29,3 +29,21 @@ def shutdown_levels(instances: Iterable[Instance]) -> list[list[Instance]]:
             levels.append([])
         levels[level].extend(members)
     return levels
+
+
+def boot_wait(instance: Instance, *, healthy_services: Collection[str], healthy_after: Mapping[str, float],
+              now: float) -> str | None:
+    """At boot, an instance waits for each service it depends on to be healthy, at most that
+    service's healthy_after + 5 s (API.md). None: it waits; else what to note in its log before it
+    starts ('' when nothing)."""
+    if instance.booted:
+        return ""
+    unmet = [task_id for task_id in instance.dependencies if task_id not in healthy_services]
+    if not unmet:
+        return ""
+    if instance.boot_deadline is None:
+        instance.boot_deadline = now + max(healthy_after.get(task_id, 10.0) for task_id in unmet) + 5
+    if now < instance.boot_deadline:
+        return None
+    return (f"[taskdeck: started without waiting any longer for {', '.join(unmet)}: not healthy "
+            "within its healthy_after + 5 s]\n")

@@ -33,11 +33,12 @@ from tasks_app.conf import taskdeck_settings
 from tasks_app.execution.command_line import SpawnRefused
 from tasks_app.execution.output import LogWriter
 from tasks_app.execution.running import RunningProcess, ending
-from tasks_app.models import EndReason, HeartbeatRole, InstanceState, ServiceInstance, Task, TaskKind
+from tasks_app.models import EndReason, HeartbeatRole, InstanceState, Run, Task, TaskKind
 from tasks_app.platform import wakeups
 from tasks_app.supervision.health import Probe
 from tasks_app.supervision.owned import Instance, lease_name
-from tasks_app.supervision.order import shutdown_levels
+from tasks_app.supervision.records import TurnRecords
+from tasks_app.supervision.order import boot_wait, shutdown_levels
 from tasks_app.supervision.restarts import after_exit
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class Supervisor:
         """Each service's healthy_after, for the wait of those that depend on it."""
         self._next_beat = 0.0
         self._next_run_beat = 0.0
+        self.records = TurnRecords()
 
     # -- the loop --
 
@@ -79,7 +81,10 @@ class Supervisor:
             self.shutdown()
 
     def stop(self) -> None:
+        """From a signal handler or another thread: the loop's wait ends at once (its own wake-up),
+        not at the next look, and it shuts down."""
         self.stopping.set()
+        wakeups.wake(services.supervisor_wakeup(os.getpid()))
 
     def step(self, *, wait: float | None = None) -> None:
         """One turn: look at the database when due, start what is due, wait for output and exits
@@ -95,8 +100,10 @@ class Supervisor:
         self.start_due()
         self.wait(self._timeout() if wait is None else wait)
         self.end_exited()
+        self.records.write_ends()
         self.mark_healthy()
         self.check_health()
+        self.records.write_healthy()
         self.beat()
 
     def _timeout(self) -> float:
@@ -118,11 +125,10 @@ class Supervisor:
     # -- what the database says --
 
     def sync(self) -> None:
-        tasks = {task.id: task for task in Task.objects.filter(kind=TaskKind.SERVICE).exclude(process=None)}
+        tasks = {task.id: task for task in Task.objects.filter(kind=TaskKind.SERVICE).exclude(process=None)
+                 .only("id", "enabled", "removed_at", "process")}  # read every second: what a look needs
         live = [task for task in tasks.values() if task.enabled and task.removed_at is None]
-        rows = {(row.task_id, row.index): row for row in services.ensure_instances(live)}
-        rows.update({(row.task_id, row.index): row for row in ServiceInstance.objects.exclude(
-            task_id__in=[task.id for task in live])})
+        rows = {(row.task_id, row.index): row for row in services.look_at_instances(live)}
         self.healthy_services = {row.task_id for row in rows.values() if row.state == InstanceState.RUNNING}
         self.healthy_services |= {instance.task_id for instance in self.instances.values() if instance.healthy}
         self.healthy_after = {task.id: float(task.process.get("healthy_after", 10)) for task in live}
@@ -131,10 +137,8 @@ class Supervisor:
         held = services.hold_leases(set(wanted) | set(self.instances), owner=self.owner, ttl=self.ttl)
         for name in set(self.instances) - held.names:
             self.lost(self.instances[name])
-        for name in held.taken:
-            row = wanted.get(name)
-            if row is not None and name not in self.instances:
-                self.take(tasks[row.task_id], row)
+        taken = [wanted[name] for name in held.taken if name in wanted and name not in self.instances]
+        self.take(tasks, taken)
         for instance in list(self.instances.values()):
             row = rows.get((instance.task_id, instance.index))
             task = tasks.get(instance.task_id)
@@ -147,22 +151,23 @@ class Supervisor:
         return (task is not None and task.enabled and task.removed_at is None
                 and index < int(task.process.get("instances", 1)))
 
-    def take(self, task: Task, row: ServiceInstance) -> None:
-        """An instance this supervisor newly holds: what a dead owner left ends first; then it
-        starts now, unless it is fatal (an operator starts it)."""
-        ended = services.end_previous_instance_runs(row.task_id, row.index)
-        if ended:
-            logger.warning("Took over %s[%d] from a lost supervisor; ended %d run(s) crashed.",
-                           row.task_id, row.index, len(ended))
-        instance = Instance(task.id, row.index, dict(task.process), tuple(task.process.get("depends_on") or ()),
-                            int(task.process.get("priority", 0)), requests=(row.start_requested, row.restart_requested))
-        if row.state == InstanceState.FATAL:
-            instance.state = InstanceState.FATAL
-        else:
-            instance.next_start = clock.monotonic()
-        self.instances[instance.name] = instance
+    def take(self, tasks: dict[str, Task], rows: list[services.InstanceRow]) -> None:
+        """Instances this supervisor newly holds: what a dead owner left ends first (for all of
+        them together); then each starts now, unless it is fatal (an operator starts it)."""
+        for run in services.end_previous_instance_runs([(row.task_id, row.index) for row in rows]):
+            logger.warning("Took over %s[%d] from a lost supervisor; its run %s ended crashed.",
+                           run.task_id, run.instance_index, run.id)
+        for row in rows:
+            process = tasks[row.task_id].process
+            instance = Instance(row.task_id, row.index, dict(process), tuple(process.get("depends_on") or ()),
+                                int(process.get("priority", 0)), requests=(row.start_requested, row.restart_requested))
+            if row.state == InstanceState.FATAL:
+                instance.state = InstanceState.FATAL
+            else:
+                instance.next_start = clock.monotonic()
+            self.instances[instance.name] = instance
 
-    def follow_operator(self, instance: Instance, task: Task | None, row: ServiceInstance | None) -> None:
+    def follow_operator(self, instance: Instance, task: Task | None, row: services.InstanceRow | None) -> None:
         """Stops, starts and restarts asked for since the last look; a service disabled, removed
         or shrunk past this instance stops it."""
         if row is None or task is None or not row.wanted or not self._exists(task, instance.index):
@@ -187,42 +192,48 @@ class Supervisor:
     # -- starting --
 
     def start_due(self) -> None:
+        if not self.records.write_ends():  # an instance's old run must be ended before its next one begins
+            return
         now = clock.monotonic()
         due = [instance for instance in self.instances.values()
                if instance.process is None and instance.next_start is not None and instance.next_start <= now
                and not instance.stopping_for]
+        starting = []
         for instance in sorted(due, key=lambda item: (item.priority, item.task_id, item.index)):
-            if self.stopping.is_set():
-                return
-            note = self.waiting_for(instance, now)
-            if note is None:
-                continue
-            try:
-                self.start(instance, note=note)
-            except DatabaseError as error:
-                logger.warning("Could not start %s[%d] (%s); trying again.", instance.task_id, instance.index, error)
+            note = boot_wait(instance, healthy_services=self.healthy_services, healthy_after=self.healthy_after,
+                             now=now)
+            if note is not None:
+                starting.append((instance, note))
+        if not starting or self.stopping.is_set():
+            return
+        try:
+            self.start(starting)
+        except DatabaseError as error:
+            logger.warning("Could not start %d instance(s) (%s); trying again.", len(starting), error)
+            for instance, _ in starting:
                 instance.next_start = now + self.interval
 
-    def waiting_for(self, instance: Instance, now: float) -> str | None:
-        """At boot, an instance waits for each service it depends on to be healthy, at most that
-        service's healthy_after + 5 s (API.md). None: it waits; else what to note in its log
-        before it starts ('' when nothing)."""
-        if instance.booted:
-            return ""
-        unmet = [task_id for task_id in instance.dependencies if task_id not in self.healthy_services]
-        if not unmet:
-            return ""
-        if instance.boot_deadline is None:
-            instance.boot_deadline = now + max(self.healthy_after.get(task_id, 10.0) for task_id in unmet) + 5
-        if now < instance.boot_deadline:
-            return None
-        return (f"[taskdeck: started without waiting any longer for {', '.join(unmet)}: not healthy "
-                "within its healthy_after + 5 s]\n")
+    def start(self, starting: list[tuple[Instance, str]]) -> None:
+        """Start these instances, in this order (each with the note for its log): their runs
+        begun in one transaction, their processes spawned, their pids written in another (at
+        boot, 200 instances cost two transactions, not 400)."""
+        restarts = [instance.restarts + (1 if instance.started else 0) for instance, _ in starting]
+        runs = services.begin_instances([(instance.task_id, instance.index, count)
+                                         for (instance, _), count in zip(starting, restarts)], supervisor_pid=os.getpid())
+        up = []
+        for (instance, note), run, count in zip(starting, runs, restarts):
+            pid = self.spawn(instance, run, restarts=count, note=note)
+            if pid is not None:
+                up.append((run, pid))
+        try:
+            services.instances_up(up)
+        except DatabaseError as error:  # they run; only their pids are not on record
+            logger.warning("Could not record the pids of %d started instance(s) (%s).", len(up), error)
 
-    def start(self, instance: Instance, *, note: str = "") -> None:
+    def spawn(self, instance: Instance, run: Run, *, restarts: int, note: str) -> int | None:
+        """The instance's process for ``run``; its pid, or None when it could not start (a
+        failed start, for the restart policy)."""
         instance.booted, instance.boot_deadline = True, None
-        restarts = instance.restarts + (1 if instance.started else 0)
-        run = services.begin_instance(instance.task_id, instance.index, supervisor_pid=os.getpid(), restarts=restarts)
         instance.run, instance.restarts, instance.next_start, instance.overflowed = run, restarts, None, False
         instance.started += 1
         settings = instance.settings
@@ -237,7 +248,7 @@ class Supervisor:
         except SpawnRefused as error:
             instance.log.close()
             self.after_exit(instance, reason=EndReason.FAILED, fields={"error": str(error)}, failed=True)
-            return
+            return None
         instance.process, instance.up_since, instance.healthy = process, clock.monotonic(), False
         instance.state = InstanceState.STARTING
         check = settings.get("health_check")
@@ -245,10 +256,10 @@ class Supervisor:
         for fd in process.descriptors():
             self._poller.register(fd, select.POLLIN)
             self._by_fd[fd] = instance
-        services.instance_up(run, pid=process.pid)
+        return process.pid
 
     def _overflowed(self, instance: Instance) -> None:
-        """The instance's log passed its cap with kill_task (from the log writer's thread)."""
+        """The instance's log passed its cap with kill_task (from the log flusher's thread)."""
         instance.overflowed = True
 
     # -- waiting, ending --
@@ -328,10 +339,11 @@ class Supervisor:
             logger.error("Service %s[%d] is fatal: %s.", instance.task_id, instance.index, decision.reason)
 
     def finish(self, instance: Instance, *, reason: str, state: str, fields: dict[str, Any], **extra: Any) -> None:
+        """The instance's run ends; written with the others of this turn (``records``)."""
         instance.state, instance.healthy, instance.up_since, instance.probe = state, False, None, None
         run, instance.run, instance.log = instance.run, None, None
         if run is not None:
-            services.instance_ended(run, reason=reason, state=state, **extra, **fields)
+            self.records.ended(run, reason=reason, state=state, fields=fields, **extra)
 
     def mark_healthy(self) -> None:
         """Instances up ``healthy_after`` seconds are ``running``: their streak starts again."""
@@ -344,9 +356,10 @@ class Supervisor:
                 self.healthy(instance, f"up {instance.settings.get('healthy_after', 10)} s")
 
     def healthy(self, instance: Instance, why: str) -> None:
+        """``running``: written with the others found healthy this turn (``records``)."""
         instance.healthy, instance.streak, instance.state = True, 0, InstanceState.RUNNING
         self.healthy_services.add(instance.task_id)
-        services.set_instance_state(instance.task_id, instance.index, InstanceState.RUNNING, message=f"healthy: {why}")
+        self.records.found_healthy(instance.task_id, instance.index, why)
 
     def check_health(self) -> None:
         """Health checks: the first pass makes an instance healthy; ``retries`` failures in a row
@@ -409,6 +422,7 @@ class Supervisor:
             while any(instance.process is not None for instance in level):
                 self.wait(0.05)
                 self.end_exited()
+            self.records.write_ends()
         services.release_leases(list(self.instances), owner=self.owner)
         self.instances.clear()
         if self._wakeup is not None:
@@ -421,8 +435,8 @@ class Supervisor:
     def beat(self) -> None:
         now = clock.monotonic()
         try:
-            if now >= self._next_run_beat:
-                self._next_run_beat = now + float(taskdeck_settings.HEARTBEAT_INTERVAL)
+            if now >= self._next_run_beat:  # a third of the staleness: a write every 10 s, not every 2
+                self._next_run_beat = now + float(taskdeck_settings.HEARTBEAT_STALE_AFTER) / 3
                 services.beat_instances(instance.run.id for instance in self.instances.values() if instance.run)
             if now >= self._next_beat:
                 self._next_beat = now + HEARTBEAT_EVERY

@@ -387,20 +387,19 @@ def test_only_superusers_add_or_change_command_tasks():
 
 
 def service_form(**fields):
-    """What the add page posts for a new service: no schedule, Manual run unticked, the service
-    fields as offered."""
+    """What the add page posts for a new service: no schedule, Manual run ticked as offered, the
+    service fields as offered."""
     form = add_form(id="web", kind="service", interval="", interval_unit="", command="python3 -m http.server 8765",
                     instances="1", autostart="True", restart="on_failure", restart_backoff="exponential",
                     restart_delay="1", start_retries="3", healthy_after="10", depends_on="", priority="0",
                     health_check="")
-    del form["manual_run"]
     return {**form, **fields}
 
 
 def test_a_superuser_adds_and_edits_a_service_with_its_settings(root_client):
     make_service(id="db", process={"argv": ["postgres"]})
     page = root_client.get("/admin/tasks_app/task/add/").content.decode()
-    assert 'class="fieldset-heading">Service</h2>' in page and 'name="instances"' in page and "untick Manual run" in page
+    assert 'class="fieldset-heading">Service</h2>' in page and 'name="instances"' in page
     assert '<option value="on_failure" selected>' in page and '<option value="True" selected>Yes</option>' in page
 
     response = root_client.post("/admin/tasks_app/task/add/", service_form(
@@ -433,10 +432,12 @@ def test_a_superuser_adds_and_edits_a_service_with_its_settings(root_client):
     assert Event.objects.get(name="task:updated").data["message"] == "Changed: process"
 
 
-def test_an_imported_services_compose_provenance_survives_an_edit(root_client):
+def test_a_superuser_edits_an_imported_service_and_its_compose_provenance_survives(root_client):
     compose = {"file": "docker-compose.yml", "project_name": "media", "service": "web"}
-    make_service(id="media_web", process={"command": "docker compose run web", "compose": compose})
-    form = FormValues(root_client.get("/admin/tasks_app/task/media_5Fweb/change/").content.decode()).values
+    make_service(id="media_web", source="compose", process={"command": "docker compose run web", "compose": compose})
+    page = root_client.get("/admin/tasks_app/task/media_5Fweb/change/").content.decode()
+    assert "Imported (Compose import): importing its file again writes over edits made here." in page
+    form = FormValues(page).values
     assert "compose" not in form  # only the importers write it
     response = root_client.post("/admin/tasks_app/task/media_5Fweb/change/", {**form, "instances": "4"})
     assert response.status_code == 302, errors_by_field(response.content.decode())
@@ -466,7 +467,6 @@ NO_SCHEDULE = "A service has no schedule: its supervisor keeps it running."
     ({"cron_string": "* * * * *"}, "cron_string", NO_SCHEDULE),
     ({"interval": "5", "interval_unit": "minutes"}, "interval", NO_SCHEDULE),
     ({"timezone": "Europe/Paris"}, "timezone", NO_SCHEDULE),
-    ({"manual_run": "on"}, "manual_run", "A service is not run on demand: it is started, stopped and restarted."),
     ({"run_on_start": "on"}, "run_on_start", "A service starts with autostart, not run_on_start."),
     ({"timeout": "3600"}, "timeout", "A service runs until it is stopped: it has no timeout."),
     ({"retry_attempts": "2"}, "retry_attempts", "A service is restarted (restart, restart_backoff, restart_delay)"),
@@ -484,6 +484,19 @@ def test_bad_service_settings_are_errors_on_their_fields_and_save_nothing(root_c
     errors = errors_by_field(page)
     assert words in errors.get(field, ""), errors
     assert not Task.objects.filter(pk="web").exists()
+
+
+def test_a_new_service_leaves_manual_run_as_offered_but_an_edit_cannot_tick_it(root_client):
+    """Manual run is ticked for every new task: a new service left so is not run on demand; ticked
+    on a service's own page, it is an error."""
+    response = root_client.post("/admin/tasks_app/task/add/", service_form())
+    assert response.status_code == 302, errors_by_field(response.content.decode())
+    assert Task.objects.get(pk="web").manual_run is False
+    form = FormValues(root_client.get("/admin/tasks_app/task/web/change/").content.decode()).values
+    assert "manual_run" not in form  # unticked
+    page = root_client.post("/admin/tasks_app/task/web/change/", {**form, "manual_run": "on"}).content.decode()
+    assert errors_by_field(page)["manual_run"] == "A service is not run on demand: it is started, stopped and restarted."
+    assert Task.objects.get(pk="web").manual_run is False
 
 
 @pytest.mark.parametrize(("fields", "field"), [

@@ -62,7 +62,7 @@ class TestInAWorker:
 def context(settings, clock):
     """A ctx on a run claimed in this process (no worker, no watchdog) and its stop event; its
     writes wait a minute apart (``clock.advance`` moves past that), its output is capped at 20
-    bytes. Its log writer's thread (started by the first output) is stopped afterwards."""
+    bytes. Its log writer leaves the process's flusher (joined at the first output) afterwards."""
     settings.TASKDECK = {**settings.TASKDECK, "PROGRESS_INTERVAL": 60.0, "LOG_MAX_SIZE": 20}
     run = services.claim_run(make_run(make_task()).pk)
     stop = threading.Event()
@@ -96,7 +96,7 @@ def test_reports_wait_for_the_progress_interval_then_land_together(context, cloc
     assert Activity.objects.filter(run_id=ctx.run_id).count() == 1
     [event] = Event.objects.filter(run_id=ctx.run_id, name="task:progress")
     assert event.data["progress"]["current"] == 2 and event.data["message"] == "two"
-    # Output goes its own way: its writer's thread stores it once it has waited FLUSH_INTERVAL.
+    # Output goes its own way: the log flusher stores it once it has waited FLUSH_INTERVAL.
     wait_until(lambda: log_of(run)[1] == b"first line\n", what="the output to be stored")
 
 

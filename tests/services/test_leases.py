@@ -1,8 +1,11 @@
 """services/leases.py: one holder per name; a live holder keeps it, an expired one or a dead one
 on this host loses it; what a call newly took is reported."""
 import subprocess
+from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from tasks_app import services
 from tasks_app.models import Lease
@@ -46,3 +49,23 @@ def test_a_released_lease_is_free_for_the_next_at_once():
     assert Lease.objects.get().owner == first.name
     services.release_leases(["service:z:0"], owner=first)
     assert services.hold_leases(["service:z:0"], owner=second, ttl=30).taken == {"service:z:0"}
+
+
+def test_a_holder_writes_only_once_a_third_of_the_ttl_has_passed(clock):
+    """A supervisor looks every second: while its leases are fresh and nothing is free, a look
+    reads and writes nothing."""
+    holder, other = Owner("host-a", 100, "a"), Owner("host-b", 200, "b")
+    services.hold_leases(["service:w:0"], owner=other, ttl=30)
+    services.hold_leases(["service:w:1", "service:w:2"], owner=holder, ttl=30)
+    first_expiry = Lease.objects.get(name="service:w:1").expires_at
+
+    clock.advance(seconds=9)
+    with CaptureQueriesContext(connection) as queries:
+        held = services.hold_leases(["service:w:0", "service:w:1", "service:w:2"], owner=holder, ttl=30)
+    assert held.names == {"service:w:1", "service:w:2"} and held.taken == set()
+    writes = [query["sql"] for query in queries if not query["sql"].lstrip().upper().startswith("SELECT")]
+    assert writes == [] and Lease.objects.get(name="service:w:1").expires_at == first_expiry
+
+    clock.advance(seconds=2)  # 11 s: past a third of 30
+    services.hold_leases(["service:w:1", "service:w:2"], owner=holder, ttl=30)
+    assert {lease.expires_at for lease in Lease.objects.filter(owner=holder.name)} == {first_expiry + timedelta(seconds=11)}

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from typing import Any
 
 import pytest
+from django.db import OperationalError
 
 from tasks_app import services
 from tasks_app.definitions.process import check_process
 from tasks_app.models import EndReason, Event, EventName, InstanceState, Lease, Run, RunStatus, RunTrigger, ServiceInstance, TaskKind
 from tasks_app.supervision.supervisor import Supervisor
+
+real_ended = services.instances_ended
+real_begin = services.begin_instances
 
 from ..execution.conftest import pid_alive
 from ..factories import log_of, make_task
@@ -168,6 +173,52 @@ def test_shutdown_stops_dependents_first_and_ends_their_runs_shutdown(tmp_path):
     assert not Lease.objects.exists()
 
 
+def test_instances_due_in_one_look_begin_together_in_priority_order(supervisor, monkeypatch):
+    """At boot, 200 instances begun one transaction each took seconds: a look's starts are one
+    (spawned in the order begun)."""
+    late = service("late", command="exec sleep 300", instances=2, priority=5)
+    early = service("early", command="exec sleep 300", priority=1)
+    begun = []
+    monkeypatch.setattr(services, "begin_instances",
+                        lambda starts, **kwargs: begun.append(list(starts)) or real_begin(starts, **kwargs))
+    turn(supervisor, lambda: ServiceInstance.objects.filter(pid__isnull=False).count() == 3, what="three up")
+    assert begun == [[(early.id, 0, 0), (late.id, 0, 0), (late.id, 1, 0)]]
+    assert {run.pid for run in Run.objects.all()} == set(ServiceInstance.objects.values_list("pid", flat=True))
+
+
+def test_the_ends_of_a_shutdown_level_are_written_together(monkeypatch):
+    """200 instances ended one transaction each took seconds to stop: a level's ends are one write."""
+    task = service(command="exec sleep 300", instances=3)
+    supervisor = Supervisor(interval=0.2, ttl=30)
+    turn(supervisor, lambda: ServiceInstance.objects.filter(task=task, pid__isnull=False).count() == 3,
+         what="three instances up")
+    written = []
+    monkeypatch.setattr(services, "instances_ended", lambda ends: written.append(len(ends)) or real_ended(ends))
+    supervisor.shutdown()
+    assert written == [3]
+    assert {run.end_reason for run in runs(task)} == {EndReason.SHUTDOWN}
+
+
+def test_an_end_the_database_refused_is_written_before_the_instance_starts_again(supervisor, monkeypatch, tmp_path):
+    starts = tmp_path / "starts"
+    task = service(command=f"echo started >> {starts}; exit 1", restart="always", restart_backoff="constant",
+                   restart_delay=0, start_retries=100)
+    refusals = []
+
+    def refusing(ends):
+        if len(refusals) < 3:
+            refusals.append(len(ends))
+            raise OperationalError("database is locked")
+        return real_ended(ends)
+
+    monkeypatch.setattr(services, "instances_ended", refusing)
+    turn(supervisor, lambda: len(refusals) == 3, what="three refused writes")
+    assert starts.read_text() == "started\n"  # no second lifetime while the first is not ended
+    turn(supervisor, lambda: len(runs(task)) >= 2, what="the next start")
+    first, second = runs(task)[:2]
+    assert first.status == RunStatus.FAILED and first.ended_at <= second.started_at
+
+
 def test_a_command_that_cannot_start_counts_as_a_failed_start(supervisor, tmp_path):
     task = service(argv=[str(tmp_path / "missing")], start_retries=1)
     turn(supervisor, lambda: instance(task).state == InstanceState.FATAL, what="fatal")
@@ -242,3 +293,18 @@ def test_an_operators_ask_on_this_host_wakes_the_supervisor_at_once():
         turn(lazy, lambda: instance(task).state == InstanceState.STOPPED, what="the stop, woken")
     finally:
         lazy.shutdown()
+
+
+def test_a_stop_wakes_the_loop_at_once_and_it_shuts_down():
+    """SIGTERM's handler (or serve's thread) calls stop(): the loop, waiting for its next look in
+    1000 s, stops its instances now."""
+    task = service(command="exec sleep 300", healthy_after=1000)  # nothing else due either
+    lazy = Supervisor(interval=1000, ttl=30)
+    turn(lazy, lambda: instance(task).pid, what="start")
+    pid = instance(task).pid
+    loop = threading.Thread(target=lazy.run_forever)
+    loop.start()
+    lazy.stop()
+    loop.join(timeout=60)
+    assert not loop.is_alive() and not pid_alive(pid)
+    assert runs(task)[0].end_reason == EndReason.SHUTDOWN
