@@ -86,10 +86,14 @@ def test_a_full_disk_is_reported_refused_and_the_run_still_records_its_real_end(
             return requests.get(f"{base}/api/health", timeout=5)
 
         wait_until(lambda: health().json()["status"] == "ok", timeout=30, what="serve to be healthy")
-        run_id = requests.post(f"{base}/api/tasks/steady/run", json={}, headers={"X-API-Key": key},
-                               timeout=10).json()["run_id"]
+        # Long enough that the disk is full before its code is over, even on a loaded machine (at
+        # 3 s, its end was sometimes written before the disk filled).
+        seconds = 8
+        run_id = requests.post(f"{base}/api/tasks/steady/run", json={"parameters": {"seconds": seconds}},
+                               headers={"X-API-Key": key}, timeout=10).json()["run_id"]
         show = lambda: project.show(run_id)["Status"]  # noqa: E731
         wait_until(lambda: show() == "running", timeout=20, what="the run to start")
+        started = time.monotonic()
         # Empty the write-ahead log first, so that every later write must grow it on the full disk
         # (SQLite would otherwise reuse the log's pages for a while).
         with sqlite3.connect(project.database, timeout=30) as database:
@@ -103,9 +107,10 @@ def test_a_full_disk_is_reported_refused_and_the_run_still_records_its_real_end(
         trigger = requests.post(f"{base}/api/tasks/steady/run", json={}, headers={"X-API-Key": key}, timeout=10)
         assert trigger.status_code == 503 and trigger.headers["Content-Type"] == "application/problem+json"
         assert trigger.json()["type"] == "/api/problems/database-unavailable" and trigger.headers["Retry-After"] == "5"
-        # The run's 3 s are over, and its heartbeat is past HEARTBEAT_STALE_AFTER (5 s in tests): its
+        assert show() == "running", "the run ended before the disk filled: nothing left to test"
+        # The run's code is over, and its heartbeat is past HEARTBEAT_STALE_AFTER (5 s in tests): its
         # worker is alive, waiting for the disk, so the reaper must not call it crashed.
-        deadline = time.monotonic() + 8
+        deadline = max(time.monotonic() + 8, started + seconds + 6)
         while time.monotonic() < deadline:
             assert show() == "running"
             time.sleep(0.5)
