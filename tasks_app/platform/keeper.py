@@ -75,6 +75,11 @@ class Keeper:
             os.close(read_end)
         return write_end, process
 
+    @property
+    def pid(self) -> int:
+        """The keeper process's pid (to look at it, as ps or a test would)."""
+        return self._process.pid
+
     def starting(self, inode: int) -> None:
         """A command is about to start, its output into pipe ``inode``."""
         self._tell(f"? {inode}\n")

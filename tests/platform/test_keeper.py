@@ -29,12 +29,12 @@ def test_a_command_started_just_before_its_worker_died_is_killed_found_by_its_ou
 def test_a_keeper_killed_on_its_own_is_started_again_and_told_of_every_group_still_running():
     worker = start_worker("""
         first = groups.spawn(["sleep", "300"], env=os.environ)
-        first_keeper = keeper.keeper()._process.pid
+        first_keeper = keeper.keeper().pid
         os.kill(first_keeper, signal.SIGKILL)
         while os.waitid(os.P_PID, first_keeper, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
             time.sleep(0.01)
         second = groups.spawn(["sleep", "300"], env=os.environ)
-        print(first.pid, second.pid, first_keeper, keeper.keeper()._process.pid, flush=True)
+        print(first.pid, second.pid, first_keeper, keeper.keeper().pid, flush=True)
         time.sleep(300)
     """)
     first, second, first_keeper, second_keeper = map(int, worker.stdout.readline().split())
@@ -52,7 +52,7 @@ def test_a_keeper_exits_with_its_worker_and_kills_nothing_reaped():
     worker = start_worker("""
         done = groups.spawn(["true"], env=os.environ)
         done.wait()
-        print(keeper.keeper()._process.pid, flush=True)
+        print(keeper.keeper().pid, flush=True)
     """)
     keeper_pid = int(worker.stdout.readline())
     assert worker.wait() == 0
