@@ -10,7 +10,8 @@ writes to a pipe, and it kills the whole group, not only the leader.
 
 The first spawn of a process starts its keeper (``Keeper``: this file run by a bare interpreter,
 ``python -I -S``; ~30 ms of CPU once, 11 MB resident of which 5 MB its own), in a session of its
-own so that a signal to the worker's process group does not reach it. It reads a pipe only that process writes, three kinds of line:
+own so that a signal to the worker's process group does not reach it. It reads a pipe only that
+process writes, three kinds of line:
 
 ``? INODE``       a command is about to start, its output into the pipe INODE;
 ``+ INODE PID``   it started: its group is PID (``x INODE``: it did not start);
