@@ -76,7 +76,8 @@ def run_with_task(run_id: Any, *, fields: Sequence[str]) -> Run:
     run_fields = _in_model_order(Run, [name for name in fields if not name.startswith("task__")])
     task_fields = _in_model_order(Task, [name.removeprefix("task__") for name in fields if name.startswith("task__")])
     quote = connection.ops.quote_name
-    columns = [f"r.{quote(field.column)}" for field in run_fields] + [f"t.{quote(field.column)}" for field in task_fields]
+    columns = ([f"r.{quote(field.column)}" for field in run_fields]
+               + [f"t.{quote(field.column)}" for field in task_fields])
     sql = (f"SELECT {', '.join(columns)} FROM {quote(Run._meta.db_table)} r INNER JOIN {quote(Task._meta.db_table)} t "
            f"ON t.{quote(Task._meta.pk.column)} = r.{quote(Run._meta.get_field('task').column)} "
            f"WHERE r.{quote(Run._meta.pk.column)} = %s")

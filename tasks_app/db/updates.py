@@ -14,7 +14,8 @@ from django.db import connection
 from django.db.models import Model
 
 
-def update_row(model: type[Model], pk: Any, values: Mapping[str, Any], *, where: Mapping[str, Any] | None = None) -> bool:
+def update_row(model: type[Model], pk: Any, values: Mapping[str, Any], *,
+               where: Mapping[str, Any] | None = None) -> bool:
     """Set ``values`` (field name: value; None is NULL) on ``model``'s row ``pk`` if each field of
     ``where`` holds its value (one of them, for a list or tuple; None: NULL). Whether it did."""
     meta = model._meta
