@@ -49,7 +49,7 @@ supervisord in the foreground with the same programs. Three measurements:
    ``TASKDECK_LEASE_TTL`` = ``--lease-ttl`` and ``TASKDECK_SUPERVISOR_INTERVAL`` =
    ``--interval``. Once both have written a heartbeat and every instance runs, after a random
    pause of up to one interval, the one holding most leases gets SIGKILL (its instances die with
-   it: the parent-death signal); from just before the kill to every instance running again as a
+   it: its keeper kills them); from just before the kill to every instance running again as a
    child of the other (from /proc every 10 ms). At every look no instance may run twice. Then
    its leases must all be the survivor's and the dead one's runs must have ended ``crashed``.
    Two cases:

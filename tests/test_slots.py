@@ -86,7 +86,7 @@ def test_held_runs_waiting_for_later_are_counted_only_when_a_decision_needs_them
     with CaptureQueriesContext(connection) as queries:
         second = services.trigger(task.pk, source=RunTrigger.API, requested_by="test")  # the slot is taken
         claimed = services.finish_and_claim_next(services.claim_run(first.pk, task_id=task.pk),
-                                                 reason=EndReason.SUCCESS, pid=1)
+                                                 reason=EndReason.SUCCESS, claim_for=1)
     assert second.enqueued_at is None and claimed == second.pk
     assert later_counts(queries) == []
 

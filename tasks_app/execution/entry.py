@@ -125,8 +125,8 @@ def _run_code(run: Run, ctx: RunContext) -> Outcome:
 
 def overflowed(ctx: RunContext, outcome: Outcome) -> Outcome:
     """However its code ended, a run whose log passed its cap with ``kill_task`` ends log_overflow
-    (what its process ended with is kept)."""
-    ended_with = {name: outcome.fields[name] for name in ("exit_code", "exit_signal") if name in outcome.fields}
+    (its process's pid and what it ended with are kept)."""
+    ended_with = {name: outcome.fields[name] for name in ("pid", "exit_code", "exit_signal") if name in outcome.fields}
     return Outcome(EndReason.LOG_OVERFLOW, {**ended_with, "error": (
         f"Its output passed log_max_size ({ctx.log_writer.max_size:,} bytes) with log_on_full = kill_task; "
         "the run was stopped.")})
@@ -161,7 +161,7 @@ def _record_end(run: Run, *, ctx: RunContext | None, outcome: Outcome, keep_slot
                 ctx.close_log()
                 ctx.flush(force=True)
             if keep_slot:  # an attempt that raised after committing: its claim is found again (end_run)
-                return Recorded(reason, services.finish_and_claim_next(run, reason=reason, pid=os.getpid(), **fields))
+                return Recorded(reason, services.finish_and_claim_next(run, reason=reason, claim_for=os.getpid(), **fields))
             services.finish_run(run, reason=reason, **fields)
             return Recorded(reason)
         except OperationalError as error:

@@ -42,9 +42,10 @@ def finish_run(
     return run
 
 
-def finish_and_claim_next(run: Run, *, reason: str, pid: int, **fields: Any) -> UUID | None:
+def finish_and_claim_next(run: Run, *, reason: str, claim_for: int, **fields: Any) -> UUID | None:
     """``finish_run`` of a running run by the worker that ran it, which keeps its slot: the end
-    and the claim of the task's next held run for that worker (``pid``) are one transaction under
+    and the claim of the task's next held run for that worker (its pid ``claim_for``; ``fields``
+    may hold the run's own ``pid``, a command's) are one transaction under
     one lock of the task (``end_run`` with ``claim_for``), while the task's policy still is
     ``queue``. Returns the claimed run's id (``services.read_for_execution`` reads it), or None:
     no slot free, no held run due, or the end lost (someone else ended the run first; then
@@ -55,7 +56,7 @@ def finish_and_claim_next(run: Run, *, reason: str, pid: int, **fields: Any) -> 
     answer), the end loses to itself and returns the run it claimed then, which is still this
     worker's to run.
     """
-    ended = end_run(run, reason=reason, from_statuses=[RunStatus.RUNNING], fields=fields, claim_for=pid)
+    ended = end_run(run, reason=reason, from_statuses=[RunStatus.RUNNING], fields=fields, claim_for=claim_for)
     if ended.won:
         after_run_ended(run)
     return ended.next_run_id

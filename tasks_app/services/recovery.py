@@ -27,8 +27,9 @@ def reap_lost_runs(*, stale_after: float | None = None, database_failed_at: date
     while the database refused writes less than ``stale_after`` ago (``database_failed_at``, as
     the caller saw it): no worker could beat then. A run past its timeout ends ``timeout``.
 
-    A command run's leader died with its worker (its parent-death signal); what it started is
-    killed here, when the run was on this host (``kill_lost_group``).
+    A command run's group was killed by its worker's keeper (platform/keeper.py) when the worker
+    died; should the keeper have gone too, what is left is killed here, when the run was on this
+    host and its pid was recorded (``kill_lost_group``).
     """
     stale_after = taskdeck_settings.HEARTBEAT_STALE_AFTER if stale_after is None else stale_after
     now = clock.now()

@@ -27,6 +27,8 @@ from django.db.models import Subquery
 
 from tasks_app import clock, queue
 from tasks_app.db.locks import lock_task, lock_task_reading, retry_on_conflict
+from tasks_app.db.run_reads import run_with_task
+from tasks_app.db.updates import update_row
 from tasks_app.db.slots import Slots, count_slots, has_held_runs, next_held, slots_and_next_held
 from tasks_app.exceptions import RunActive, TaskNotFound
 from tasks_app.live import outbox
@@ -49,24 +51,22 @@ def claim_run(run_id: UUID | str, *, task_id: str | None = None, pid: int | None
     with transaction.atomic():
         lock_task(task_id)
         now = clock.now()
-        won = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-            status=RunStatus.RUNNING,
-            started_at=now,
-            heartbeat_at=now,
-            worker_host=HOSTNAME,
-            worker_pid=pid if pid is not None else os.getpid(),
-        )
+        won = update_row(Run, run_id, {
+            "status": RunStatus.RUNNING, "started_at": now, "heartbeat_at": now, "worker_host": HOSTNAME,
+            "worker_pid": pid if pid is not None else os.getpid(),
+        }, where={"status": RunStatus.QUEUED})
         if not won:
             return None
-        Task.objects.filter(pk=task_id).update(last_run_at=now)
+        update_row(Task, task_id, {"last_run_at": now})
         outbox.emit_run_event(EventName.STARTED, Run(id=UUID(str(run_id)), task_id=task_id, status=RunStatus.RUNNING))
     return read_for_execution(run_id)
 
 
 def read_for_execution(run_id: UUID | str) -> Run:
     """A run its worker claimed, with the columns execution uses (``FOR_EXECUTION``), its task's
-    among them, in one query; read after the claim commits."""
-    return Run.objects.select_related("task").only(*FOR_EXECUTION).get(pk=run_id)
+    among them, in one hand-written query (``db.run_reads.run_with_task``); read after the claim
+    commits."""
+    return run_with_task(run_id, fields=FOR_EXECUTION)
 
 
 #: The columns execution (its entry, executors, ctx and watchdog) and the end of a run use. Reading
@@ -116,9 +116,8 @@ def end_run(run: Run, *, reason: str, from_statuses: list[str], fields: dict[str
             on_overlap, max_concurrent = row or (None, 0)
         now = clock.now()
         status = STATUS_FOR_REASON[reason]
-        won = Run.objects.filter(pk=run.pk, status__in=from_statuses).update(
-            status=status, end_reason=reason, ended_at=now, **fields
-        )
+        won = update_row(Run, run.pk, {"status": status, "end_reason": reason, "ended_at": now, **fields},
+                         where={"status": from_statuses})
         if not won:
             return Ended(won=False, next_run_id=None if claim_for is None else _claimed_at_end(run, pid=claim_for))
         for name, value in {"status": status, "end_reason": reason, "ended_at": now, **fields}.items():
@@ -143,7 +142,7 @@ def end_instance_runs(ends: list[tuple[Run, str, dict[str, Any]]]) -> list[Run]:
     won = []
     for run, reason, fields in ends:
         values = {"status": STATUS_FOR_REASON[reason], "end_reason": reason, "ended_at": now, **fields}
-        if Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(**values):
+        if update_row(Run, run.pk, values, where={"status": RunStatus.RUNNING}):
             for name, value in values.items():
                 setattr(run, name, value)
             won.append(run)
@@ -165,13 +164,12 @@ def _hand_over(run: Run, *, max_concurrent: int, pid: int, now: datetime) -> UUI
     """
     occupied, next_id = slots_and_next_held(run.task_id, now=now)
     free = max_concurrent - occupied
-    if free <= 0 or next_id is None or not Run.objects.filter(
-            pk=next_id, status=RunStatus.QUEUED, enqueued_at__isnull=True).update(
-            status=RunStatus.RUNNING, enqueued_at=now, started_at=now, heartbeat_at=now, worker_host=HOSTNAME,
-            worker_pid=pid):
+    if free <= 0 or next_id is None or not update_row(Run, next_id, {
+            "status": RunStatus.RUNNING, "enqueued_at": now, "started_at": now, "heartbeat_at": now,
+            "worker_host": HOSTNAME, "worker_pid": pid}, where={"status": RunStatus.QUEUED, "enqueued_at": None}):
         outbox.emit_run_end(run)
         return None
-    Task.objects.filter(pk=run.task_id).update(last_run_at=now)
+    update_row(Task, run.task_id, {"last_run_at": now})
     outbox.emit_run_events([outbox.run_end_event(run),
                             (EventName.STARTED, Run(id=next_id, task_id=run.task_id, status=RunStatus.RUNNING), "")])
     if free > 1:

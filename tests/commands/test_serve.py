@@ -133,11 +133,14 @@ def test_after_a_hard_stop_a_commands_leftovers_are_killed_when_serve_starts_aga
     serve = project.start_serve(free_port(), log)
     run_id = project.manage("tasks", "run", "deaf").stdout.strip()
     leader, grandchild = command_pids(project, run_id, 2)
-    commands = {leader, grandchild}
-    for pid in descendants(serve.pid) - commands | {serve.pid}:  # Taskdeck's processes only, at once
-        os.kill(pid, signal.SIGKILL)
+    # Every process below serve but the two, the worker's keeper among them (and the leader's own
+    # `sleep`, so the leader ends): stopped first, so none sees another die and acts, then killed.
+    taskdeck = descendants(serve.pid) - {leader, grandchild} | {serve.pid}
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for pid in taskdeck:
+            os.kill(pid, sig)
     serve.wait(5)
-    wait_until(lambda: not alive(leader), timeout=5, what="the leader to die with its worker")
+    wait_until(lambda: not alive(leader), timeout=5, what="the leader to end")
     assert alive(grandchild)  # nothing of Taskdeck was left to kill it
     serve = project.start_serve(free_port(), log)
     try:

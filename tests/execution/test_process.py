@@ -11,13 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from tasks_app import services
 from tasks_app.definitions.process import check_process
+from tasks_app.execution.entry import execute_run
 from tasks_app.models import EndReason, Event, LogOnFull, Run, RunStatus, Task, TaskKind
 
 from ..conftest import run_until_ended, wait_until
-from ..factories import log_of, make_task
+from ..factories import log_of, make_run, make_task
 from .conftest import pid_alive, trigger
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("qcluster")]
@@ -76,6 +79,36 @@ def test_the_working_dir_and_the_pid_land_where_the_task_says(tmp_path):
     run = run_until_ended(trigger(command_task(command="pwd; echo $$", working_dir=str(tmp_path))))
     directory, pid = log_text(run).split()
     assert directory == str(tmp_path) and run.pid == int(pid)
+
+
+def test_a_short_command_costs_the_statements_of_a_python_no_op_its_pid_written_with_its_end():
+    """Run in this process, not queued: a command ending within RECORD_PID_AFTER has no write of its own."""
+    statements, ended = {}, {}
+    for task in (command_task(argv=["true"]), make_task()):
+        run = make_run(task)
+        with CaptureQueriesContext(connection) as queries:
+            execute_run(run.id, task.id)
+        statements[task.kind], ended[task.kind] = len(queries), Run.objects.get(pk=run.pk)
+    assert statements[TaskKind.COMMAND] == statements[TaskKind.PYTHON]
+    command, noop = ended[TaskKind.COMMAND], ended[TaskKind.PYTHON]
+    assert (command.end_reason, command.exit_code, noop.end_reason, noop.pid) == (
+        EndReason.SUCCESS, 0, EndReason.SUCCESS, None)
+    assert command.pid
+
+
+def test_a_long_command_has_its_pid_written_while_it_runs(tmp_path):
+    run = running(trigger(command_task(command=f"echo $$ > {tmp_path / 'pid'}; exec sleep 300")))
+    assert run.pid == pids_in(tmp_path / "pid", 1)[0] and run.ended_at is None
+    services.cancel_run(run.id)
+    assert run_until_ended(run).end_reason == EndReason.CANCELLED
+
+
+def test_queued_command_runs_end_with_their_pids_as_their_worker_keeps_the_slot():
+    """A ``queue`` task's run ends through finish_and_claim_next, which takes the next one."""
+    task = command_task(argv=["true"])
+    Task.objects.filter(pk=task.pk).update(on_overlap="queue", queue_max=5)
+    runs = [run_until_ended(run) for run in [trigger(task) for _ in range(3)]]
+    assert [(run.end_reason, bool(run.pid)) for run in runs] == [(EndReason.SUCCESS, True)] * 3
 
 
 def test_exit_codes_decide_the_end():
@@ -167,13 +200,13 @@ def test_a_worker_killed_mid_run_leaves_no_process_of_the_command_and_the_run_en
     leader, grandchild = pids_in(pids, 2)
     os.kill(run.worker_pid, signal.SIGKILL)
     wait_until(lambda: not pid_alive(run.worker_pid), what="the worker to die")
-    wait_until(lambda: not pid_alive(leader), timeout=5, what="the leader to die with its worker")
+    wait_until(lambda: not pid_alive(leader) and not pid_alive(grandchild), timeout=5,
+               what="the whole group to die with its worker (its keeper kills it)")
     [reaped] = services.reap_lost_runs()
     assert reaped.pk == run.pk
     run.refresh_from_db()
     assert (run.status, run.end_reason, run.exit_code, run.exit_signal) == (
         RunStatus.FAILED, EndReason.CRASHED, None, None)
-    wait_until(lambda: not pid_alive(grandchild), timeout=5, what="the grandchild to be killed by the reaper")
 
 
 LOTS = "i=0; while [ $i -lt 3000 ]; do printf '%01023d\\n' $i; i=$((i+1)); done"  # 3,000 lines of 1 KiB

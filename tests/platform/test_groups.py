@@ -1,5 +1,5 @@
 """tasks_app/platform/groups.py with real processes: signals that reach grandchildren and
-SIGTERM-ignoring commands, a leader that dies with the worker that started it, user and umask."""
+SIGTERM-ignoring commands, a group that dies with the worker that started it, user and umask."""
 import os
 import signal
 import subprocess
@@ -59,29 +59,43 @@ def test_a_command_obeys_the_stop_signal_even_from_a_worker_that_ignores_it(tmp_
     wait_until(lambda: not alive(grandchild), what="the grandchild to be gone")
 
 
-def test_the_leader_dies_with_its_worker_and_kill_group_ends_what_it_left(tmp_path):
+def test_the_whole_group_dies_with_its_worker(tmp_path):
+    """SIGKILL to the worker: no handler of its own runs, its keeper kills the group it left."""
     pid_file = tmp_path / "grandchild.pid"
-    worker_code = textwrap.dedent(f"""
-        import os, sys, time
-        from tasks_app.platform import groups
+    worker = start_worker(f"""
         process = groups.spawn(["/bin/sh", "-c", 'sleep 300 & echo $! > "$1"; sleep 300', "sh", {str(pid_file)!r}],
                                env=os.environ)
         print(process.pid, flush=True)
         time.sleep(300)
     """)
-    worker = subprocess.Popen([sys.executable, "-c", worker_code], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"})
     leader = int(worker.stdout.readline())
     grandchild = read_pid(pid_file)
 
-    worker.kill()  # SIGKILL: no handler of the worker's runs
+    worker.kill()
     worker.wait()
 
-    wait_until(lambda: not alive(leader), what="the leader to die with its worker")
-    assert alive(grandchild) and groups.group_exists(leader)  # the leader's own child is not told
-    assert groups.kill_group(leader)
-    wait_until(lambda: not groups.group_exists(leader), what="the rest of the group to be killed")
-    assert not alive(grandchild) and not groups.kill_group(leader)
+    wait_until(lambda: not groups.group_exists(leader), what="the group to die with its worker")
+    assert not alive(leader) and not alive(grandchild)
+
+
+def test_kill_group_ends_what_an_exited_leader_left_in_its_group():
+    process = groups.spawn(["/bin/sh", "-c", "sleep 300 & echo $!"], env=os.environ)
+    grandchild = int(process.stdout.readline())
+    process.stdout.close()
+    process.wait()
+
+    assert alive(grandchild) and groups.group_exists(process.pid)
+    assert groups.kill_group(process.pid)
+    wait_until(lambda: not groups.group_exists(process.pid), what="the rest of the group to be killed")
+    assert not alive(grandchild) and not groups.kill_group(process.pid)
+
+
+def start_worker(code: str) -> subprocess.Popen[str]:
+    """A python process running ``code`` (os, time and groups imported), its stdout a pipe."""
+    code = "import os, signal, subprocess, sys, time\nfrom tasks_app.platform import groups, keeper\n" + \
+        textwrap.dedent(code)
+    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"})
 
 
 def test_output_and_errors_share_one_pipe_in_order():

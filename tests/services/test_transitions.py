@@ -6,10 +6,12 @@ from django.test.utils import CaptureQueriesContext
 from django_q.models import OrmQ
 
 from tasks_app import queue, services
+from tasks_app.definitions.process import check_process
 from tasks_app.exceptions import RunActive
-from tasks_app.models import EndReason, Event, EventName, Run, RunStatus, RunTrigger, Task
+from tasks_app.models import EndReason, Event, EventName, Run, RunStatus, RunTrigger, Task, TaskKind
+from tasks_app.services.transitions import FOR_EXECUTION
 
-from ..factories import make_task, number
+from ..factories import make_run, make_task, number
 from .conftest import api_trigger, schedule_trigger, events_of
 
 pytestmark = pytest.mark.django_db
@@ -35,6 +37,26 @@ def test_delete_run_refuses_active_runs_and_removes_events():
     assert not Event.objects.filter(run_id=run.pk).exists()
 
 
+@pytest.mark.postgres
+def test_read_for_execution_reads_what_the_orm_would_in_one_statement():
+    task = make_task(kind=TaskKind.COMMAND, callable="", timeout=30, parameters=[number("depth", 2)],
+                     process=check_process("t", {"argv": ["du", "-d"], "env": {"LANG": "C"}}))
+    run = make_run(task, parameters={"depth": 3}, attempt=2, dry_run=True, progress_message="caf\u00e9")
+    expected = Run.objects.select_related("task").only(*FOR_EXECUTION).get(pk=run.pk)
+    with CaptureQueriesContext(connection) as queries:
+        read = services.read_for_execution(str(run.pk))
+        fields = {name: getattr(read.task if name.startswith("task__") else read, name.removeprefix("task__"))
+                  for name in FOR_EXECUTION}
+    assert len(queries) == 1
+    assert fields == {name: getattr(expected.task if name.startswith("task__") else expected,
+                                    name.removeprefix("task__")) for name in FOR_EXECUTION}
+    assert (read.get_deferred_fields(), read.task.get_deferred_fields()) == (
+        expected.get_deferred_fields(), expected.task.get_deferred_fields())
+    assert read.created_at == run.created_at  # left out, loaded when touched
+    with pytest.raises(Run.DoesNotExist):
+        services.read_for_execution("00000000-0000-0000-0000-000000000000")
+
+
 # --- The hand-over: a worker's end claims the task's next held run --------------------------------
 
 
@@ -55,7 +77,7 @@ def statements(queries: CaptureQueriesContext, *, starting: str) -> list[str]:
 def test_a_workers_end_claims_the_next_held_run_in_the_same_transaction_under_one_lock():
     run, held = running_with_held(held=2)
     with CaptureQueriesContext(connection) as queries:
-        claimed = services.finish_and_claim_next(run, reason=EndReason.SUCCESS, pid=4242)
+        claimed = services.finish_and_claim_next(run, reason=EndReason.SUCCESS, claim_for=4242)
     assert claimed == held[0].pk
     # One transaction (the test's own wraps it: one savepoint), and the task's row locked once
     # (PostgreSQL; SQLite's IMMEDIATE transaction is its lock).
@@ -76,7 +98,7 @@ def test_a_workers_end_claims_the_next_held_run_in_the_same_transaction_under_on
 def test_an_end_that_lost_claims_nothing_and_the_winner_handed_the_slot_to_the_queue():
     run, held = running_with_held(held=2)
     assert services.finish_run(run.pk, reason=EndReason.CRASHED) is not None  # the reaper (or watchdog) first
-    assert services.finish_and_claim_next(run, reason=EndReason.SUCCESS, pid=4242) is None
+    assert services.finish_and_claim_next(run, reason=EndReason.SUCCESS, claim_for=4242) is None
     run.refresh_from_db()
     assert (run.status, run.end_reason) == (RunStatus.FAILED, EndReason.CRASHED)
     assert queue.pending_run_ids() == {str(held[0].pk)}
@@ -89,9 +111,9 @@ def test_an_end_ended_again_after_its_answer_was_lost_finds_the_run_it_claimed_a
     refused) or the commit's answer never came: the worker records the end again, and loses to
     itself. The run it claimed must still be run, by this worker."""
     run, held = running_with_held(held=2)
-    claimed = services.finish_and_claim_next(run, reason=EndReason.SUCCESS, pid=4242)
-    assert services.finish_and_claim_next(run, reason=EndReason.SUCCESS, pid=4242) == claimed == held[0].pk
-    assert services.finish_and_claim_next(run, reason=EndReason.SUCCESS, pid=4243) is None  # not another's
+    claimed = services.finish_and_claim_next(run, reason=EndReason.SUCCESS, claim_for=4242)
+    assert services.finish_and_claim_next(run, reason=EndReason.SUCCESS, claim_for=4242) == claimed == held[0].pk
+    assert services.finish_and_claim_next(run, reason=EndReason.SUCCESS, claim_for=4243) is None  # not another's
     assert Run.objects.get(pk=held[1].pk).enqueued_at is None
     assert Event.objects.filter(run_id=claimed, name=EventName.STARTED).count() == 1
 
@@ -99,7 +121,7 @@ def test_an_end_ended_again_after_its_answer_was_lost_finds_the_run_it_claimed_a
 def test_a_task_no_longer_queue_hands_the_freed_slot_to_the_queue_not_to_the_worker():
     run, held = running_with_held(held=2)
     Task.objects.filter(pk=run.task_id).update(on_overlap="skip")  # the operator changed it meanwhile
-    assert services.finish_and_claim_next(run, reason=EndReason.SUCCESS, pid=4242) is None
+    assert services.finish_and_claim_next(run, reason=EndReason.SUCCESS, claim_for=4242) is None
     assert queue.pending_run_ids() == {str(held[0].pk)}
     assert not Run.objects.filter(status=RunStatus.RUNNING).exists()
 

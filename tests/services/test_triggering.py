@@ -160,7 +160,7 @@ class TestOverlap:
         first, _ = services.claim_run(first.pk), services.claim_run(second.pk)
         OrmQ.objects.all().delete()
         Task.objects.filter(pk=task.pk).update(max_concurrent=3)  # raised meanwhile: two slots free at the end
-        claimed = services.finish_and_claim_next(first, reason=EndReason.SUCCESS, pid=4242)
+        claimed = services.finish_and_claim_next(first, reason=EndReason.SUCCESS, claim_for=4242)
         assert claimed == held[0].pk
         claimed = Run.objects.get(pk=claimed)
         assert (claimed.status, claimed.worker_pid) == (RunStatus.RUNNING, 4242) and claimed.enqueued_at is not None
@@ -170,7 +170,7 @@ class TestOverlap:
         forced = api_trigger(task, force=True)  # over the slots
         services.claim_run(forced.pk)
         assert services.finish_and_claim_next(Run.objects.get(pk=forced.pk), reason=EndReason.SUCCESS,
-                                              pid=4242) is None  # three slots taken without it
+                                              claim_for=4242) is None  # three slots taken without it
         assert Run.objects.get(pk=held[3].pk).enqueued_at is None
         assert Event.objects.filter(run_id=claimed.pk, name="task:started").exists()
 
