@@ -10,5 +10,6 @@ Modules, bottom first:
 - ``watching``: the watchers one supervisor owns (leases, their paths' watches, triggers, state);
 - ``owned``: ``Instance``, what a supervisor knows of an instance it runs;
 - ``order``: dependencies first at boot, dependents first at shutdown;
+- ``records``: what one turn of the loop writes together (ends, instances found healthy);
 - ``supervisor``: the loop of ``manage.py supervisor`` (leases, starts, exits, operators' asks).
 """

@@ -37,7 +37,7 @@ from tasks_app.execution.running import RunningProcess, ending
 from tasks_app.models import EndReason, HeartbeatRole, InstanceState, Run, Task, TaskKind
 from tasks_app.platform import wakeups
 from tasks_app.supervision.health import Probe
-from tasks_app.supervision.owned import Instance, lease_name
+from tasks_app.supervision.owned import Instance, instance_exists, lease_name
 from tasks_app.supervision.records import TurnRecords
 from tasks_app.supervision.order import boot_wait, shutdown_levels
 from tasks_app.supervision.restarts import after_exit
@@ -115,16 +115,7 @@ class Supervisor:
         now = clock.monotonic()
         due = [self._next_sync, self.watching.next_due()]
         for instance in self.instances.values():
-            if instance.next_start is not None and instance.process is None:
-                due.append(instance.next_start)
-            if instance.process is not None and instance.process.kill_at is not None:
-                due.append(instance.process.kill_at)
-            if instance.process is not None and not instance.healthy and instance.up_since is not None:
-                due.append(instance.up_since + float(instance.settings.get("healthy_after", 10)))
-            if instance.probe is not None:
-                due.append(instance.probe.next_at if instance.probe.due() else now + 0.05)
-            if instance.boot_deadline is not None and instance.process is None:
-                due.append(min(instance.boot_deadline, now + 0.2))
+            due.extend(instance.due(now))
         return max(0.0, min(due) - now)
 
     # -- what the database says --
@@ -149,7 +140,7 @@ class Supervisor:
         self.healthy_services |= {instance.task_id for instance in self.instances.values() if instance.healthy}
         self.healthy_after = {task.id: float(task.process.get("healthy_after", 10)) for task in live}
         wanted = {lease_name(*key): row for key, row in rows.items()
-                  if row.wanted and self._exists(tasks.get(row.task_id), row.index)}
+                  if row.wanted and instance_exists(tasks.get(row.task_id), row.index)}
         held = services.hold_leases(set(wanted) | set(self.instances), owner=self.owner, ttl=self.ttl)
         for name in set(self.instances) - held.names:
             self.lost(self.instances[name])
@@ -161,11 +152,6 @@ class Supervisor:
             self.follow_operator(instance, task, row)
         unused = [name for name in held.names if name not in self.instances]
         services.release_leases(unused, owner=self.owner)
-
-    @staticmethod
-    def _exists(task: Task | None, index: int) -> bool:
-        return (task is not None and task.enabled and task.removed_at is None
-                and index < int(task.process.get("instances", 1)))
 
     def take(self, tasks: dict[str, Task], rows: list[services.InstanceRow]) -> None:
         """Instances this supervisor newly holds: what a dead owner left ends first (for all of
@@ -186,7 +172,7 @@ class Supervisor:
     def follow_operator(self, instance: Instance, task: Task | None, row: services.InstanceRow | None) -> None:
         """Stops, starts and restarts asked for since the last look; a service disabled, removed
         or shrunk past this instance stops it."""
-        if row is None or task is None or not row.wanted or not self._exists(task, instance.index):
+        if row is None or task is None or not row.wanted or not instance_exists(task, instance.index):
             self.stop_instance(instance, EndReason.CANCELLED)
             return
         if task.process != instance.settings:  # an edit: the next start uses it
@@ -365,10 +351,7 @@ class Supervisor:
         """Instances up ``healthy_after`` seconds are ``running``: their streak starts again."""
         now = clock.monotonic()
         for instance in self.instances.values():
-            if (instance.process is None or instance.healthy or instance.up_since is None or instance.stopping_for
-                    or instance.probe is not None):
-                continue
-            if now - instance.up_since >= float(instance.settings.get("healthy_after", 10)):
+            if instance.up_long_enough(now):
                 self.healthy(instance, f"up {instance.settings.get('healthy_after', 10)} s")
 
     def healthy(self, instance: Instance, why: str) -> None:
