@@ -34,7 +34,8 @@ class RunLogChunk(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="log_chunks", db_index=False)
     start = models.PositiveBigIntegerField(help_text="Offset of the first byte shown")
     end = models.PositiveBigIntegerField(help_text="Offset after the last byte")
-    data = models.BinaryField(help_text="The bytes of [end - len(data), end), zlib-compressed when compressed")
+    data = models.BinaryField(help_text="The bytes of [end - len(data), end), LZ4-compressed when compressed "
+                                        "(zlib in chunks stored before LZ4)")
     compressed = models.BooleanField(default=False)
 
     class Meta:
