@@ -19,13 +19,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 
 from django.db import DatabaseError
 
 from tasks_app import clock, services
 from tasks_app.models import HeartbeatRole
 from tasks_app.platform import children
+from tasks_app.platform.stopflag import StopFlag
 from tasks_app.queue.cluster import Cluster
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def _die_with_forking_parent() -> None:
 class Worker:
     def __init__(self, *, grace: float) -> None:
         self.grace = grace
-        self.stopping = threading.Event()
+        self.stopping = StopFlag()
         self.restarts = 0
         """Times the cluster was started again after its sentinel died (shown by /api/health)."""
         self._next_beat = 0.0
@@ -65,7 +65,7 @@ class Worker:
     def run_forever(self) -> int:
         """Keep a cluster running until SIGTERM or SIGINT; returns the exit code."""
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stopping.set())
+            signal.signal(sig, self.stopping.signal)
         os.register_at_fork(before=_remember_parent, after_in_child=_die_with_forking_parent)
         quick_deaths = 0
         while not self.stopping.is_set():

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tasks_app import clock
+from tasks_app.platform.stopflag import StopFlag
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class Children:
     def restarts(self) -> dict[str, int]:
         return {child.name: child.restarts for child in self.children}
 
-    def watch(self, stopping: threading.Event, *, every: float = 0.2,
+    def watch(self, stopping: StopFlag | threading.Event, *, every: float = 0.2,
               tick: Callable[[], None] | None = None) -> None:
         """Keep every child running until ``stopping`` is set; raises ChildKeepsDying.
 

@@ -22,7 +22,6 @@ all. The gate belongs to this process (each scheduler spaces its own ticks). Tim
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import datetime, timedelta
 
 from django.db import OperationalError, close_old_connections, connections
@@ -31,6 +30,7 @@ from tasks_app import clock, retention, services
 from tasks_app.conf import taskdeck_settings
 from tasks_app.db import slots
 from tasks_app.models import HeartbeatRole, Run, Task
+from tasks_app.platform.stopflag import StopFlag
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ TICK_BATCH = 200
 class Scheduler:
     def __init__(self, *, interval: float | None = None) -> None:
         self.interval = float(interval if interval is not None else taskdeck_settings.SCHEDULER_INTERVAL)
-        self.stopping = threading.Event()
+        self.stopping = StopFlag()
         self._next_redelivery = clock.monotonic()
         self._next_beat = clock.monotonic()
         self._next_sweep = clock.monotonic()
@@ -157,5 +157,6 @@ class Scheduler:
         return self.interval
 
     def stop(self) -> None:
-        self.stopping.set()
+        """From a signal handler or another thread: the loop ends within ``stopflag.LOOK_EVERY``."""
+        self.stopping.signal()
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import os
 import select
-import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -36,6 +35,7 @@ from tasks_app.execution.output import LogWriter
 from tasks_app.execution.running import RunningProcess, ending
 from tasks_app.models import EndReason, HeartbeatRole, InstanceState, Run, Task, TaskKind
 from tasks_app.platform import wakeups
+from tasks_app.platform.stopflag import StopFlag
 from tasks_app.supervision.health import Probe
 from tasks_app.supervision.owned import Instance, instance_exists, lease_name
 from tasks_app.supervision.records import TurnRecords
@@ -57,7 +57,7 @@ class Supervisor:
     def __post_init__(self) -> None:
         self.owner = services.Owner(services.HOSTNAME, os.getpid(), uuid.uuid4().hex[:12])
         self.instances: dict[str, Instance] = {}
-        self.stopping = threading.Event()
+        self.stopping = StopFlag()
         self._poller = select.poll()
         self._by_fd: dict[int, Instance] = {}
         self._wakeup = wakeups.listen(services.supervisor_wakeup(os.getpid()))
@@ -86,8 +86,8 @@ class Supervisor:
 
     def stop(self) -> None:
         """From a signal handler or another thread: the loop's wait ends at once (its own wake-up),
-        not at the next look, and it shuts down."""
-        self.stopping.set()
+        not at the next look, and it shuts down. Takes no lock (platform/stopflag.py)."""
+        self.stopping.signal()
         wakeups.wake(services.supervisor_wakeup(os.getpid()))
 
     def step(self, *, wait: float | None = None) -> None:

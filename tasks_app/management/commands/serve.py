@@ -13,7 +13,6 @@ import logging
 import signal
 import socket
 import sys
-import threading
 from typing import Any
 
 from django.conf import settings
@@ -26,6 +25,7 @@ from tasks_app.exceptions import DefinitionError
 from tasks_app.management.errors import database_errors_in_one_line
 from tasks_app.models import HeartbeatRole
 from tasks_app.platform.children import Child, Children, ChildKeepsDying
+from tasks_app.platform.stopflag import StopFlag
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +49,9 @@ class Command(BaseCommand):
             self.prepare()
         children = Children(self.children(host=host, port=port, grace=grace, no_web=no_web),
                             on_restart=self.restarted)
-        stopping = threading.Event()
+        stopping = StopFlag()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stopping.set())
+            signal.signal(sig, stopping.signal)
         children.start()
         if not no_web:
             self.stdout.write(self.style.SUCCESS(f"Taskdeck is running at http://{host}:{port}/admin/  (Ctrl-C to stop)"))
