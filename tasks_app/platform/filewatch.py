@@ -129,7 +129,8 @@ class PathWatch:
                     return
                 if isinstance(result, set) and result:
                     with self._lock:
-                        self._changes.extend((KINDS.get(kind, "modified"), path) for kind, path in result)
+                        self._changes.extend((KINDS.get(kind, "modified"), path) for kind, path in result
+                                             if not _folder_touched(kind, path))
                     self._wake()
                 if result == "stop":
                     return
@@ -152,6 +153,12 @@ class PathWatch:
     def _fail(self, error: str) -> None:
         self.error, self.state = error, "failed"
         self._wake()
+
+
+def _folder_touched(kind: int, path: str) -> bool:
+    """A folder reported modified: its entries changed (polling reports it), and each entry's own
+    change is reported too. Counted, it would reach a target as a changed path of its own."""
+    return kind == 2 and os.path.isdir(path)
 
 
 def _identity(path: str, *, missing_ok: bool = False) -> tuple[int, int] | None:

@@ -3,10 +3,12 @@ changes handed over and the loop woken, a missing or vanished path reported, and
 by the file system a path lies on."""
 from __future__ import annotations
 
+import os
 import select
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -61,6 +63,23 @@ def test_changes_under_a_folder_are_handed_over_and_wake_the_loop(tmp_path, wake
     (tmp_path / "gba" / "game.rom").unlink()
     changes_until(watched, lambda seen: ("deleted", str(tmp_path / "gba" / "game.rom")) in seen, what="the delete")
     assert watched.mode == mode and watched.note == "" and {kind for kind, _ in seen} <= {"created", "modified"}
+
+
+def test_a_folder_touched_is_not_a_change_its_new_file_is(tmp_path, wake, watches):
+    """Polling reports a folder whose entries changed as modified (it did under load): the
+    entries' own changes are reported, and the folder would reach a target as a changed path
+    (a whole library to rescan for one new file)."""
+    (tmp_path / "gba").mkdir()
+    watched = watch(watches, wake, tmp_path, mode=POLLING)
+    wait_until(lambda: watched.state == "watching", what="the watch to be in place")
+    later = time.time() + 60
+    for folder in (tmp_path, tmp_path / "gba"):
+        os.utime(folder, (later, later))  # as a new entry moves a folder's times
+    (tmp_path / "gba" / "game.rom").write_bytes(b"x")
+    seen = changes_until(watched, lambda seen: ("created", str(tmp_path / "gba" / "game.rom")) in seen,
+                         what="the new file")
+    time.sleep(0.3)  # more polls (every 0.1 s): the folders' times are seen by now
+    assert {path for _, path in seen + watched.drain()} == {str(tmp_path / "gba" / "game.rom")}
 
 
 def test_a_watch_that_is_not_recursive_sees_only_its_own_folder(tmp_path, wake, watches):
