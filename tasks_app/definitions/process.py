@@ -99,7 +99,7 @@ def validate_process(
                                                           "without a shell)"))
     if "argv" in given and "shell" in given:
         errors.append(DefinitionError(task_id, "shell", "applies to command only; argv runs without a shell"))
-    return settings, sorted(errors, key=lambda error: _order(error.field))
+    return settings, in_field_order(errors, PROCESS_FIELDS)
 
 
 def read_env_file(path: str | Path) -> dict[str, str]:
@@ -153,10 +153,13 @@ class InvalidField(Exception):
         self.where = where
 
 
-def _order(field: str) -> int:
-    """Errors in the order API.md lists the fields (the loader reports the first)."""
-    base = re.split(r"[.\[]", field, maxsplit=1)[0]
-    return PROCESS_FIELDS.index(base) if base in PROCESS_FIELDS else -1
+def in_field_order(errors: list[DefinitionError], fields: Sequence[str]) -> list[DefinitionError]:
+    """``errors`` in the order ``fields`` lists their fields (API.md's: the loader reports the
+    first); an error on a field not listed first of all."""
+    def position(error: DefinitionError) -> int:
+        base = re.split(r"[.\[]", error.field, maxsplit=1)[0]
+        return fields.index(base) if base in fields else -1
+    return sorted(errors, key=position)
 
 
 def _string(value: Any) -> str:

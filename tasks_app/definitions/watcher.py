@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from tasks_app import parameters, text
-from tasks_app.definitions.process import InvalidField, apply_checks, boolean
+from tasks_app.definitions.process import InvalidField, apply_checks, boolean, in_field_order
 from tasks_app.definitions.service import REFUSED_TASK_FIELDS, held_field_errors
 from tasks_app.exceptions import DefinitionError, InvalidParameters
 from tasks_app.models import TaskKind
@@ -100,7 +100,7 @@ def validate_watcher(task_id: str, fields: Mapping[str, Any]) -> tuple[dict[str,
             errors.append(DefinitionError(task_id, name, "is required" + (
                 ': the files or folders to watch, like ["/srv/library"]' if name == "paths"
                 else ": the id of the task to trigger")))
-    return settings, sorted(errors, key=lambda error: _order(error.field))
+    return settings, in_field_order(errors, WATCHER_FIELDS)
 
 
 def check_watcher(task_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -155,12 +155,6 @@ def describe(settings: Mapping[str, Any]) -> str:
     patterns = f" ({', '.join(settings['patterns'])})" if settings.get("patterns") else ""
     return (f"{', '.join(settings.get('paths') or [])}{patterns} → {settings.get('target', '?')} "
             f"after {settings.get('quiet_delay', 0):g} s quiet")
-
-
-def _order(field: str) -> int:
-    """Errors in the order API.md lists the fields (the loader reports the first)."""
-    base = field.split(".", 1)[0].split("[", 1)[0]
-    return WATCHER_FIELDS.index(base) if base in WATCHER_FIELDS else -1
 
 
 def _strings(value: Any, *, example: str, allow_empty_list: bool) -> list[str]:
