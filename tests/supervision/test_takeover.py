@@ -29,6 +29,15 @@ def start_supervisor(env: dict[str, str], log) -> subprocess.Popen[bytes]:
                             env={**env, "TASKDECK_LEASE_TTL": str(TTL), "TASKDECK_SUPERVISOR_INTERVAL": "0.2"})
 
 
+def stop_supervisors(supervisors: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to those still running, then each waited for."""
+    for process in supervisors:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in supervisors:
+        process.wait(20)
+
+
 def started(path) -> list[tuple[int, int]]:
     """(instance index, pid) of every start the instances wrote."""
     if not path.exists():
@@ -74,11 +83,7 @@ def test_two_supervisors_never_run_an_instance_twice_and_take_over_a_killed_one(
             running_now()
             time.sleep(0.05)
     finally:
-        for process in supervisors:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in supervisors:
-            process.wait(20)
+        stop_supervisors(supervisors)
     assert not any(pid_alive(pid) for _, pid in started(starts))
 
 
@@ -119,8 +124,4 @@ def test_two_supervisors_watch_once_and_the_survivor_takes_a_killed_owners_watch
         last = Run.objects.filter(task_id="scan").order_by("-created_at").first()
         assert (last.triggered_by, last.parameters["changed_paths"]) == ("watcher:watch", f"{library}/b.rom")
     finally:
-        for process in supervisors:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in supervisors:
-            process.wait(20)
+        stop_supervisors(supervisors)
